@@ -1,0 +1,215 @@
+"""Trajectory store benchmark: write rates per codec and sampling rates, each beside a peer.
+
+    python benchmarks/store_bench.py           # full run (a few minutes)
+    python benchmarks/store_bench.py --quick   # small sizes (what `make demo` runs)
+
+Write: 3 cameras 480 x 640 RGB + 14-D state + 7-D action at 30 Hz through ``EpisodeWriter``, against
+appending the same frames to plain zarr arrays one frame at a time (same codecs).
+Sample: batches of 256 transitions (obs and next_obs: two 128 x 128 cameras + 14-D state) from the
+store loaded in RAM and from disk (warm page cache), against plain numpy fancy indexing of the same
+arrays in memory (the ceiling) and a naive reader calling zarr once per sampled row.
+Prints tables; passes or fails nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+from rich.console import Console
+from rich.table import Table
+
+from robot_rl.datasets.codecs import image_codecs, lowdim_codecs
+from robot_rl.datasets.frames import FrameReader
+from robot_rl.datasets.prefetch import Prefetcher
+from robot_rl.datasets.reader import TrajectoryReader
+from robot_rl.datasets.samplers import TransitionSampler
+from robot_rl.datasets.synthetic import SyntheticEpisodes, synthetic_spec
+from robot_rl.datasets.writer import StoreWriter
+
+console = Console(width=140)
+CONTROL_HZ = 30.0
+
+
+def frame_pool(spec, n=16):
+    """Distinct frames to cycle through, so generating data costs nothing during the timed loop."""
+    return list(SyntheticEpisodes(spec, seed=0).frames(n))
+
+
+def write_store(path, spec, frames, total, episode_length):
+    with StoreWriter.create(path, spec, overwrite=True) as store:
+        start = time.perf_counter()
+        written = 0
+        while written < total:
+            episode = store.new_episode(source="teleop")
+            for t in range(min(episode_length, total - written)):
+                episode.add(frames[(written + t) % len(frames)])
+            written += min(episode_length, total - written)
+            episode.commit()
+        return total / (time.perf_counter() - start)
+
+
+def write_zarr_per_frame(path, spec, frames, total):
+    root = zarr.open_group(str(path), mode="w")
+    arrays = {}
+    for key, s in spec.keys().items():
+        cam = spec.cameras.get(key)
+        codecs = image_codecs(cam.codec, cam.jpeg_quality) if cam else lowdim_codecs()
+        arrays[key] = root.create_array(key, shape=(0, *s.shape), chunks=(1 if cam else 4096, *s.shape),
+                                        dtype=s.dtype, **codecs)
+    start = time.perf_counter()
+    for i in range(total):
+        for key, array in arrays.items():
+            array.append(np.asarray(frames[i % len(frames)][key], array.dtype)[None])
+    return total / (time.perf_counter() - start)
+
+
+def disk_bytes(path):
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def bench_write(work, quick):
+    total = 60 if quick else 450
+    table = Table(title=f"write: 3 x 480x640 RGB + 14-D state + 7-D action, {total} frames, target {CONTROL_HZ:g} Hz")
+    for col in ("codec", "store frames/s", "realtime x", "zarr append/frame (peer)", "ratio",
+                "KB per image", "decode images/s", "zarr read/image (peer)", "ratio"):
+        table.add_column(col, justify="right")
+    for codec in ("zstd", "lz4", "jpeg"):
+        spec = synthetic_spec(cameras=("cam0", "cam1", "cam2"), height=480, width=640, codec=codec,
+                              control_rate_hz=CONTROL_HZ)
+        frames = frame_pool(spec)
+        path = work / f"write_{codec}.zarr"
+        ours = write_store(path, spec, frames, total, episode_length=150)
+        peer = write_zarr_per_frame(work / f"peer_{codec}.zarr", spec, frames, max(total // 3, 10))
+        kb = disk_bytes(path / "data" / "cam0") / total / 1024
+        ours_decode, peer_decode = decode_rates(path, codec, total)
+        table.add_row(codec, f"{ours:.1f}", f"{ours / CONTROL_HZ:.2f}", f"{peer:.1f}", f"{ours / peer:.2f}",
+                      f"{kb:.0f}", f"{ours_decode:.0f}", f"{peer_decode:.0f}", f"{ours_decode / peer_decode:.1f}")
+        shutil.rmtree(path)
+        shutil.rmtree(work / f"peer_{codec}.zarr")
+    console.print(table)
+
+
+def decode_rates(path, codec, total):
+    array = zarr.open_group(str(path), mode="r")["data/cam0"]
+    indices = np.random.default_rng(0).integers(0, total, 64)
+    reader = FrameReader(array, codec, path, cache_frames=0)
+    start = time.perf_counter()
+    reader.read(indices)
+    ours = len(indices) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for i in indices[:16]:
+        array[int(i)]
+    peer = 16 / (time.perf_counter() - start)
+    return ours, peer
+
+
+def rate(sample, seconds):
+    sample()  # warm-up: numba compilation, first reads
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sample()
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def bench_sample(work, quick):
+    episodes, length, batch, seconds = (20, 100, 256, 1.5) if quick else (100, 100, 256, 5.0)
+    spec = synthetic_spec(cameras=("front", "wrist"), height=128, width=128, codec="zstd")
+    paths = {}
+    for codec in ("zstd", "lz4"):
+        spec_c = synthetic_spec(cameras=("front", "wrist"), height=128, width=128, codec=codec)
+        paths[codec] = work / f"sample_{codec}.zarr"
+        with StoreWriter.create(paths[codec], spec_c, overwrite=True) as store:
+            gen = SyntheticEpisodes(spec_c, seed=1)
+            for _ in range(episodes):
+                episode = store.new_episode(source="scripted")
+                for frame in gen.frames(length):
+                    episode.add(frame)
+                episode.commit()
+    disk = TrajectoryReader(paths["zstd"])
+    memory = disk.to_memory()
+    data = memory.data
+    steps = disk.num_steps
+    rng = np.random.default_rng(0)
+    keys = ("state", "front", "wrist")
+
+    def numpy_ceiling():  # one fancy index per key, obs and next_obs rows together
+        t = rng.integers(0, steps - 1, batch)
+        both = np.concatenate([t, t + 1])
+        return ({k: data[k][both] for k in keys}, data["action"][t], data["reward"][t], data["terminated"][t])
+
+    naive_arrays = {k: zarr.open_array(str(paths["zstd"] / "data" / k)) for k in (*keys, "action", "reward", "terminated")}
+
+    def naive_zarr():
+        t = rng.integers(0, steps - 1, batch)
+        return [[naive_arrays[k][int(i)] for i in t] + [naive_arrays[k][int(i) + 1] for i in t] for k in keys]
+
+    rows = [
+        ("numpy fancy indexing, in RAM (ceiling)", rate(numpy_ceiling, seconds), None),
+        ("robot_rl in-RAM store", rate(TransitionSampler(memory, batch).sample, seconds), 0.8),
+        ("robot_rl on-disk store, zstd", rate(TransitionSampler(disk, batch).sample, seconds), 0.5),
+        ("robot_rl on-disk store, lz4", rate(TransitionSampler(TrajectoryReader(paths["lz4"]), batch).sample, seconds), 0.5),
+        ("naive: zarr read per sampled row (peer)", rate(naive_zarr, seconds / 3), None),
+    ]
+    ceiling = rows[0][1]
+    table = Table(title=f"sample: {batch} transitions (obs + next_obs, 2 x 128x128 RGB + 14-D state), "
+                        f"{steps} steps on disk ({disk_bytes(paths['zstd']) / 2**20:.0f} MiB zstd)")
+    for col in ("source", "batches/s", "transitions/s", "of ceiling", "target"):
+        table.add_column(col, justify="right" if col != "source" else "left")
+    for name, value, target in rows:
+        table.add_row(name, f"{value:.1f}", f"{value * batch:,.0f}", f"{value / ceiling:.0%}",
+                      f">= {target:.0%}" if target else "")
+    console.print(table)
+    bench_overlap(disk, batch, quick)
+
+
+def bench_overlap(disk, batch, quick):
+    """What a learner feels: time blocked in sample() per update, with a 25 ms update in between."""
+    weights = np.random.default_rng(0).normal(size=(384, 384)).astype(np.float32)
+
+    def learner_update():  # ~25 ms of BLAS work that releases the GIL, like a torch update
+        start = time.perf_counter()
+        x = weights
+        while time.perf_counter() - start < 0.025:
+            x = np.tanh(x @ weights)
+
+    n = 10 if quick else 40
+    table = Table(title="learner view: time blocked in sample() per update (25 ms update), on-disk zstd store")
+    for col in ("sampling", "blocked ms per update", "updates/s"):
+        table.add_column(col, justify="right")
+    for name, sampler in (("direct (peer)", TransitionSampler(disk, batch, seed=1)),
+                          ("prefetch thread", Prefetcher(TransitionSampler(disk, batch, seed=1)))):
+        sampler.sample()
+        blocked, start = 0.0, time.perf_counter()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            sampler.sample()
+            blocked += time.perf_counter() - t0
+            learner_update()
+        total = time.perf_counter() - start
+        table.add_row(name, f"{blocked / n * 1e3:.1f}", f"{n / total:.1f}")
+        if isinstance(sampler, Prefetcher):
+            sampler.close()
+    console.print(table)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument("--only", choices=["write", "sample"], help="run one part")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="robot_rl_bench_") as tmp:
+        work = Path(tmp)
+        if args.only in (None, "write"):
+            bench_write(work, args.quick)
+        if args.only in (None, "sample"):
+            bench_sample(work, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The zarr trajectory store, its samplers and converters."""

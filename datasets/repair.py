@@ -1,0 +1,151 @@
+"""``validate`` reads a whole store and reports every problem in plain words, changing nothing;
+``recover`` settles what a crashed writer left behind."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot_rl.datasets.errors import StoreError
+from robot_rl.datasets.frames import FrameReader
+from robot_rl.datasets.layout import LOCK_FILE, committed_count, local_path, open_root, zarr_store
+from robot_rl.datasets.lock import break_remote_lock
+from robot_rl.datasets.spec import EmbodimentSpec
+from robot_rl.datasets.writer import StoreWriter
+
+
+@dataclass
+class Problem:
+    severity: str  # "error": data is damaged or unreadable; "warning": consistent, but needs attention
+    message: str
+
+
+def validate(url) -> list[Problem]:
+    """Every problem found in the store at ``url``; an empty list means it is sound."""
+    try:
+        root = open_root(url, "r")
+        spec = EmbodimentSpec.from_dict(root.attrs["spec"])
+    except StoreError as e:
+        return [Problem("error", str(e))]
+    except (KeyError, TypeError, ValueError) as e:
+        return [Problem("error", f"the embodiment spec in the group attributes is unreadable: {e!r}")]
+    problems: list[Problem] = []
+    keys = spec.keys()
+    arrays = {}
+    for key, key_spec in keys.items():
+        if f"data/{key}" not in root:
+            problems.append(Problem("error", f"data/{key} is missing: the spec names it but the store has no such array"))
+            continue
+        array = arrays[key] = root[f"data/{key}"]
+        if tuple(array.shape[1:]) != key_spec.shape or array.dtype != np.dtype(key_spec.dtype):
+            problems.append(Problem("error", f"data/{key}: spec says shape {key_spec.shape} {key_spec.dtype}, "
+                                             f"array has {tuple(array.shape[1:])} {array.dtype}"))
+    if problems:
+        return problems
+    rows = min(a.shape[0] for a in arrays.values())
+    ends = root["meta/episode_ends"][:]
+    n = committed_count(ends, rows)
+    committed = int(ends[n - 1]) if n else 0
+    if n < len(ends):
+        problems.append(Problem("warning", f"meta/episode_ends has {len(ends) - n} entries after episode {n - 1} "
+                                           "that are not valid commits (a commit was interrupted); readers ignore them"))
+    problems += _check_info(root, n)
+    tail = max(a.shape[0] for a in arrays.values()) - committed
+    if tail > 0:
+        active = _writer_active(url)
+        problems.append(Problem(
+            "warning",
+            f"{tail} steps after the last committed episode are " + (
+                "an episode being recorded right now (a writer holds the lock)" if active else
+                f"left by a writer that stopped mid-episode: `robot-rl data recover {url} --salvage` keeps "
+                "them as a truncated episode, `--drop` removes them")))
+    for key, array in arrays.items():
+        problems += _check_chunks(key, array, spec, committed, np.asarray(ends[:n]), url)
+    counted = int(root["meta"].attrs.get("stats_episodes", 0))
+    if counted < n:
+        problems.append(Problem("warning", f"normalization statistics cover {counted} of {n} episodes; "
+                                           "the next writer to open the store catches up (`robot-rl data stats PATH --update` does it now)"))
+    return problems
+
+
+def _check_info(root, n: int) -> list[Problem]:
+    info = root["meta/episode_info"]
+    if info.shape[0] < n:
+        return [Problem("error", f"meta/episode_info has {info.shape[0]} entries for {n} committed episodes")]
+    bad = []
+    for i, doc in enumerate(info[:n]):
+        try:
+            json.loads(str(doc))
+        except json.JSONDecodeError:
+            bad.append(i)
+    return [Problem("error", f"episode metadata of episodes {bad} is not valid JSON")] if bad else []
+
+
+def _check_chunks(key, array, spec, committed, ends, url) -> list[Problem]:
+    """Decode every chunk of the committed range; name the episodes a damaged chunk belongs to."""
+    damaged: list[tuple[int, int, str]] = []
+    if key in spec.cameras:
+        frames = FrameReader(array, spec.cameras[key].codec, local_path(url), cache_frames=0)
+        for start in range(0, committed, 256):
+            batch = np.arange(start, min(start + 256, committed))
+            try:
+                frames.read(batch)
+            except StoreError:
+                for index in batch:
+                    try:
+                        frames.read(np.array([index]))
+                    except StoreError as e:
+                        damaged.append((int(index), int(index) + 1, str(e).split(";")[0]))
+    else:
+        rows = array.chunks[0]
+        for start in range(0, committed, rows):
+            stop = min(start + rows, committed)
+            try:
+                array[start:stop]
+            except Exception as e:
+                damaged.append((start, stop, f"{type(e).__name__}: {e}"))
+    problems = []
+    for start, stop, reason in damaged:
+        episodes = sorted(set(np.searchsorted(ends, [start, stop - 1], side="right").tolist()))
+        problems.append(Problem("error", f"data/{key} rows {start}..{stop - 1} (episodes {episodes}) are "
+                                         f"damaged: {reason}"))
+    return problems
+
+
+def _writer_active(url) -> bool:
+    path = local_path(url)
+    if path is None or not (path / LOCK_FILE).exists():
+        return False
+    fd = os.open(path / LOCK_FILE, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def recover(url, *, mode: str, break_lock: bool = False) -> dict:
+    """Settle an uncommitted tail: ``mode="salvage"`` commits it as an episode marked truncated and
+    recovered, ``mode="drop"`` removes it. Committed episodes are never touched."""
+    if break_lock:
+        if local_path(url) is not None:
+            raise StoreError("--break-lock is for remote stores: a local store's lock is released by "
+                             "the kernel when its writer dies, so a held lock means a live writer")
+        break_remote_lock(zarr_store(url, read_only=False))
+    before = _tail_summary(url)
+    with StoreWriter(url, on_tail=mode) as writer:
+        return {**before, "episodes": writer.num_episodes, "steps": writer.num_steps}
+
+
+def _tail_summary(url) -> dict:
+    root = open_root(url, "r")
+    lengths = [root[f"data/{k}"].shape[0] for k in EmbodimentSpec.from_dict(root.attrs["spec"]).keys()]
+    ends = root["meta/episode_ends"][:]
+    n = committed_count(ends, min(lengths))
+    steps = int(ends[n - 1]) if n else 0
+    return {"episodes_before": n, "steps_before": steps, "tail_steps": max(lengths) - steps}

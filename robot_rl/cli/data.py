@@ -1,0 +1,167 @@
+"""``robot-rl data info|validate|recover|stats|synth PATH``: look after a trajectory store."""
+from __future__ import annotations
+
+import collections
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from robot_rl.datasets.errors import StoreError
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def add_parser(verbs) -> None:
+    data = verbs.add_parser("data", help="inspect, check, repair and summarize trajectory stores")
+    sub = data.add_subparsers(dest="data_verb", required=True)
+
+    def verb(name, run, help):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("path", help="store folder, or a URL such as s3://bucket/run.zarr (cloud extra)")
+        p.set_defaults(run=_guarded(run))
+        return p
+
+    verb("info", info, "what a store holds: spec, episodes, sources, size")
+    verb("validate", validate, "read everything, report every problem, change nothing (exit 1 on errors)")
+    p = verb("recover", recover, "settle the steps a crashed recorder left after its last episode")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--salvage", dest="mode", action="store_const", const="salvage",
+                      help="keep them as an episode marked truncated and recovered")
+    mode.add_argument("--drop", dest="mode", action="store_const", const="drop", help="remove them")
+    p.add_argument("--break-lock", action="store_true", help="remove a dead writer's lock (remote stores)")
+    p = verb("stats", stats, "normalization statistics per key")
+    p.add_argument("--update", action="store_true", help="bring statistics up to date with every commit first")
+    p = verb("synth", synth, "record synthetic episodes (for demos and benchmarks)")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--length", type=int, default=100, help="steps per episode")
+    p.add_argument("--cameras", default="front,wrist", help="comma-separated camera names ('' for none)")
+    p.add_argument("--size", default="128x128", help="camera HxW")
+    p.add_argument("--codec", default="zstd", choices=["zstd", "lz4", "jpeg"])
+    p.add_argument("--overwrite", action="store_true")
+
+
+def _guarded(run):
+    def wrapped(args) -> int:
+        try:
+            return run(args)
+        except StoreError as e:
+            errors.print(f"[bold red]error:[/] {e}", highlight=False)
+            return 2
+    return wrapped
+
+
+def info(args) -> int:
+    from robot_rl.datasets.reader import TrajectoryReader
+
+    reader = TrajectoryReader(args.path)
+    spec = reader.spec
+    infos = [reader.episode_info(i) for i in range(reader.num_episodes)]
+    lengths = np.diff(np.concatenate([[0], reader.episode_ends]))
+    console.print(f"[bold]{args.path}[/]  robot [cyan]{spec.name}[/] at {spec.control_rate_hz:g} Hz")
+    summary = Table(show_header=False, box=None)
+    summary.add_row("episodes", f"{reader.num_episodes}")
+    summary.add_row("steps", f"{reader.num_steps}  ({reader.num_steps / spec.control_rate_hz / 60:.1f} min)")
+    if len(lengths):
+        summary.add_row("episode length", f"min {lengths.min()}  mean {lengths.mean():.1f}  max {lengths.max()}")
+    known = [i["success"] for i in infos if i.get("success") is not None]
+    if known:
+        summary.add_row("success", f"{np.mean(known):.0%} of {len(known)} labelled")
+    summary.add_row("sources", ", ".join(f"{k} {v}" for k, v in collections.Counter(i["source"] for i in infos).items()) or "-")
+    recovered = sum(bool(i.get("recovered")) for i in infos)
+    if recovered:
+        summary.add_row("recovered", f"{recovered} episodes salvaged after a crash")
+    instructions = collections.Counter(i.get("instruction", "") for i in infos if i.get("instruction"))
+    for text, count in instructions.most_common(5):
+        summary.add_row("instruction", f"{count} x {text!r}")
+    size = _disk_size(args.path)
+    if size is not None:
+        summary.add_row("size on disk", f"{size / 2**20:.1f} MiB")
+    console.print(summary)
+    keys = Table(title="keys")
+    for column in ("key", "shape", "dtype", "units", "storage"):
+        keys.add_column(column)
+    for key, key_spec in spec.keys().items():
+        camera = spec.cameras.get(key)
+        storage = f"{camera.codec}, one frame per chunk" if camera else "zstd"
+        keys.add_row(key, str(key_spec.shape), key_spec.dtype, key_spec.units, storage)
+    console.print(keys)
+    return 0
+
+
+def validate(args) -> int:
+    from robot_rl.datasets.repair import validate as run_validate
+
+    problems = run_validate(args.path)
+    for p in problems:
+        style = "red" if p.severity == "error" else "yellow"
+        console.print(f"[{style}]{p.severity}:[/] {p.message}", highlight=False, soft_wrap=True)
+    errors = sum(p.severity == "error" for p in problems)
+    if not problems:
+        console.print(f"[green]{args.path} is sound[/]")
+    return 1 if errors else 0
+
+
+def recover(args) -> int:
+    from robot_rl.datasets.repair import recover as run_recover
+
+    result = run_recover(args.path, mode=args.mode, break_lock=args.break_lock)
+    if result["tail_steps"] == 0:
+        console.print(f"nothing to recover: {result['episodes']} committed episodes, no uncommitted steps")
+    elif args.mode == "salvage":
+        console.print(f"salvaged {result['episodes'] - result['episodes_before']} episode "
+                      f"({result['steps'] - result['steps_before']} steps) of {result['tail_steps']} uncommitted steps; "
+                      f"{result['episodes']} episodes now")
+    else:
+        console.print(f"dropped {result['tail_steps']} uncommitted steps; {result['episodes']} episodes kept")
+    return 0
+
+
+def stats(args) -> int:
+    from robot_rl.datasets.reader import TrajectoryReader
+    from robot_rl.datasets.writer import StoreWriter
+
+    if args.update:
+        StoreWriter(args.path).close()  # opening a writer catches statistics up
+    reader = TrajectoryReader(args.path)
+    table = Table(title=f"normalization statistics ({reader.num_steps} steps)")
+    for column in ("key", "dim", "mean", "std", "min", "max", "p01", "p99"):
+        table.add_column(column, justify="right" if column != "key" else "left")
+    for key, s in reader.stats().items():
+        flat = {k: np.atleast_1d(v) for k, v in s.items() if k != "count"}
+        for d in range(len(flat["mean"])):
+            table.add_row(key if d == 0 else "", str(d), *(f"{flat[c][d]:.4g}" for c in ("mean", "std", "min", "max", "p01", "p99")))
+    console.print(table)
+    return 0
+
+
+def synth(args) -> int:
+    from robot_rl.datasets.synthetic import SyntheticEpisodes, synthetic_spec
+    from robot_rl.datasets.writer import StoreWriter
+
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    cameras = tuple(c for c in args.cameras.split(",") if c)
+    spec = synthetic_spec(cameras=cameras, height=height, width=width, codec=args.codec)
+    episodes = SyntheticEpisodes(spec, seed=0)
+    rng = np.random.default_rng(0)
+    with StoreWriter.create(args.path, spec, overwrite=args.overwrite) as writer, Progress(console=console) as bar:
+        task = bar.add_task("recording synthetic episodes", total=args.episodes)
+        for _ in range(args.episodes):
+            episode = writer.new_episode(instruction="reach the target", source="scripted")
+            for frame in episodes.frames(args.length, terminated=bool(rng.random() < 0.5)):
+                episode.add(frame)
+            episode.commit(success=bool(rng.random() < 0.6))
+            bar.advance(task)
+    console.print(f"wrote {args.episodes} episodes to {args.path}")
+    return 0
+
+
+def _disk_size(path) -> int | None:
+    if "://" in os.fspath(path):
+        return None
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

@@ -1,0 +1,23 @@
+"""``robot-rl``: one command, a verb per job. ``robot-rl data --help`` lists the store verbs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from robot_rl.cli import data
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot-rl", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    data.add_parser(verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

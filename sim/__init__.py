@@ -1,0 +1,1 @@
+"""MuJoCo twins, tasks, scripted experts and protocol twins (see the twins issue)."""

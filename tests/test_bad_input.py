@@ -1,0 +1,84 @@
+"""Bad input gets an error that names the problem and the fix, and loses nothing committed."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from robot_rl.cli.main import main as cli
+from robot_rl.datasets.errors import CorruptChunkError, FormatVersionError, NotAStoreError
+from robot_rl.datasets.reader import TrajectoryReader
+from robot_rl.datasets.repair import validate
+from robot_rl.datasets.writer import StoreWriter
+from store_helpers import expected_episode, tiny_spec, write_episodes
+
+
+@pytest.mark.parametrize("make", ["missing", "empty_dir", "file", "plain_zarr"])
+def test_a_path_that_is_not_a_store(tmp_path, make):
+    path = tmp_path / "x"
+    if make == "empty_dir":
+        path.mkdir()
+    elif make == "file":
+        path.write_text("hello")
+    elif make == "plain_zarr":
+        zarr.open_group(str(path), mode="w")
+    with pytest.raises(NotAStoreError, match="no such store|not a zarr group|not a robot_rl trajectory store|is a file, not a store"):
+        TrajectoryReader(path)
+    with pytest.raises(NotAStoreError):
+        StoreWriter(path)
+    assert [p.severity for p in validate(path)] == ["error"]
+
+
+def test_a_store_of_a_newer_format_is_refused_untouched(tmp_path):
+    path = tmp_path / "s.zarr"
+    write_episodes(path, 0, 2)
+    root_meta = path / "zarr.json"
+    doc = json.loads(root_meta.read_text())
+    doc["attributes"]["robot_rl_format"] = 99
+    root_meta.write_text(json.dumps(doc))
+    before = sorted((p, p.stat().st_mtime_ns) for p in path.rglob("*"))
+    with pytest.raises(FormatVersionError, match="format 99.*upgrade robot-rl"):
+        TrajectoryReader(path)
+    with pytest.raises(FormatVersionError):
+        StoreWriter(path)
+    assert sorted((p, p.stat().st_mtime_ns) for p in path.rglob("*")) == before
+
+
+def test_a_corrupted_frame_is_named_and_other_episodes_still_read(tmp_path):
+    path = tmp_path / "s.zarr"
+    write_episodes(path, 0, 4)
+    reader = TrajectoryReader(path)
+    bad_step = int(reader.episode_ends[1]) + 2  # inside episode 2
+    (path / "data" / "cam" / "c" / str(bad_step) / "0" / "0" / "0").write_bytes(b"garbage")
+    reader = TrajectoryReader(path)
+    with pytest.raises(CorruptChunkError, match=f"data/cam: frame {bad_step} does not decode.*validate"):
+        reader.episode(2)
+    for index in (0, 1, 3):
+        np.testing.assert_array_equal(reader.episode(index)["cam"], expected_episode(tiny_spec(), index)["cam"])
+    errors = [p.message for p in validate(path) if p.severity == "error"]
+    assert len(errors) == 1 and f"rows {bad_step}..{bad_step}" in errors[0] and "episodes [2]" in errors[0]
+    write_episodes(path, 4, 1)  # the store still takes new episodes
+    assert TrajectoryReader(path).num_episodes == 5
+
+
+def test_a_corrupted_lowdim_chunk_is_named(tmp_path):
+    path = tmp_path / "s.zarr"
+    write_episodes(path, 0, 3)
+    (path / "data" / "state" / "c" / "0" / "0").write_bytes(b"garbage")
+    with pytest.raises(CorruptChunkError, match="data/state rows 0..*validate"):
+        TrajectoryReader(path)
+    errors = [p.message for p in validate(path) if p.severity == "error"]
+    assert any("data/state" in m and "episodes [0, 2]" in m for m in errors), errors
+
+
+def test_cli_reports_errors_with_exit_codes(tmp_path, capsys):
+    assert cli(["data", "info", str(tmp_path / "nope")]) == 2
+    assert "no such store" in capsys.readouterr().err
+    path = tmp_path / "s.zarr"
+    write_episodes(path, 0, 3)
+    assert cli(["data", "validate", str(path)]) == 0
+    assert "is sound" in capsys.readouterr().out
+    (path / "data" / "cam" / "c" / "1" / "0" / "0" / "0").unlink()
+    assert cli(["data", "validate", str(path)]) == 1
+    assert "frame 1 is missing" in capsys.readouterr().out

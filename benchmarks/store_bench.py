@@ -23,7 +23,7 @@ import zarr
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.datasets.codecs import image_codecs, lowdim_codecs
+from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
 from robot_rl.datasets.frames import FrameReader
 from robot_rl.datasets.prefetch import Prefetcher
 from robot_rl.datasets.reader import TrajectoryReader
@@ -58,9 +58,9 @@ def write_zarr_per_frame(path, spec, frames, total):
     arrays = {}
     for key, s in spec.keys().items():
         cam = spec.cameras.get(key)
-        codecs = image_codecs(cam.codec, cam.jpeg_quality) if cam else lowdim_codecs()
-        arrays[key] = root.create_array(key, shape=(0, *s.shape), chunks=(1 if cam else 4096, *s.shape),
-                                        dtype=s.dtype, **codecs)
+        options = image_array_options(cam.codec, s.shape, cam.jpeg_quality) if cam else lowdim_array_options(4096, s.shape)
+        options.pop("shards", None)  # the peer: plain zarr, one file per frame
+        arrays[key] = root.create_array(key, shape=(0, *s.shape), dtype=s.dtype, **options)
     start = time.perf_counter()
     for i in range(total):
         for key, array in arrays.items():
@@ -78,7 +78,7 @@ def bench_write(work, quick):
     for col in ("codec", "store frames/s", "realtime x", "zarr append/frame (peer)", "ratio",
                 "KB per image", "decode images/s", "zarr read/image (peer)", "ratio"):
         table.add_column(col, justify="right")
-    for codec in ("zstd", "lz4", "jpeg"):
+    for codec in ("zstd", "lz4", "raw", "jpeg"):
         spec = synthetic_spec(cameras=("cam0", "cam1", "cam2"), height=480, width=640, codec=codec,
                               control_rate_hz=CONTROL_HZ)
         frames = frame_pool(spec)
@@ -86,7 +86,7 @@ def bench_write(work, quick):
         ours = write_store(path, spec, frames, total, episode_length=150)
         peer = write_zarr_per_frame(work / f"peer_{codec}.zarr", spec, frames, max(total // 3, 10))
         kb = disk_bytes(path / "data" / "cam0") / total / 1024
-        ours_decode, peer_decode = decode_rates(path, codec, total)
+        ours_decode, peer_decode = decode_rates(path, codec, total, 1.0 if quick else 3.0)
         table.add_row(codec, f"{ours:.1f}", f"{ours / CONTROL_HZ:.2f}", f"{peer:.1f}", f"{ours / peer:.2f}",
                       f"{kb:.0f}", f"{ours_decode:.0f}", f"{peer_decode:.0f}", f"{ours_decode / peer_decode:.1f}")
         shutil.rmtree(path)
@@ -94,34 +94,38 @@ def bench_write(work, quick):
     console.print(table)
 
 
-def decode_rates(path, codec, total):
+def decode_rates(path, codec, total, seconds):
+    """Images per second read back at random: our frame reader against zarr's, 16 images a call."""
     array = zarr.open_group(str(path), mode="r")["data/cam0"]
-    indices = np.random.default_rng(0).integers(0, total, 64)
-    reader = FrameReader(array, codec, path, cache_frames=0)
-    start = time.perf_counter()
-    reader.read(indices)
-    ours = len(indices) / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for i in indices[:16]:
-        array[int(i)]
-    peer = 16 / (time.perf_counter() - start)
-    return ours, peer
+    reader = FrameReader(array, codec, path)
+    rng = np.random.default_rng(0)
+    ours = lambda: reader.read(rng.integers(0, total, 16))  # noqa: E731
+    peer = lambda: array.get_orthogonal_selection((rng.integers(0, total, 16),))  # noqa: E731
+    rates = measure({"ours": ours, "peer": peer}, seconds)
+    return rates["ours"] * 16, rates["peer"] * 16
 
 
-def rate(sample, seconds):
-    sample()  # warm-up: numba compilation, first reads
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        sample()
-        count += 1
-    return count / (time.perf_counter() - start)
+def measure(calls: dict, seconds: float, rounds: int = 3) -> dict[str, float]:
+    """Calls per second of each function: round-robin over ``rounds`` rounds, median per function,
+    so a slow moment of a shared machine does not land on one contestant only."""
+    for call in calls.values():
+        call()  # warm-up: numba compilation, first reads, page cache
+    rates = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            count, start = 0, time.perf_counter()
+            while count == 0 or time.perf_counter() - start < seconds / rounds:
+                call()
+                count += 1
+            rates[name].append(count / (time.perf_counter() - start))
+    return {name: float(np.median(r)) for name, r in rates.items()}
 
 
 def bench_sample(work, quick):
-    episodes, length, batch, seconds = (20, 100, 256, 1.5) if quick else (100, 100, 256, 5.0)
+    episodes, length, batch, seconds = (20, 100, 256, 3.0) if quick else (100, 100, 256, 15.0)
     spec = synthetic_spec(cameras=("front", "wrist"), height=128, width=128, codec="zstd")
     paths = {}
-    for codec in ("zstd", "lz4"):
+    for codec in ("zstd", "lz4", "raw"):
         spec_c = synthetic_spec(cameras=("front", "wrist"), height=128, width=128, codec=codec)
         paths[codec] = work / f"sample_{codec}.zarr"
         with StoreWriter.create(paths[codec], spec_c, overwrite=True) as store:
@@ -149,13 +153,16 @@ def bench_sample(work, quick):
         t = rng.integers(0, steps - 1, batch)
         return [[naive_arrays[k][int(i)] for i in t] + [naive_arrays[k][int(i) + 1] for i in t] for k in keys]
 
-    rows = [
-        ("numpy fancy indexing, in RAM (ceiling)", rate(numpy_ceiling, seconds), None),
-        ("robot_rl in-RAM store", rate(TransitionSampler(memory, batch).sample, seconds), 0.8),
-        ("robot_rl on-disk store, zstd", rate(TransitionSampler(disk, batch).sample, seconds), 0.5),
-        ("robot_rl on-disk store, lz4", rate(TransitionSampler(TrajectoryReader(paths["lz4"]), batch).sample, seconds), 0.5),
-        ("naive: zarr read per sampled row (peer)", rate(naive_zarr, seconds / 3), None),
-    ]
+    contestants = {
+        "numpy fancy indexing, in RAM (ceiling)": (numpy_ceiling, None),
+        "robot_rl in-RAM store": (TransitionSampler(memory, batch).sample, 0.8),
+        "robot_rl on-disk store, zstd": (TransitionSampler(disk, batch).sample, 0.5),
+        "robot_rl on-disk store, lz4": (TransitionSampler(TrajectoryReader(paths["lz4"]), batch).sample, 0.5),
+        "robot_rl on-disk store, raw": (TransitionSampler(TrajectoryReader(paths["raw"]), batch).sample, 0.5),
+        "naive: zarr read per sampled row (peer)": (naive_zarr, None),
+    }
+    rates = measure({name: call for name, (call, _) in contestants.items()}, seconds)
+    rows = [(name, rates[name], target) for name, (_, target) in contestants.items()]
     ceiling = rows[0][1]
     table = Table(title=f"sample: {batch} transitions (obs + next_obs, 2 x 128x128 RGB + 14-D state), "
                         f"{steps} steps on disk ({disk_bytes(paths['zstd']) / 2**20:.0f} MiB zstd)")

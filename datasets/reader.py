@@ -18,11 +18,11 @@ class TrajectoryReader:
     """A :class:`~robot_rl.datasets.source.StepSource` over a store on disk or at a URL.
 
     Low-dimensional keys are held in memory (they are small: a million steps of 14-D state is
-    56 MB); camera frames stay in the store and are read on demand through a small cache, so stores
-    larger than RAM work. Any number of readers may run beside one writer, in other processes.
+    56 MB); camera frames stay in the store and are read on demand, shard by shard
+    (:mod:`robot_rl.datasets.frames`), so stores larger than RAM work. Any number of readers may run beside one writer, in other processes.
     """
 
-    def __init__(self, url: str | os.PathLike, *, image_cache_frames: int = 1024):
+    def __init__(self, url: str | os.PathLike):
         self.url = os.fspath(url)
         self.root = open_root(url, "r")
         self.spec = EmbodimentSpec.from_dict(self.root.attrs["spec"])
@@ -31,7 +31,7 @@ class TrajectoryReader:
         self._lowdim = {k: v for k, v in keys.items() if k not in self.spec.cameras}
         self._buffers = {k: np.empty((0, *v.shape), v.dtype) for k, v in self._lowdim.items()}
         self._frames = {
-            name: FrameReader(self.root[f"data/{name}"], cam.codec, local_path(url), image_cache_frames)
+            name: FrameReader(self.root[f"data/{name}"], cam.codec, local_path(url))
             for name, cam in self.spec.cameras.items()
         }
         self.episode_ends = np.zeros(0, np.int64)

@@ -88,7 +88,7 @@ def _check_chunks(key, array, spec, committed, ends, url) -> list[Problem]:
     """Decode every chunk of the committed range; name the episodes a damaged chunk belongs to."""
     damaged: list[tuple[int, int, str]] = []
     if key in spec.cameras:
-        frames = FrameReader(array, spec.cameras[key].codec, local_path(url), cache_frames=0)
+        frames = FrameReader(array, spec.cameras[key].codec, local_path(url))
         for start in range(0, committed, 256):
             batch = np.arange(start, min(start + 256, committed))
             try:

@@ -15,7 +15,7 @@ from robot_rl.datasets.errors import SpecMismatchError
 
 # Per-step keys every episode has besides the observations, with their fixed layout.
 STEP_KEYS = ("action", "reward", "terminated", "truncated", "timestamp")
-IMAGE_CODECS = ("zstd", "lz4", "jpeg")  # zstd and lz4 are lossless (blosc)
+IMAGE_CODECS = ("zstd", "lz4", "raw", "jpeg")  # all but jpeg are lossless
 
 
 @dataclass(frozen=True)

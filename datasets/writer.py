@@ -9,8 +9,9 @@
 
 Memory stays bounded whatever the episode length: frames are copied into fixed blocks of about
 ``BLOCK_BYTES`` that a background thread writes while the next block fills (at most two blocks
-wait, after which ``add`` blocks). A block's rows are durable against a crash of this process once
-written; the episode exists only once committed.
+wait, after which ``add`` blocks). A block is handed over when full or ``FLUSH_INTERVAL_S`` after the
+last one; once written, its rows survive a crash of this process (``robot-rl data recover`` salvages
+them). The episode exists only once committed.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import zarr
 
-from robot_rl.datasets.codecs import image_codecs, lowdim_codecs
+from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
 from robot_rl.datasets.errors import StoreError, UncommittedTailError
 from robot_rl.datasets.layout import (COMMIT_CHUNK, FORMAT_ATTR, FORMAT_VERSION, LOWDIM_CHUNK_ROWS,
                                       committed_count, local_path, open_root, zarr_store)
@@ -35,6 +36,7 @@ from robot_rl.datasets.stats import SAMPLE_ROWS, RunningStats
 
 BLOCK_BYTES = 32 << 20
 MAX_BLOCK_ROWS = 256
+FLUSH_INTERVAL_S = 1.0  # a crash loses at most this much of the episode in progress (salvageable)
 SOURCES = ("teleop", "scripted", "policy", "intervention")
 _ARRAY_CONFIG = {"write_empty_chunks": True}  # every committed frame has its chunk: a missing one is damage
 
@@ -50,10 +52,9 @@ def create_store(url: str | os.PathLike, spec: EmbodimentSpec, *, overwrite: boo
     data, meta = root.create_group("data"), root.create_group("meta")
     for key, key_spec in spec.keys().items():
         camera = spec.cameras.get(key)
-        codecs = image_codecs(camera.codec, camera.jpeg_quality) if camera else lowdim_codecs()
-        rows = 1 if camera else LOWDIM_CHUNK_ROWS
-        data.create_array(key, shape=(0, *key_spec.shape), chunks=(rows, *key_spec.shape),
-                          dtype=key_spec.dtype, fill_value=0, **codecs)
+        options = (image_array_options(camera.codec, key_spec.shape, camera.jpeg_quality) if camera
+                   else lowdim_array_options(LOWDIM_CHUNK_ROWS, key_spec.shape))
+        data.create_array(key, shape=(0, *key_spec.shape), dtype=key_spec.dtype, fill_value=0, **options)
     meta.create_array("episode_ends", shape=(0,), chunks=(COMMIT_CHUNK,), dtype="int64", fill_value=0)
     meta.create_array("episode_info", shape=(0,), chunks=(COMMIT_CHUNK,), dtype=str)
     for key in _stat_keys(spec):
@@ -237,6 +238,7 @@ class EpisodeWriter:
         self._block_rows = int(np.clip(BLOCK_BYTES // frame_bytes, 1, MAX_BLOCK_ROWS))
         self._block = self._new_block()
         self._filled = 0
+        self._handed_off_at = time.monotonic()
         self._stats = {k: RunningStats.empty(keys[k].shape) for k in store._stat_keys}
         self._rng = np.random.default_rng(self.start)
         self._open = True
@@ -252,7 +254,7 @@ class EpisodeWriter:
             self._block[key][self._filled] = value
         self._filled += 1
         self.length += 1
-        if self._filled == self._block_rows:
+        if self._filled == self._block_rows or time.monotonic() - self._handed_off_at > FLUSH_INTERVAL_S:
             self._hand_off()
 
     def _hand_off(self) -> None:
@@ -264,6 +266,7 @@ class EpisodeWriter:
         self._store._flusher.submit(self.start + self.length - self._filled, block)
         self._block = self._new_block()
         self._filled = 0
+        self._handed_off_at = time.monotonic()
 
     def commit(self, *, success: bool | None = None, **info: Any) -> int:
         """Write the rest of the episode, then its end. Returns the episode's index."""

@@ -45,14 +45,26 @@ def test_a_store_of_a_newer_format_is_refused_untouched(tmp_path):
     assert sorted((p, p.stat().st_mtime_ns) for p in path.rglob("*")) == before
 
 
+def flip_a_byte_of_frame(store_path, key, step):
+    """Damage one frame inside its shard file, the way a bad disk sector would."""
+    array = zarr.open_group(str(store_path), mode="r")[f"data/{key}"]
+    per_shard = array.shards[0]
+    shard = store_path / "data" / key / "c" / str(step // per_shard) / "0" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    index = np.frombuffer(bytes(raw[-(16 * per_shard + 4):-4]), "<u8").reshape(per_shard, 2)
+    offset = int(index[step % per_shard][0]) + 8
+    raw[offset] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+
+
 def test_a_corrupted_frame_is_named_and_other_episodes_still_read(tmp_path):
     path = tmp_path / "s.zarr"
     write_episodes(path, 0, 4)
     reader = TrajectoryReader(path)
     bad_step = int(reader.episode_ends[1]) + 2  # inside episode 2
-    (path / "data" / "cam" / "c" / str(bad_step) / "0" / "0" / "0").write_bytes(b"garbage")
+    flip_a_byte_of_frame(path, "cam", bad_step)
     reader = TrajectoryReader(path)
-    with pytest.raises(CorruptChunkError, match=f"data/cam: frame {bad_step} does not decode.*validate"):
+    with pytest.raises(CorruptChunkError, match=f"data/cam: frame {bad_step} does not decode.*checksum.*validate"):
         reader.episode(2)
     for index in (0, 1, 3):
         np.testing.assert_array_equal(reader.episode(index)["cam"], expected_episode(tiny_spec(), index)["cam"])
@@ -79,6 +91,15 @@ def test_cli_reports_errors_with_exit_codes(tmp_path, capsys):
     write_episodes(path, 0, 3)
     assert cli(["data", "validate", str(path)]) == 0
     assert "is sound" in capsys.readouterr().out
-    (path / "data" / "cam" / "c" / "1" / "0" / "0" / "0").unlink()
+    (path / "data" / "cam" / "c" / "0" / "0" / "0" / "0").unlink()
     assert cli(["data", "validate", str(path)]) == 1
-    assert "frame 1 is missing" in capsys.readouterr().out
+    assert "frame 0 is missing" in capsys.readouterr().out
+
+
+def test_a_damaged_shard_index_is_named(tmp_path):
+    path = tmp_path / "s.zarr"
+    write_episodes(path, 0, 2)
+    shard = path / "data" / "cam" / "c" / "0" / "0" / "0" / "0"
+    shard.write_bytes(shard.read_bytes()[:-1] + b"x")
+    with pytest.raises(CorruptChunkError, match="index of shard 0 .* is damaged"):
+        TrajectoryReader(path).episode(0)

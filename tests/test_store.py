@@ -168,3 +168,45 @@ def test_remote_url_round_trip_and_lock():
     for key, values in expected_episode(spec, 3).items():
         np.testing.assert_array_equal(reader.episode(0)[key], values)
     assert json.loads(json.dumps(reader.episode_info(0)))["source"] == "teleop"
+
+
+def test_reader_never_serves_frames_of_a_discarded_episode(tmp_path):
+    """The shard being appended to is re-read: frames of a discarded episode once stood where the
+    next committed episode's frames now are."""
+    spec = tiny_spec()
+    path = tmp_path / "s.zarr"
+    write_episodes(path, 0, 1)
+    reader = TrajectoryReader(path)
+    reader.episode(0)  # the reader has now looked at the shard that is still being filled
+    with StoreWriter(path) as store:
+        discarded = store.new_episode()
+        for frame in frames_of(spec, 7):
+            discarded.add(frame)
+        store._flusher.wait()  # its frames are on disk, in the same shard
+        reader.episode(0)
+        discarded.discard()
+        kept = store.new_episode()
+        for frame in frames_of(spec, 1):
+            kept.add(frame)
+        kept.commit()
+    reader.refresh()
+    np.testing.assert_array_equal(reader.episode(1)["cam"], expected_episode(spec, 1)["cam"])
+
+
+def test_frames_reach_disk_within_the_flush_interval(tmp_path, monkeypatch):
+    """A slow, low-dimensional recorder still flushes: a crash loses at most FLUSH_INTERVAL_S."""
+    import time
+
+    from robot_rl.datasets import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "FLUSH_INTERVAL_S", 0.05)
+    spec = tiny_spec()
+    with StoreWriter.create(tmp_path / "s.zarr", spec) as store:
+        episode = store.new_episode()
+        frames = list(frames_of(spec, 5))
+        episode.add({**frames[0], "truncated": False})
+        time.sleep(0.1)
+        episode.add({**frames[1], "truncated": False})
+        store._flusher.wait()
+        assert store.tail_rows() == 2  # on disk, uncommitted
+        episode.commit()

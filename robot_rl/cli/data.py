@@ -42,7 +42,7 @@ def add_parser(verbs) -> None:
     p.add_argument("--length", type=int, default=100, help="steps per episode")
     p.add_argument("--cameras", default="front,wrist", help="comma-separated camera names ('' for none)")
     p.add_argument("--size", default="128x128", help="camera HxW")
-    p.add_argument("--codec", default="zstd", choices=["zstd", "lz4", "jpeg"])
+    p.add_argument("--codec", default="zstd", choices=["zstd", "lz4", "raw", "jpeg"])
     p.add_argument("--overwrite", action="store_true")
 
 

@@ -1,0 +1,86 @@
+# robot_rl: the README's commands. `make demo`, `make test`, `make bench`.
+#
+#   make test FAST=1                      skip tests marked `slow`
+#   make test PYTEST_ARGS="-k store -x"   extra pytest arguments
+#   make venv TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cuXXX"
+#   make venv APT_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri"
+
+PYTHON       ?= python3
+VENV         ?= .venv
+TORCH_SPEC   ?= torch==2.13.0
+APT_PACKAGES ?=
+FAST         ?=
+PYTEST_ARGS  ?=
+
+# DDS stays on this machine: every target runs with loopback-only discovery and a private domain.
+# Multi-machine use is an explicit opt-in on the command line, e.g.
+#   make <target> ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET ROS_DOMAIN_ID=7
+ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+ROS_DOMAIN_ID ?= 42
+MUJOCO_GL     ?= egl
+export ROS_AUTOMATIC_DISCOVERY_RANGE ROS_DOMAIN_ID MUJOCO_GL
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+PIP        := $(VENV)/bin/python -m pip
+STAMPS     := $(VENV)/.stamps
+VENV_STAMP := $(STAMPS)/venv
+APT_STAMP  := $(STAMPS)/apt
+
+.PHONY: all venv apt test demo bench clean FORCE
+.DEFAULT_GOAL := test
+
+all: test
+
+# --- value stamps: rewritten (new mtime) only when the variable's value changes ----------------
+$(STAMPS)/torch-spec: FORCE
+	@mkdir -p $(@D); printf '%s\n' '$(TORCH_SPEC)' | cmp -s - $@ || printf '%s\n' '$(TORCH_SPEC)' > $@
+$(STAMPS)/apt-packages: FORCE
+	@mkdir -p $(@D); printf '%s\n' '$(APT_PACKAGES)' | cmp -s - $@ || printf '%s\n' '$(APT_PACKAGES)' > $@
+
+# --- system packages: installed only if missing (none needed yet; MuJoCo EGL will add libegl1 etc.)
+apt: $(APT_STAMP)
+$(APT_STAMP): $(STAMPS)/apt-packages
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null; \
+	fi
+	@touch $@
+
+# --- the virtual environment: refreshed only when the lock, pyproject.toml or TORCH_SPEC change
+venv: $(APT_STAMP) $(VENV_STAMP)
+$(VENV_STAMP): pyproject.toml requirements/lock.txt $(STAMPS)/torch-spec
+	@test -x $(VENV)/bin/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@# a changed TORCH_SPEC (e.g. CPU -> CUDA build of the same version) needs the old build removed
+	@if [ -f $@ ] && [ $(STAMPS)/torch-spec -nt $@ ]; then $(PIP) uninstall -y -q torch; fi
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q -r requirements/lock.txt
+	$(PIP) install -q -e . --no-deps
+	@touch $@
+
+# --- the README's commands ---------------------------------------------------------------------
+# The whole suite, slow learning tests included; FAST=1 deselects tests marked `slow`.
+test: venv
+	@rc=0; $(VENV)/bin/python -m pytest -q $(if $(FAST),-m "not slow") $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+# A small synthetic store, its summary, and the quick store benchmark (runs/demo/ is rewritten).
+demo: venv
+	rm -rf runs/demo/store.zarr
+	mkdir -p runs/demo
+	$(VENV)/bin/robot-rl data synth runs/demo/store.zarr --episodes 20
+	$(VENV)/bin/robot-rl data info runs/demo/store.zarr
+	$(VENV)/bin/python benchmarks/store_bench.py --quick
+
+bench: venv
+	$(VENV)/bin/python benchmarks/store_bench.py
+
+# Removes the venv, colcon output, caches and the demo store; other runs/ are kept.
+clean:
+	rm -rf $(VENV) build install log .pytest_cache .ruff_cache *.egg-info runs/demo
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,40 @@
+# The robot computer: ROS 2 Kilted + the robot_rl drivers, built as a colcon workspace in /ws.
+# Build from the repository root:  docker build -f docker/robot.Dockerfile -t robot-rl/robot .
+FROM ros:kilted-ros-base
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_BREAK_SYSTEM_PACKAGES=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
+    ROS_DOMAIN_ID=42 \
+    MUJOCO_GL=egl
+
+# rclpy, launch and ros2cli come with the base image; these are the rest of package.xml's exec_depends.
+RUN apt-get update && apt-get install -y --no-install-recommends \
+        python3-pip python3-colcon-common-extensions \
+        ros-kilted-std-srvs ros-kilted-nav-msgs ros-kilted-trajectory-msgs ros-kilted-diagnostic-msgs \
+        libegl1 libegl-mesa0 libgl1-mesa-dri \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /ws/src/robot_rl
+COPY . .
+
+# Python dependencies + the [hw] extra, system-wide next to ROS. The [ros] extra (the same ROS 2 Kilted
+# packages as PyPI wheels, cp311 only) is for machines WITHOUT a ROS install; here apt's ROS provides
+# them for the image's Python 3.12. numpy stays < 2: apt's message packages are compiled against
+# numpy 1.26. robot-rl itself is installed by colcon below, so the pip copy is removed again.
+RUN printf 'numpy<2\n' > /tmp/constraints.txt \
+    && pip install --ignore-installed -c /tmp/constraints.txt ".[hw]" \
+    && pip uninstall -y robot-rl \
+    && rm -rf build *.egg-info
+
+WORKDIR /ws
+RUN . /opt/ros/kilted/setup.sh && colcon build --base-paths src --event-handlers console_cohesion+
+
+# DDS stays on loopback by default; for a graph across machines run with
+#   --network host -e ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET -e ROS_DOMAIN_ID=<id>   (README, "Network safety")
+RUN printf '%s\n' '#!/bin/bash' 'set -e' '. /opt/ros/kilted/setup.bash' '. /ws/install/setup.bash' 'exec "$@"' \
+        > /entrypoint.sh && chmod +x /entrypoint.sh
+ENTRYPOINT ["/entrypoint.sh"]
+CMD ["robot-rl", "--help"]

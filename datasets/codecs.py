@@ -85,12 +85,14 @@ def shard_frames(shape: tuple[int, ...]) -> int:
     return int(np.clip(SHARD_BYTES // int(np.prod(shape)), 1, MAX_SHARD_FRAMES))
 
 
+def checksum_ok(stored: np.ndarray) -> bool:
+    """Whether a stored chunk (uint8, as zarr wrote it: payload, then its CRC32C) is intact."""
+    return google_crc32c.value(stored[:-4]) == int.from_bytes(stored[-4:].tobytes(), "little")
+
+
 def decode_frame(codec: str, stored: np.ndarray, out: np.ndarray) -> None:
-    """Check one stored frame's CRC32C, then decode it into ``out`` (H x W x 3 uint8).
-    ``stored`` is a uint8 array: the frame's bytes as zarr wrote them, checksum last."""
+    """Decode one stored frame (checksum already checked) into ``out`` (H x W x 3 uint8)."""
     payload = stored[:-4]
-    if google_crc32c.value(payload) != int.from_bytes(stored[-4:].tobytes(), "little"):
-        raise ValueError("checksum mismatch")
     if codec == "jpeg":
         out[...] = imagecodecs.jpeg8_decode(payload).reshape(out.shape)
     elif codec == "raw":

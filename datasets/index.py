@@ -71,6 +71,15 @@ def sample_starts(ends, counts, cdf, u_episode, u_offset):
 
 
 @njit(cache=True)
+def discounted_sum(reward, start, count, gamma):
+    """``reward[start] + gamma reward[start + 1] + ... + gamma^(count-1) reward[start + count - 1]``."""
+    acc = 0.0
+    for j in range(count):
+        acc += gamma ** j * reward[start + j]
+    return acc
+
+
+@njit(cache=True)
 def nstep_targets(t, ep, ends, reward, terminal, n, gamma):
     """n-step return, next index, bootstrap discount, steps used and terminal flag per start.
 
@@ -86,10 +95,7 @@ def nstep_targets(t, ep, ends, reward, terminal, n, gamma):
     for k in range(b):
         e = ends[ep[k]]
         m = min(n, e - t[k]) if terminal[ep[k]] else min(n, e - 1 - t[k])
-        acc = 0.0
-        for j in range(m):
-            acc += gamma ** j * reward[t[k] + j]
-        ret[k] = acc
+        ret[k] = discounted_sum(reward, t[k], m, gamma)
         steps[k] = m
         done[k] = terminal[ep[k]] and t[k] + m == e
         nxt[k] = min(t[k] + m, e - 1)
@@ -129,10 +135,7 @@ def chunk_targets(t, ep, ends, reward, terminal, h, gamma):
     valid = np.ones(b, dtype=np.bool_)
     for k in range(b):
         e = ends[ep[k]]
-        acc = 0.0
-        for j in range(min(h, e - t[k])):
-            acc += gamma ** j * reward[t[k] + j]
-        ret[k] = acc
+        ret[k] = discounted_sum(reward, t[k], min(h, e - t[k]), gamma)
         if t[k] + h < e:
             nxt[k] = t[k] + h
             disc[k] = gamma ** h

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -23,8 +24,9 @@ class Problem:
     message: str
 
 
-def validate(url) -> list[Problem]:
-    """Every problem found in the store at ``url``; an empty list means it is sound."""
+def validate(url, on_key_checked: Callable[[str, int], None] | None = None) -> list[Problem]:
+    """Every problem found in the store at ``url``; an empty list means it is sound.
+    ``on_key_checked(key, keys_total)`` is called as each key's chunks are all read (progress)."""
     try:
         root = open_root(url, "r")
         spec = EmbodimentSpec.from_dict(root.attrs["spec"])
@@ -64,6 +66,8 @@ def validate(url) -> list[Problem]:
                 "them as a truncated episode, `--drop` removes them")))
     for key, array in arrays.items():
         problems += _check_chunks(key, array, spec, committed, np.asarray(ends[:n]), url)
+        if on_key_checked:
+            on_key_checked(key, len(arrays))
     counted = int(root["meta"].attrs.get("stats_episodes", 0))
     if counted < n:
         problems.append(Problem("warning", f"normalization statistics cover {counted} of {n} episodes; "

@@ -97,7 +97,9 @@ def info(args) -> int:
 def validate(args) -> int:
     from robot_rl.datasets.repair import validate as run_validate
 
-    problems = run_validate(args.path)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("reading every chunk", total=None)
+        problems = run_validate(args.path, lambda key, total: bar.update(task, total=total, advance=1))
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
         console.print(f"[{style}]{p.severity}:[/] {p.message}", highlight=False, soft_wrap=True)

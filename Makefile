@@ -26,7 +26,7 @@ STAMPS     := $(VENV)/.stamps
 VENV_STAMP := $(STAMPS)/venv
 APT_STAMP  := $(STAMPS)/apt
 
-.PHONY: all venv apt test demo bench clean FORCE
+.PHONY: all venv apt test lint demo bench clean FORCE
 .DEFAULT_GOAL := test
 
 all: test
@@ -76,6 +76,9 @@ demo: venv
 	$(VENV)/bin/robot-rl data synth runs/demo/store.zarr --episodes 20
 	$(VENV)/bin/robot-rl data info runs/demo/store.zarr
 	$(VENV)/bin/python benchmarks/store_bench.py --quick
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 bench: venv
 	$(VENV)/bin/python benchmarks/store_bench.py

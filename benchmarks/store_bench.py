@@ -22,7 +22,6 @@ import numpy as np
 import zarr
 from rich.console import Console
 from rich.table import Table
-
 from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
 from robot_rl.datasets.frames import FrameReader
 from robot_rl.datasets.prefetch import Prefetcher
@@ -125,13 +124,12 @@ def measure(calls: dict, seconds: float, rounds: int = 3) -> dict[str, float]:
 
 def bench_sample(work, quick):
     episodes, length, batch, seconds = (20, 100, 256, 3.0) if quick else (100, 100, 256, 15.0)
-    spec = synthetic_spec(cameras=("front", "wrist"), height=128, width=128, codec="zstd")
     paths = {}
     for codec in ("zstd", "lz4", "raw"):
-        spec_c = synthetic_spec(cameras=("front", "wrist"), height=128, width=128, codec=codec)
+        spec = synthetic_spec(cameras=("front", "wrist"), height=128, width=128, codec=codec)
         paths[codec] = work / f"sample_{codec}.zarr"
-        with StoreWriter.create(paths[codec], spec_c, overwrite=True) as store:
-            gen = SyntheticEpisodes(spec_c, seed=1)
+        with StoreWriter.create(paths[codec], spec, overwrite=True) as store:
+            gen = SyntheticEpisodes(spec, seed=1)
             for _ in range(episodes):
                 episode = store.new_episode(source="scripted")
                 for frame in gen.frames(length):

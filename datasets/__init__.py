@@ -5,13 +5,26 @@
 Importing this package registers the store's JPEG codec with zarr. torch is imported only by
 ``to_torch``.
 """
-from robot_rl.datasets.errors import (CorruptChunkError, FormatVersionError, NotAStoreError, SpecMismatchError,
-                                      StoreError, StoreLockedError, UncommittedTailError)
+from robot_rl.datasets.errors import (
+                                      CorruptChunkError,
+                                      FormatVersionError,
+                                      NotAStoreError,
+                                      SpecMismatchError,
+                                      StoreError,
+                                      StoreLockedError,
+                                      UncommittedTailError,
+)
 from robot_rl.datasets.prefetch import Prefetcher
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.repair import recover, validate
-from robot_rl.datasets.samplers import (ChunkSampler, MixtureSampler, SequenceSampler, TransitionSampler,
-                                        returns_to_go, to_torch)
+from robot_rl.datasets.samplers import (
+                                      ChunkSampler,
+                                      MixtureSampler,
+                                      SequenceSampler,
+                                      TransitionSampler,
+                                      returns_to_go,
+                                      to_torch,
+)
 from robot_rl.datasets.source import InMemorySource, StepSource
 from robot_rl.datasets.spec import CameraSpec, EmbodimentSpec, KeySpec
 from robot_rl.datasets.writer import EpisodeWriter, StoreWriter, create_store

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.storage import LocalStore
-
 from robot_rl.datasets.errors import FormatVersionError, NotAStoreError, StoreError
+from zarr.storage import LocalStore
 
 FORMAT_VERSION = 1
 FORMAT_ATTR = "robot_rl_format"

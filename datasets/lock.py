@@ -10,11 +10,10 @@ import os
 import socket
 import time
 
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-
 from robot_rl.datasets.errors import StoreLockedError
 from robot_rl.datasets.layout import LOCK_FILE, local_path
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 
 def _holder() -> dict:
@@ -29,7 +28,7 @@ class WriterLock:
         path = local_path(url)
         self._path = path / LOCK_FILE if path is not None else None
 
-    def acquire(self) -> "WriterLock":
+    def acquire(self) -> WriterLock:
         if self._path is not None:
             self._acquire_local()
         else:

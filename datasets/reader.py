@@ -5,7 +5,6 @@ import json
 import os
 
 import numpy as np
-
 from robot_rl.datasets.errors import CorruptChunkError
 from robot_rl.datasets.frames import FrameReader
 from robot_rl.datasets.layout import committed_count, local_path, open_root

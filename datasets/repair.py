@@ -5,11 +5,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-
 from robot_rl.datasets.errors import StoreError
 from robot_rl.datasets.frames import FrameReader
 from robot_rl.datasets.layout import LOCK_FILE, committed_count, local_path, open_root, zarr_store

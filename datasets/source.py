@@ -8,7 +8,8 @@ samplers never know where the bytes live.
 """
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 

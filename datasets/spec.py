@@ -6,11 +6,11 @@ round-trips exactly.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
-
 from robot_rl.datasets.errors import SpecMismatchError
 
 # Per-step keys every episode has besides the observations, with their fixed layout.
@@ -119,7 +119,7 @@ class EmbodimentSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "EmbodimentSpec":
+    def from_dict(cls, d: Mapping) -> EmbodimentSpec:
         return cls(
             name=d["name"],
             control_rate_hz=float(d["control_rate_hz"]),

@@ -23,13 +23,13 @@ class RunningStats:
     sample: np.ndarray  # (<= SAMPLE_ROWS, *shape) uniform sample of all rows seen
 
     @classmethod
-    def empty(cls, shape: tuple[int, ...]) -> "RunningStats":
+    def empty(cls, shape: tuple[int, ...]) -> RunningStats:
         z = np.zeros(shape, np.float64)
         return cls(0, z, z.copy(), np.full(shape, np.inf), np.full(shape, -np.inf),
                    np.zeros((0, *shape), np.float32))
 
     @classmethod
-    def of(cls, rows: np.ndarray) -> "RunningStats":
+    def of(cls, rows: np.ndarray) -> RunningStats:
         rows = np.asarray(rows, np.float64)
         mean = rows.mean(axis=0)
         sample = rows if len(rows) <= SAMPLE_ROWS else rows[np.random.default_rng(len(rows)).choice(
@@ -37,7 +37,7 @@ class RunningStats:
         return cls(len(rows), mean, ((rows - mean) ** 2).sum(axis=0), rows.min(axis=0),
                    rows.max(axis=0), sample.astype(np.float32))
 
-    def merge(self, other: "RunningStats", rng: np.random.Generator) -> "RunningStats":
+    def merge(self, other: RunningStats, rng: np.random.Generator) -> RunningStats:
         n = self.count + other.count
         if other.count == 0:
             return self
@@ -47,7 +47,7 @@ class RunningStats:
         return RunningStats(n, mean, m2, np.minimum(self.min, other.min),
                             np.maximum(self.max, other.max), self._merged_sample(other, rng))
 
-    def _merged_sample(self, other: "RunningStats", rng: np.random.Generator) -> np.ndarray:
+    def _merged_sample(self, other: RunningStats, rng: np.random.Generator) -> np.ndarray:
         # Each side's sample stands for its count rows; draw the merged sample in proportion.
         total = len(self.sample) + len(other.sample)
         if total <= SAMPLE_ROWS and self.count == len(self.sample) and other.count == len(other.sample):
@@ -72,7 +72,7 @@ class RunningStats:
                 "min": self.min.tolist(), "max": self.max.tolist(), "sample_rows": len(self.sample)}
 
     @classmethod
-    def from_attrs(cls, d: dict, sample_array) -> "RunningStats":
+    def from_attrs(cls, d: dict, sample_array) -> RunningStats:
         """``sample_array`` holds ``SAMPLE_ROWS`` rows, of which the first ``sample_rows`` are valid."""
         return cls(int(d["count"]), np.asarray(d["mean"]), np.asarray(d["m2"]),
                    np.asarray(d["min"], np.float64), np.asarray(d["max"], np.float64),

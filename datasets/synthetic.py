@@ -2,10 +2,9 @@
 compress like real ones (neither constant nor noise), a reward that rises toward the episode's end."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
-
 from robot_rl.datasets.spec import CameraSpec, EmbodimentSpec, KeySpec
 
 

@@ -22,19 +22,27 @@ import queue
 import shutil
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
-
 from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
 from robot_rl.datasets.errors import StoreError, UncommittedTailError
-from robot_rl.datasets.layout import (COMMIT_CHUNK, FORMAT_ATTR, FORMAT_VERSION, LOWDIM_CHUNK_ROWS,
-                                      committed_count, local_path, open_root, zarr_store)
+from robot_rl.datasets.layout import (
+    COMMIT_CHUNK,
+    FORMAT_ATTR,
+    FORMAT_VERSION,
+    LOWDIM_CHUNK_ROWS,
+    committed_count,
+    local_path,
+    open_root,
+    zarr_store,
+)
 from robot_rl.datasets.lock import WriterLock
 from robot_rl.datasets.spec import EmbodimentSpec
 from robot_rl.datasets.stats import SAMPLE_ROWS, RunningStats
+from zarr.core.sync import sync
 
 BLOCK_BYTES = 32 << 20
 MAX_BLOCK_ROWS = 256
@@ -79,7 +87,7 @@ class StoreWriter:
     survive a power cut as well as a killed process; it costs a few milliseconds a commit."""
 
     @classmethod
-    def create(cls, url, spec: EmbodimentSpec, *, overwrite: bool = False, durable: bool = True) -> "StoreWriter":
+    def create(cls, url, spec: EmbodimentSpec, *, overwrite: bool = False, durable: bool = True) -> StoreWriter:
         create_store(url, spec, overwrite=overwrite)
         return cls(url, durable=durable)
 
@@ -191,7 +199,7 @@ class StoreWriter:
 
     # -- episodes ------------------------------------------------------------------------------
     def new_episode(self, *, instruction: str = "", source: str = "teleop", operator: str = "",
-                    tags: list[str] | tuple[str, ...] = (), **extra: Any) -> "EpisodeWriter":
+                    tags: list[str] | tuple[str, ...] = (), **extra: Any) -> EpisodeWriter:
         if self._episode is not None:
             raise StoreError("an episode is already being recorded: commit() or discard() it first")
         if source not in SOURCES:

@@ -1,7 +1,6 @@
 """Samplers against a plain-Python reference on random episode layouts."""
 import numpy as np
 import pytest
-
 from robot_rl.datasets.samplers import (
     ChunkSampler,
     MixtureSampler,

@@ -307,8 +307,9 @@ class EpisodeWriter:
         return index
 
     def discard(self) -> None:
-        """Drop the episode: nothing of it stays in the store."""
-        self._check_open()
+        """Drop the episode: nothing of it stays in the store. Works after a failed write too."""
+        if not self._open:
+            raise StoreError("this episode was already committed or discarded; start a new_episode()")
         self._store._flusher.wait(raise_errors=False)
         self._store._truncate_to_committed()
         self._close()
@@ -326,8 +327,12 @@ class EpisodeWriter:
         return self
 
     def __exit__(self, exc_type, *exc):
-        if self._open:
-            self.commit() if exc_type is None else self.discard()
+        if not self._open:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
 
 
 async def _write_all(writes: list, start: int, stop: int) -> None:

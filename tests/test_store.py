@@ -209,3 +209,33 @@ def test_frames_reach_disk_within_the_flush_interval(tmp_path, monkeypatch):
         store._flusher.wait()
         assert store.tail_rows() == 2  # on disk, uncommitted
         episode.commit()
+
+
+def test_a_failed_background_write_surfaces_and_loses_only_that_episode(tmp_path, monkeypatch):
+    """A disk that fails mid-episode (simulated: as root, permissions cannot make a real write fail)."""
+    from robot_rl.datasets import writer as writer_module
+
+    spec = tiny_spec()
+    path = tmp_path / "s.zarr"
+    write_episodes(path, 0, 2)
+    real_write = writer_module._Flusher._write
+
+    def failing_write(self, start, block):
+        raise OSError(28, "No space left on device")
+
+    with StoreWriter(path) as store:
+        monkeypatch.setattr(writer_module._Flusher, "_write", failing_write)
+        episode = store.new_episode()
+        for frame in frames_of(spec, 9):
+            episode.add({**frame, "truncated": False})
+        with pytest.raises(StoreError, match="No space left on device.*committed episodes are intact"):
+            episode.commit()
+        episode.discard()
+        monkeypatch.setattr(writer_module._Flusher, "_write", real_write)
+        episode = store.new_episode()
+        for frame in frames_of(spec, 2):
+            episode.add(frame)
+        episode.commit()
+    reader = TrajectoryReader(path)
+    assert reader.num_episodes == 3
+    np.testing.assert_array_equal(reader.episode(2)["cam"], expected_episode(spec, 2)["cam"])

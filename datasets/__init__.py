@@ -5,6 +5,7 @@
 Importing this package registers the store's JPEG codec with zarr. torch is imported only by
 ``to_torch``.
 """
+from robot_rl.datasets.copy import copy_store
 from robot_rl.datasets.errors import (
                                       CorruptChunkError,
                                       FormatVersionError,
@@ -33,5 +34,5 @@ __all__ = [
     "CameraSpec", "ChunkSampler", "CorruptChunkError", "EmbodimentSpec", "EpisodeWriter", "FormatVersionError",
     "InMemorySource", "KeySpec", "MixtureSampler", "NotAStoreError", "Prefetcher", "SequenceSampler",
     "SpecMismatchError", "StepSource", "StoreError", "StoreLockedError", "StoreWriter", "TrajectoryReader",
-    "TransitionSampler", "UncommittedTailError", "create_store", "recover", "returns_to_go", "to_torch", "validate",
+    "TransitionSampler", "UncommittedTailError", "copy_store", "create_store", "recover", "returns_to_go", "to_torch", "validate",
 ]

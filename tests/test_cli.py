@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.writer import StoreWriter
 from store_helpers import frames_of, tiny_spec, write_episodes
@@ -60,3 +61,19 @@ def test_recover_drop(tmp_path):
     assert out.returncode == 0 and "dropped" in out.stdout
     assert TrajectoryReader(path).num_episodes == 1
     assert "is sound" in robot_rl("data", "validate", path).stdout
+
+
+def test_copy_re_encodes_cameras_and_keeps_everything_else(tmp_path):
+    src, dst = tmp_path / "src.zarr", tmp_path / "dst.zarr"
+    write_episodes(src, 0, 4)
+    out = robot_rl("data", "copy", src, dst, "--codec", "raw")
+    assert out.returncode == 0 and "copied 4 episodes" in out.stdout, out.stderr
+    a, b = TrajectoryReader(src), TrajectoryReader(dst)
+    assert b.spec.cameras["cam"].codec == "raw" and b.spec.state == a.spec.state
+    assert b.episode_ends.tolist() == a.episode_ends.tolist()
+    for index in range(4):
+        assert b.episode_info(index) == a.episode_info(index)
+        for key, values in a.episode(index).items():
+            np.testing.assert_array_equal(b.episode(index)[key], values, err_msg=key)
+    assert b.stats()["state"]["count"] == a.stats()["state"]["count"]
+    assert robot_rl("data", "validate", dst).returncode == 0

@@ -36,6 +36,10 @@ def add_parser(verbs) -> None:
     p.add_argument("--break-lock", action="store_true", help="remove a dead writer's lock (remote stores)")
     p = verb("stats", stats, "normalization statistics per key")
     p.add_argument("--update", action="store_true", help="bring statistics up to date with every commit first")
+    p = verb("copy", copy, "copy a store, optionally re-encoding its cameras (e.g. --codec lz4 to train from)")
+    p.add_argument("dst", help="the new store")
+    p.add_argument("--codec", choices=["zstd", "lz4", "raw", "jpeg"], help="camera codec of the copy")
+    p.add_argument("--overwrite", action="store_true")
     p = verb("synth", synth, "record synthetic episodes (for demos and benchmarks)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--length", type=int, default=100, help="steps per episode")
@@ -138,6 +142,17 @@ def stats(args) -> int:
         for d in range(len(flat["mean"])):
             table.add_row(key if d == 0 else "", str(d), *(f"{flat[c][d]:.4g}" for c in ("mean", "std", "min", "max", "p01", "p99")))
     console.print(table)
+    return 0
+
+
+def copy(args) -> int:
+    from robot_rl.datasets.copy import copy_store
+
+    with Progress(console=console) as bar:
+        task = bar.add_task("copying episodes", total=None)
+        count = copy_store(args.path, args.dst, codec=args.codec, overwrite=args.overwrite,
+                           on_episode=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"copied {count} episodes to {args.dst}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """One writer per store. A local store is locked with ``flock`` on ``<store>/writer.lock``: the kernel
 drops the lock when the holder dies, even by SIGKILL, so a crash never leaves a stale lock behind.
-A remote store gets a lock object created only if absent; a holder that died leaves it behind, and
+A remote store gets a lock object created only if absent, then read back (of two writers racing,
+only the one whose object stands proceeds); a holder that died leaves it behind, and
 ``robot-rl data recover --break-lock`` removes it."""
 from __future__ import annotations
 

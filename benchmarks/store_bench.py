@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 from rich.console import Console
 from rich.table import Table
+
 from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
 from robot_rl.datasets.frames import FrameReader
 from robot_rl.datasets.prefetch import Prefetcher

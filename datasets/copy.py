@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 import numpy as np
+
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.writer import StoreWriter
 

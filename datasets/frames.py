@@ -23,11 +23,12 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 import zarr
-from robot_rl.datasets.codecs import checksum_ok, decode_frame
-from robot_rl.datasets.errors import CorruptChunkError
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+
+from robot_rl.datasets.codecs import checksum_ok, decode_frame
+from robot_rl.datasets.errors import CorruptChunkError
 
 EMPTY = 2**64 - 1  # zarr's index entry for a chunk that was never written
 MAX_OPEN_SHARDS = 256

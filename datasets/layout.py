@@ -19,12 +19,14 @@ increasing prefix of ``episode_ends`` that the data arrays cover.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zarr
-from robot_rl.datasets.errors import FormatVersionError, NotAStoreError, StoreError
 from zarr.storage import LocalStore
+
+from robot_rl.datasets.errors import FormatVersionError, NotAStoreError, StoreError
 
 FORMAT_VERSION = 1
 FORMAT_ATTR = "robot_rl_format"
@@ -77,10 +79,31 @@ def open_root(url: str | os.PathLike, mode: str = "r") -> zarr.Group:
     return root
 
 
-def committed_count(episode_ends: np.ndarray, rows: int) -> int:
-    """Number of committed episodes: the longest strictly increasing prefix of positive ends that
-    the data arrays (``rows`` long) cover. Entries past it are the trace of an interrupted commit."""
-    ends = np.asarray(episode_ends, dtype=np.int64)
+@dataclass(frozen=True)
+class CommitRecord:
+    """What ``meta/episode_ends`` and the data arrays' lengths say, read once."""
+
+    ends: np.ndarray  # int64 ends of the committed episodes
+    entries: int  # entries in meta/episode_ends; those past the committed ones are interrupted commits
+    shortest: int  # rows of the shortest and the longest data array
+    longest: int
+
+    @property
+    def steps(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    @property
+    def tail(self) -> int:
+        """Rows written after the last commit (by a writer that stopped mid-episode)."""
+        return self.longest - self.steps
+
+
+def read_commit_record(root: zarr.Group, keys) -> CommitRecord:
+    """The committed episodes: the longest strictly increasing prefix of positive ends that every
+    data array covers."""
+    lengths = [root[f"data/{key}"].shape[0] for key in keys]
+    ends = np.asarray(root["meta/episode_ends"][:], dtype=np.int64)
     prev = np.concatenate([[0], ends[:-1]])
-    bad = np.flatnonzero((ends <= prev) | (ends > rows))
-    return int(bad[0]) if len(bad) else len(ends)
+    bad = np.flatnonzero((ends <= prev) | (ends > min(lengths)))
+    n = int(bad[0]) if len(bad) else len(ends)
+    return CommitRecord(ends[:n], len(ends), min(lengths), max(lengths))

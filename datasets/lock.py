@@ -11,10 +11,11 @@ import os
 import socket
 import time
 
-from robot_rl.datasets.errors import StoreLockedError
-from robot_rl.datasets.layout import LOCK_FILE, local_path
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+
+from robot_rl.datasets.errors import StoreLockedError
+from robot_rl.datasets.layout import LOCK_FILE, local_path
 
 
 def _holder() -> dict:

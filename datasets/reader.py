@@ -5,9 +5,10 @@ import json
 import os
 
 import numpy as np
+
 from robot_rl.datasets.errors import CorruptChunkError
 from robot_rl.datasets.frames import FrameReader
-from robot_rl.datasets.layout import committed_count, local_path, open_root
+from robot_rl.datasets.layout import local_path, open_root, read_commit_record
 from robot_rl.datasets.source import InMemorySource
 from robot_rl.datasets.spec import EmbodimentSpec
 from robot_rl.datasets.stats import RunningStats
@@ -18,7 +19,8 @@ class TrajectoryReader:
 
     Low-dimensional keys are held in memory (they are small: a million steps of 14-D state is
     56 MB); camera frames stay in the store and are read on demand, shard by shard
-    (:mod:`robot_rl.datasets.frames`), so stores larger than RAM work. Any number of readers may run beside one writer, in other processes.
+    (:mod:`robot_rl.datasets.frames`), so stores larger than RAM work. Any number of readers may
+    run beside one writer, in other processes.
     """
 
     def __init__(self, url: str | os.PathLike):
@@ -47,12 +49,10 @@ class TrajectoryReader:
 
     def refresh(self) -> int:
         """Pick up episodes committed since the last call; returns how many arrived."""
-        rows = min(self.root[f"data/{k}"].shape[0] for k in self.spec.keys())
-        ends = self.root["meta/episode_ends"][:]
-        n = committed_count(ends, rows)
-        if n <= self.num_episodes:
+        record = read_commit_record(self.root, self.spec.keys())
+        if len(record.ends) <= self.num_episodes:
             return 0
-        start, stop = self.num_steps, int(ends[n - 1])
+        start, stop = self.num_steps, record.steps
         for key, buffer in self._buffers.items():
             self._buffers[key] = _grown(buffer, start, stop)
             try:
@@ -61,8 +61,8 @@ class TrajectoryReader:
                 raise CorruptChunkError(
                     f"data/{key} rows {start}..{stop - 1} do not decode ({type(e).__name__}: {e}); "
                     f"run `robot-rl data validate {self.url}` to list every damaged episode") from e
-        arrived = n - self.num_episodes
-        self.episode_ends = ends[:n].astype(np.int64)
+        arrived = len(record.ends) - self.num_episodes
+        self.episode_ends = record.ends
         return arrived
 
     def column(self, key: str) -> np.ndarray:

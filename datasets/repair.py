@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from robot_rl.datasets.errors import StoreError
 from robot_rl.datasets.frames import FrameReader
-from robot_rl.datasets.layout import LOCK_FILE, committed_count, local_path, open_root, zarr_store
+from robot_rl.datasets.layout import LOCK_FILE, local_path, open_root, read_commit_record, zarr_store
 from robot_rl.datasets.lock import break_remote_lock
 from robot_rl.datasets.spec import EmbodimentSpec
 from robot_rl.datasets.writer import StoreWriter
@@ -46,15 +47,12 @@ def validate(url, on_key_checked: Callable[[str, int], None] | None = None) -> l
                                              f"array has {tuple(array.shape[1:])} {array.dtype}"))
     if problems:
         return problems
-    rows = min(a.shape[0] for a in arrays.values())
-    ends = root["meta/episode_ends"][:]
-    n = committed_count(ends, rows)
-    committed = int(ends[n - 1]) if n else 0
-    if n < len(ends):
-        problems.append(Problem("warning", f"meta/episode_ends has {len(ends) - n} entries after episode {n - 1} "
+    record = read_commit_record(root, keys)
+    n, committed, tail = len(record.ends), record.steps, record.tail
+    if n < record.entries:
+        problems.append(Problem("warning", f"meta/episode_ends has {record.entries - n} entries after episode {n - 1} "
                                            "that are not valid commits (a commit was interrupted); readers ignore them"))
     problems += _check_info(root, n)
-    tail = max(a.shape[0] for a in arrays.values()) - committed
     if tail > 0:
         active = _writer_active(url)
         problems.append(Problem(
@@ -64,7 +62,7 @@ def validate(url, on_key_checked: Callable[[str, int], None] | None = None) -> l
                 f"left by a writer that stopped mid-episode: `robot-rl data recover {url} --salvage` keeps "
                 "them as a truncated episode, `--drop` removes them")))
     for key, array in arrays.items():
-        problems += _check_chunks(key, array, spec, committed, np.asarray(ends[:n]), url)
+        problems += _check_chunks(key, array, spec, committed, record.ends, url)
         if on_key_checked:
             on_key_checked(key, len(arrays))
     counted = int(root["meta"].attrs.get("stats_episodes", 0))
@@ -147,8 +145,5 @@ def recover(url, *, mode: str, break_lock: bool = False) -> dict:
 
 def _tail_summary(url) -> dict:
     root = open_root(url, "r")
-    lengths = [root[f"data/{k}"].shape[0] for k in EmbodimentSpec.from_dict(root.attrs["spec"]).keys()]
-    ends = root["meta/episode_ends"][:]
-    n = committed_count(ends, min(lengths))
-    steps = int(ends[n - 1]) if n else 0
-    return {"episodes_before": n, "steps_before": steps, "tail_steps": max(lengths) - steps}
+    record = read_commit_record(root, EmbodimentSpec.from_dict(root.attrs["spec"]).keys())
+    return {"episodes_before": len(record.ends), "steps_before": record.steps, "tail_steps": record.tail}

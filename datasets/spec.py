@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
 from robot_rl.datasets.errors import SpecMismatchError
 
 # Per-step keys every episode has besides the observations, with their fixed layout.

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
+
 from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
 from robot_rl.datasets.errors import StoreError, UncommittedTailError
 from robot_rl.datasets.layout import (
@@ -34,15 +36,14 @@ from robot_rl.datasets.layout import (
     FORMAT_ATTR,
     FORMAT_VERSION,
     LOWDIM_CHUNK_ROWS,
-    committed_count,
     local_path,
     open_root,
+    read_commit_record,
     zarr_store,
 )
 from robot_rl.datasets.lock import WriterLock
 from robot_rl.datasets.spec import EmbodimentSpec
 from robot_rl.datasets.stats import SAMPLE_ROWS, RunningStats
-from zarr.core.sync import sync
 
 BLOCK_BYTES = 32 << 20
 MAX_BLOCK_ROWS = 256
@@ -121,16 +122,14 @@ class StoreWriter:
         return int(self.episode_ends[-1]) if self.episode_ends else 0
 
     def _settle_commit_record(self) -> list[int]:
-        ends_array = self._meta["episode_ends"]
-        rows = min(a.shape[0] for a in self.arrays.values())
-        ends = ends_array[:]
-        n = committed_count(ends, rows)
-        if n < len(ends):  # an interrupted commit left an entry that was never valid
-            ends_array.resize((n,))
+        record = read_commit_record(self.root, self.spec.keys())
+        n = len(record.ends)
+        if n < record.entries:  # an interrupted commit left an entry that was never valid
+            self._meta["episode_ends"].resize((n,))
         info = self._meta["episode_info"]
         if info.shape[0] != n:
             info.resize((n,))
-        return [int(e) for e in ends[:n]]
+        return record.ends.tolist()
 
     def tail_rows(self) -> int:
         """Rows written after the last commit (by a writer that crashed mid-episode)."""

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+
 from robot_rl.datasets import writer as writer_module
 from robot_rl.datasets.spec import CameraSpec, EmbodimentSpec, KeySpec
 from robot_rl.datasets.synthetic import SyntheticEpisodes

@@ -4,13 +4,13 @@ import json
 import numpy as np
 import pytest
 import zarr
+
+from robot_rl.cli.main import main as cli
 from robot_rl.datasets.errors import CorruptChunkError, FormatVersionError, NotAStoreError
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.repair import validate
 from robot_rl.datasets.writer import StoreWriter
 from store_helpers import expected_episode, tiny_spec, write_episodes
-
-from robot_rl.cli.main import main as cli
 
 
 @pytest.mark.parametrize("make", ["missing", "empty_dir", "file", "plain_zarr"])

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.writer import StoreWriter
 from store_helpers import frames_of, tiny_spec, write_episodes

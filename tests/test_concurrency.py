@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.samplers import TransitionSampler
 from store_helpers import expected_episode, tiny_spec, write_episodes

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from robot_rl.datasets.errors import UncommittedTailError
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.repair import recover, validate

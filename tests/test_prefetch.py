@@ -1,6 +1,7 @@
 """The prefetch thread yields the sampler's own batches, refreshes between batches, and re-raises."""
 import numpy as np
 import pytest
+
 from robot_rl.datasets.prefetch import Prefetcher
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.samplers import TransitionSampler

@@ -1,6 +1,7 @@
 """Samplers against a plain-Python reference on random episode layouts."""
 import numpy as np
 import pytest
+
 from robot_rl.datasets.samplers import (
     ChunkSampler,
     MixtureSampler,

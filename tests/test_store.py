@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+
 from robot_rl.datasets.errors import SpecMismatchError, StoreError, StoreLockedError
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.spec import CameraSpec, EmbodimentSpec, KeySpec

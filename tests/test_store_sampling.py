@@ -1,6 +1,7 @@
 """Samplers over the on-disk store give exactly what they give over the same data in RAM."""
 import numpy as np
 import pytest
+
 from robot_rl.datasets import codecs, frames
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.samplers import ChunkSampler, SequenceSampler, TransitionSampler

@@ -3,12 +3,12 @@
 #   make test FAST=1                      skip tests marked `slow`
 #   make test PYTEST_ARGS="-k store -x"   extra pytest arguments
 #   make venv TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cuXXX"
-#   make venv APT_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri"
+#   make venv APT_PACKAGES=""             skip the system packages (MuJoCo's offscreen EGL rendering)
 
 PYTHON       ?= python3
 VENV         ?= .venv
 TORCH_SPEC   ?= torch==2.13.0
-APT_PACKAGES ?=
+APT_PACKAGES ?= libegl1 libegl-mesa0 libgl1-mesa-dri
 FAST         ?=
 PYTEST_ARGS  ?=
 
@@ -37,7 +37,7 @@ $(STAMPS)/torch-spec: FORCE
 $(STAMPS)/apt-packages: FORCE
 	@mkdir -p $(@D); printf '%s\n' '$(APT_PACKAGES)' | cmp -s - $@ || printf '%s\n' '$(APT_PACKAGES)' > $@
 
-# --- system packages: installed only if missing (none needed yet; MuJoCo EGL will add libegl1 etc.)
+# --- system packages: installed only if missing (Mesa EGL, for MuJoCo's offscreen rendering)
 apt: $(APT_STAMP)
 $(APT_STAMP): $(STAMPS)/apt-packages
 	@missing=""; \
@@ -54,12 +54,13 @@ $(APT_STAMP): $(STAMPS)/apt-packages
 
 # --- the virtual environment: refreshed only when the lock, pyproject.toml or TORCH_SPEC change
 venv: $(APT_STAMP) $(VENV_STAMP)
-$(VENV_STAMP): pyproject.toml requirements/lock.txt $(STAMPS)/torch-spec
+$(VENV_STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt $(STAMPS)/torch-spec
 	@test -x $(VENV)/bin/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@# a changed TORCH_SPEC (e.g. CPU -> CUDA build of the same version) needs the old build removed
 	@if [ -f $@ ] && [ $(STAMPS)/torch-spec -nt $@ ]; then $(PIP) uninstall -y -q torch; fi
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -r requirements/lock.txt
+	$(PIP) install -q --no-deps -r requirements/no-deps.txt
 	$(PIP) install -q -e . --no-deps
 	@touch $@
 

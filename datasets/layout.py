@@ -56,6 +56,18 @@ def zarr_store(url: str | os.PathLike, read_only: bool):
             "pip install 'robot-rl[cloud]'") from e
 
 
+def store_exists(url: str | os.PathLike) -> bool:
+    """Whether something is already at ``url`` (a non-empty local folder, or a remote store)."""
+    path = local_path(url)
+    if path is not None:
+        return path.is_dir() and any(path.iterdir())
+    try:
+        open_root(url)
+    except NotAStoreError:
+        return False
+    return True
+
+
 def open_root(url: str | os.PathLike, mode: str = "r") -> zarr.Group:
     """Open an existing store's root group, checking it is a store this version can read."""
     path = local_path(url)

@@ -30,7 +30,7 @@ import zarr
 from zarr.core.sync import sync
 
 from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
-from robot_rl.datasets.errors import StoreError, UncommittedTailError
+from robot_rl.datasets.errors import SpecMismatchError, StoreError, UncommittedTailError
 from robot_rl.datasets.layout import (
     COMMIT_CHUNK,
     FORMAT_ATTR,
@@ -39,6 +39,7 @@ from robot_rl.datasets.layout import (
     local_path,
     open_root,
     read_commit_record,
+    store_exists,
     zarr_store,
 )
 from robot_rl.datasets.lock import WriterLock
@@ -91,6 +92,22 @@ class StoreWriter:
     def create(cls, url, spec: EmbodimentSpec, *, overwrite: bool = False, durable: bool = True) -> StoreWriter:
         create_store(url, spec, overwrite=overwrite)
         return cls(url, durable=durable)
+
+    @classmethod
+    def open_or_create(cls, url, spec: EmbodimentSpec, *, overwrite: bool = False,
+                       durable: bool = True) -> StoreWriter:
+        """Append to the store at ``url`` if it exists (its spec must equal ``spec``), else create it."""
+        if overwrite or not store_exists(url):
+            return cls.create(url, spec, overwrite=overwrite, durable=durable)
+        writer = cls(url, durable=durable)
+        found, expected = json.loads(json.dumps(writer.spec.to_dict())), json.loads(json.dumps(spec.to_dict()))
+        if found != expected:
+            writer.close()
+            changed = sorted(k for k in {*found, *expected} if found.get(k) != expected.get(k))
+            raise SpecMismatchError(
+                f"{url} holds episodes of a different embodiment spec (differs in {changed}): "
+                f"record into a new store, or pass overwrite=True to replace it")
+        return writer
 
     def __init__(self, url: str | os.PathLike, *, on_tail: str = "error", durable: bool = True):
         self.url = os.fspath(url)

@@ -4,7 +4,9 @@ A subclass names its scene and embodiment, and fills in five hooks: ``_reset_tas
 initial state), ``_apply_action`` (turn a normalized [-1, 1] action into actuator commands),
 ``_proprio`` / ``_task_state`` (observations), and ``_evaluate`` (reward, success, failure).
 This class owns everything common: seeding, dynamics knobs, action latency and noise, sensor noise,
-physics stepping at the control rate, cameras rendered offscreen, the step limit.
+physics stepping at the control rate, cameras rendered offscreen, the step limit. An episode
+terminates on failure and, unless ``terminate_on_success=False``, on success (as in SERL's tasks),
+so a sparse reward is 1 exactly on the last step of a successful episode.
 
 Observations are dicts whose keys and shapes are the embodiment spec's: ``state`` (proprioception),
 ``task_state`` (object and goal positions, a twin-only privileged key for state-based learning), and
@@ -53,7 +55,8 @@ class TwinEnv(gymnasium.Env, ABC):
 
     def __init__(self, *, reward_type: str = "dense", cameras: tuple[str, ...] | list[str] = (),
                  image_size: tuple[int, int] = (128, 128), dynamics: Dynamics | str | dict | None = None,
-                 max_steps: int | None = None, render_mode: str | None = None):
+                 max_steps: int | None = None, terminate_on_success: bool = True,
+                 render_mode: str | None = None):
         if reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type={reward_type!r}: expected one of {REWARD_TYPES}")
         unknown = [c for c in cameras if c not in self.camera_names]
@@ -64,6 +67,7 @@ class TwinEnv(gymnasium.Env, ABC):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.dynamics = Dynamics.resolve(dynamics)
         self.max_steps = int(max_steps or self.max_steps_default)
+        self.terminate_on_success = terminate_on_success
         self.render_mode = render_mode
 
         self.model = mujoco.MjModel.from_xml_path(asset_path(self.scene))
@@ -131,9 +135,10 @@ class TwinEnv(gymnasium.Env, ABC):
         self._simulate()
         self.steps += 1
         result = self._evaluate(sparse=self.reward_type == "sparse")
-        truncated = self.steps >= self.max_steps and not result.failure
+        terminated = result.failure or (result.success and self.terminate_on_success)
+        truncated = self.steps >= self.max_steps and not terminated
         info = {"success": bool(result.success), "failure": bool(result.failure)}
-        return self._observe(), float(result.reward), bool(result.failure), bool(truncated), info
+        return self._observe(), float(result.reward), bool(terminated), bool(truncated), info
 
     def render(self):
         name = self.cameras[0] if self.cameras else self.camera_names[0]

@@ -1,16 +1,18 @@
-"""``robot-rl``: one command, a verb per job. ``robot-rl data --help`` lists the store verbs."""
+"""``robot-rl``: one command, a verb per job. ``robot-rl data --help`` lists the store verbs;
+``robot-rl collect`` records twin demonstrations."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from robot_rl.cli import data
+from robot_rl.cli import collect, data
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot-rl", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
     data.add_parser(verbs)
+    collect.add_parser(verbs)
     return parser
 
 

@@ -1,0 +1,47 @@
+"""Hydra configuration for the verbs that run jobs: compose ``robot_rl/configs/<verb>.yaml`` with the
+command line's ``key=value`` overrides, and keep the resolved config in the job's run folder."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+# Config groups that users also address with a dot, as in `sim.dynamics=perturbed`.
+GROUP_ALIASES = {"sim.dynamics": "sim/dynamics"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(verb: str, overrides: list[str]) -> DictConfig:
+    overrides = [_group_alias(o) for o in overrides]
+    try:
+        with initialize_config_module("robot_rl.configs", version_base="1.3"):
+            cfg = compose(verb, overrides=overrides)
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"`robot-rl {verb}` needs {', '.join(f'{k}=...' for k in missing)}")
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"bad override for `robot-rl {verb}`: {e}") from e
+    return cfg
+
+
+def _group_alias(override: str) -> str:
+    key, _, value = override.partition("=")
+    # `sim.dynamics=perturbed` picks a preset; `sim.dynamics.mass_scale=1.2` sets one knob.
+    if key in GROUP_ALIASES and re.fullmatch(r"[\w-]+", value):
+        return f"{GROUP_ALIASES[key]}={value}"
+    return override
+
+
+def save_run_config(cfg: DictConfig) -> Path:
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return run_dir

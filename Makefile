@@ -70,19 +70,21 @@ test: venv
 	@rc=0; $(VENV)/bin/python -m pytest -q $(if $(FAST),-m "not slow") $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
-# A small synthetic store, its summary, and the quick store benchmark (runs/demo/ is rewritten).
+# Scripted pick-and-place demonstrations on the WidowX twin into runs/demo/, the store's summary, and
+# the quick twin benchmark (runs/demo/ is rewritten).
 demo: venv
-	rm -rf runs/demo/store.zarr
-	mkdir -p runs/demo
-	$(VENV)/bin/robot-rl data synth runs/demo/store.zarr --episodes 20
-	$(VENV)/bin/robot-rl data info runs/demo/store.zarr
-	$(VENV)/bin/python benchmarks/store_bench.py --quick
+	rm -rf runs/demo/widowx_pick_place.zarr
+	$(VENV)/bin/robot-rl collect robot=widowx task=pick_place episodes=20 'cameras=[front]' \
+	  out=runs/demo/widowx_pick_place.zarr run_dir=runs/demo/collect
+	$(VENV)/bin/robot-rl data info runs/demo/widowx_pick_place.zarr
+	$(VENV)/bin/python benchmarks/sim_bench.py --quick
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
 bench: venv
 	$(VENV)/bin/python benchmarks/store_bench.py
+	$(VENV)/bin/python benchmarks/sim_bench.py
 
 # Removes the venv, colcon output, caches and the demo store; other runs/ are kept.
 clean:

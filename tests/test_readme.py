@@ -38,3 +38,11 @@ def test_readme_write_then_sample_examples_run(tmp_path, monkeypatch):
     assert namespace["batch"]["source"].tolist() == [0] * 128 + [1] * 128
     assert namespace["chunks"]["action_chunk"].shape == (64, 8, 7)
     assert tuple(namespace["tensors"]["obs"]["front"].shape) == (256, 480, 640, 3)
+
+
+def test_readme_twin_example_runs():
+    twin_example = python_blocks()[2]
+    namespace = {}
+    exec(twin_example, namespace)
+    assert namespace["obs"]["front"].shape == (128, 128, 3)
+    assert namespace["terminated"] or namespace["truncated"]

@@ -4,8 +4,15 @@
     from robot_rl.sim import make_env, make_expert
     env = make_env("widowx", "pick_place")
 
-Importing this package registers every task with gymnasium as ``robot_rl/<Task>-v0``.
+Importing this package registers every task with gymnasium as ``robot_rl/<Task>-v0``, and picks
+MuJoCo's EGL backend for offscreen cameras when ``MUJOCO_GL`` is unset and there is no display.
 """
+import os
+
+# Headless machines (robot computers, CI) render offscreen through EGL; MuJoCo reads this at import.
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
 try:
     import gymnasium  # noqa: F401
     import mujoco  # noqa: F401

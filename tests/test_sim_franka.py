@@ -9,7 +9,7 @@ import pytest
 from robot_rl.sim import franka
 from robot_rl.sim.franka import FrankaLift, FrankaLiftExpert, FrankaPegInsert, FrankaPegInsertExpert
 from robot_rl.sim.franka.kinematics import IKError, solve_ik
-from robot_rl.sim.franka.rotations import quat_exp, quat_mul, world_rotvec
+from robot_rl.sim.rotations import quat_exp, quat_mul, world_rotvec
 from robot_rl.sim.twin import asset_path
 
 # Franka's published limits, written out again so a typo in the package cannot hide.

@@ -11,8 +11,8 @@ from robot_rl.sim.expert import ScriptedExpert
 from robot_rl.sim.franka import panda
 from robot_rl.sim.franka.lift import CUBE_HALF, LIFT_HEIGHT, FrankaLift
 from robot_rl.sim.franka.peg_insert import INSERT_DEPTH, FrankaPegInsert
-from robot_rl.sim.franka.rotations import local_rotvec, quat_exp, quat_mul, world_rotvec, yaw_quat
 from robot_rl.sim.franka.twin import FrankaTwin
+from robot_rl.sim.rotations import local_rotvec, quat_exp, quat_mul, world_rotvec, yaw_quat
 
 # Fraction of the remaining gap each action closes. Below 1 so a command that lands a step late (action
 # latency) does not overshoot: with one step of delay the closed loop stays stable for any gain < 1.

@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.sim.franka.panda import HOME_QPOS, JOINT_LIMITS_HIGH, JOINT_LIMITS_LOW, JOINT_NAMES
-from robot_rl.sim.franka.rotations import world_rotvec
+from robot_rl.sim.rotations import world_rotvec
 
 
 class IKError(ValueError):

@@ -15,8 +15,8 @@ import numpy as np
 
 from robot_rl.datasets import KeySpec
 from robot_rl.sim.franka.panda import GRIPPER_MAX_WIDTH
-from robot_rl.sim.franka.rotations import yaw_quat
 from robot_rl.sim.franka.twin import FrankaTwin
+from robot_rl.sim.rotations import yaw_quat
 from robot_rl.sim.twin import Evaluation
 
 CUBE_HALF = 0.02

@@ -22,7 +22,7 @@ import numpy as np
 from robot_rl.datasets import KeySpec
 from robot_rl.sim.franka import panda
 from robot_rl.sim.franka.kinematics import solve_ik
-from robot_rl.sim.franka.rotations import local_rotvec, quat_exp, quat_mul, yaw_quat
+from robot_rl.sim.rotations import local_rotvec, quat_exp, quat_mul, yaw_quat
 from robot_rl.sim.twin import TwinEnv
 
 STATE_LAYOUT = ("joint positions (7, rad), TCP position (3, m, base frame), TCP quaternion (4, w x y z, "

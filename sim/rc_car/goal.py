@@ -40,6 +40,7 @@ from robot_rl.sim.rc_car.constants import (
     WHEEL_RADIUS,
     WHEELBASE,
 )
+from robot_rl.sim.rotations import yaw_quat
 from robot_rl.sim.twin import Evaluation, TwinEnv
 
 STATE_DIM = 8
@@ -110,7 +111,7 @@ class RCCarGoal(TwinEnv):
                 break
         q = self.data.qpos
         q[self._free_qpos:self._free_qpos + 3] = [*start, WHEEL_RADIUS]
-        q[self._free_qpos + 3:self._free_qpos + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        q[self._free_qpos + 3:self._free_qpos + 7] = yaw_quat(yaw)
         steer = rng.uniform(-INITIAL_STEER, INITIAL_STEER)
         left = self._left_wheel_angle(steer)
         q[self._steer_qpos[0]] = left

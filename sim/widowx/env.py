@@ -11,6 +11,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.datasets import KeySpec
+from robot_rl.sim.rotations import yaw_quat
 from robot_rl.sim.twin import TwinEnv
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
@@ -139,8 +140,7 @@ class WidowXEnv(TwinEnv):
             if np.linalg.norm(cube - bowl) >= MIN_CUBE_BOWL_DISTANCE:
                 break
         yaw = rng.uniform(-np.pi / 4, np.pi / 4)  # the cube's symmetry makes other yaws the same
-        self.data.qpos[self._cube_qpos:self._cube_qpos + 7] = [
-            cube[0], cube[1], CUBE_HALF, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        self.data.qpos[self._cube_qpos:self._cube_qpos + 7] = [cube[0], cube[1], CUBE_HALF, *yaw_quat(yaw)]
         self.data.mocap_pos[self._bowl] = [bowl[0], bowl[1], 0.0]
 
     def _cube_off_table(self) -> bool:

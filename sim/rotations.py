@@ -1,4 +1,5 @@
-"""Quaternion helpers (w, x, y, z) on top of MuJoCo's own C routines (fast for single 4-vectors)."""
+"""Quaternion helpers (w, x, y, z) for every twin, on top of MuJoCo's own C routines (fast for single
+4-vectors)."""
 from __future__ import annotations
 
 import mujoco

@@ -7,8 +7,9 @@ For each twin task: environment steps per second with uniform random actions, st
 one 128 x 128 camera rendered offscreen (MUJOCO_GL=egl), and the real-time factor (simulated seconds
 per wall second). The peer, measured in the same run: robosuite 1.5.2 Lift (Panda, OSC_POSE through
 the BASIC composite controller, 20 Hz), without cameras and with its 128 x 128 `agentview` camera. Resets are included in the timing, as in
-training. The process is pinned to one core and to one thread. Prints a table; passes or fails
-nothing. Target from the twins issue: every twin task, state only, at least 10x robosuite Lift.
+training. The process is pinned to one core and to one thread. A second table gives each scripted
+expert's success rate on nominal and perturbed dynamics, beside robosuite Lift's expert. Prints
+tables; passes or fails nothing. Target from the twins issue: every twin task, state only, at least 10x robosuite Lift.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from robot_rl.sim import TASKS, env_class, make_env  # noqa: E402
-from robot_rl.sim.robosuite_adapter import RobosuiteEnv  # noqa: E402
+from robot_rl.sim import TASKS, env_class, make_env, make_expert  # noqa: E402
+from robot_rl.sim.robosuite_adapter import RobosuiteEnv, RobosuiteLiftExpert  # noqa: E402
 
 console = Console(width=140)
 
@@ -51,10 +52,45 @@ def steps_per_second(env, steps: int, seed: int = 0) -> tuple[float, float]:
     return steps / wall, sim_time / wall
 
 
+def expert_success(env, expert_for, episodes: int, noise: float = 0.05) -> tuple[float, float]:
+    """(success rate, mean steps of the successful episodes) of a scripted expert over seeds 0..n-1."""
+    successes, steps = 0, []
+    for seed in range(episodes):
+        obs, _ = env.reset(seed=seed)
+        expert = expert_for(env, noise, seed)
+        expert.reset()
+        done, t = False, 0
+        while not done:
+            obs, _, terminated, truncated, info = env.step(expert(obs))
+            done, t = terminated or truncated, t + 1
+        successes += info["success"]
+        steps += [t] if info["success"] else []
+    return successes / episodes, float(np.mean(steps)) if steps else float("nan")
+
+
+def expert_table(episodes: int) -> Table:
+    table = Table(title=f"scripted experts: success over {episodes} seeded episodes at action noise 0.05")
+    for column in ("task", "nominal success", "steps to success", "perturbed success", "steps to success"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    peer = RobosuiteEnv("Lift", robot="Panda", control_rate_hz=20.0, max_steps=100)
+    rate, length = expert_success(peer, lambda env, noise, seed: RobosuiteLiftExpert(env, noise, seed), episodes)
+    peer.close()
+    table.add_row("robosuite Lift (peer)", f"{rate:.0%}", f"{length:.1f}", "", "")
+    for robot, tasks in TASKS.items():
+        for task in tasks:
+            cells = []
+            for dynamics in ("nominal", "perturbed"):
+                rate, length = expert_success(make_env(robot, task, dynamics=dynamics), make_expert, episodes)
+                cells += [f"{rate:.0%}", f"{length:.1f}"]
+            table.add_row(f"{robot}/{task}", *cells)
+    return table
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="300 steps per measurement")
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--experts", type=int, default=50, help="episodes per expert (0: skip that table)")
     args = parser.parse_args()
     steps = 300 if args.quick else args.steps
     if hasattr(os, "sched_setaffinity"):
@@ -86,6 +122,9 @@ def main():
             table.add_row(f"{robot}/{task}", f"{hz:g}", f"{rate:.0f}", f"{rate / peer_rate:.1f}x", f"{rtf:.1f}",
                           f"{cam_rate:.0f}", f"{cam_rate / peer_cam_rate:.1f}x")
     console.print(table)
+    episodes = min(args.experts, 10) if args.quick else args.experts
+    if episodes:
+        console.print(expert_table(episodes))
 
 
 if __name__ == "__main__":

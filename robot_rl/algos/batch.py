@@ -1,0 +1,60 @@
+"""One training batch as torch tensors, whichever sampler it came from.
+
+``action`` is flat: [B, h * A] for chunks of h actions (h = 1 for single steps). ``reward`` is the
+discounted reward sum over the n steps or the chunk, ``discount`` the bootstrap factor (discount^n,
+0 after a terminal), ``valid`` 0 where the TD target is undefined (a chunk running off a truncated
+episode end), ``mc_return`` the Monte-Carlo return-to-go of ``obs`` (Cal-QL's lower bound) and
+``source`` which replay each row came from (0 offline, 1 online in a mixture).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    obs: dict[str, torch.Tensor]
+    action: torch.Tensor
+    reward: torch.Tensor
+    discount: torch.Tensor
+    next_obs: dict[str, torch.Tensor]
+    valid: torch.Tensor
+    mc_return: torch.Tensor
+    source: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.action.shape[0]
+
+    def split(self, parts: int) -> list[Batch]:
+        """``parts`` equal minibatches (the UTD ratio's separate critic steps)."""
+        size = len(self) // parts
+        return [self.rows(slice(i * size, (i + 1) * size)) for i in range(parts)]
+
+    def rows(self, index) -> Batch:
+        pick = lambda x: {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]  # noqa: E731
+        return Batch(**{name: pick(getattr(self, name)) for name in self.__dataclass_fields__})
+
+
+def _tensor(x, device, dtype=None) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    return t if dtype is None else t.to(dtype)
+
+
+def to_batch(sample: dict, device: str | torch.device = "cpu") -> Batch:
+    """A :class:`Batch` from a ``TransitionSampler`` or ``ChunkSampler`` (or mixture) sample."""
+    obs = {k: _tensor(v, device) for k, v in sample["obs"].items()}
+    next_obs = {k: _tensor(v, device) for k, v in sample["next_obs"].items()}
+    n = len(sample["index"])
+    if "action_chunk" in sample:
+        action = sample["action_chunk"].reshape(n, -1)
+        reward, discount, valid = sample["chunk_reward"], sample["bootstrap_discount"], sample["td_valid"]
+    else:
+        action, reward, discount, valid = sample["action"], sample["reward"], sample["discount"], np.ones(n)
+    source = sample.get("source", np.zeros(n, dtype=np.int64))
+    f32 = torch.float32
+    return Batch(obs, _tensor(action, device, f32), _tensor(reward, device, f32), _tensor(discount, device, f32),
+                 next_obs, _tensor(valid, device, f32), _tensor(sample["mc_return"], device, f32),
+                 _tensor(source, device))

@@ -1,0 +1,89 @@
+"""Conservative Q-learning (Kumar et al. 2020) and Cal-QL (Nakamoto et al. 2023) for offline
+pretraining: the SAC critic loss plus a penalty that pushes Q down on sampled actions and up on the
+dataset's.
+
+    gap = logsumexp over sampled actions a~ of Q(s, a~) (importance-weighted)  -  Q(s, a_data)
+    loss = TD loss + alpha * gap           (alpha fixed, or a Lagrange multiplier driving gap to a target)
+
+The sampled actions are ``n_actions`` uniform ones (density 0.5^|A| on [-1, 1]^|A|) and ``n_actions``
+policy actions at s and at s' (each weighted by its own 1 / pi), all scored by Q at s (CQL(H)).
+Cal-QL clips the policy actions' Q from below by the Monte-Carlo return-to-go of s, so the penalty
+never pushes the learned Q under the value of the behaviour policy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from robot_rl.algos.batch import Batch
+from robot_rl.algos.sac import SAC, SACConfig
+
+
+@dataclass
+class CQLConfig(SACConfig):
+    cql_alpha: float = 5.0           # penalty weight (Cal-QL / WSRL use 5 on their manipulation tasks)
+    n_actions: int = 10              # sampled actions per kind and state (CQL's reference code)
+    cql_temperature: float = 1.0     # logsumexp temperature
+    lagrange: bool = False           # tune alpha toward target_gap instead of fixing it
+    target_gap: float = 5.0          # CQL's "target action gap" (tau) for the Lagrange variant
+    calql: bool = False              # Cal-QL: lower-bound policy-action Q by the return-to-go
+
+
+class CQL(SAC):
+    config_class = CQLConfig
+
+    def __init__(self, shapes, action_dim, config: CQLConfig):
+        super().__init__(shapes, action_dim, config)
+        self.log_cql_alpha = torch.nn.Parameter(torch.tensor(math.log(config.cql_alpha)))
+        if config.lagrange:
+            self.optimizers["cql_alpha"] = torch.optim.Adam([self.log_cql_alpha], lr=config.critic_lr)
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        td_loss, info = super().critic_loss(batch)
+        gap = self.conservative_gap(batch)
+        cfg = self.config
+        if cfg.lagrange:
+            alpha = self.log_cql_alpha.exp().clamp(0.0, 1e6)
+            penalty = alpha.detach() * (gap - cfg.target_gap)
+            self.lagrange_step(-alpha * (gap.detach() - cfg.target_gap))
+        else:
+            alpha = torch.tensor(cfg.cql_alpha)
+            penalty = alpha * gap
+        loss = td_loss + penalty
+        info.update(critic_loss=loss.item(), td_loss=td_loss.item(), cql_gap=gap.item(), cql_alpha=alpha.item())
+        return loss, info
+
+    def lagrange_step(self, loss: torch.Tensor) -> None:
+        opt = self.optimizers["cql_alpha"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def conservative_gap(self, batch: Batch) -> torch.Tensor:
+        """Mean over members and rows of logsumexp_{a~} Q(s, a~) - Q(s, a_data)."""
+        cfg, n, b = self.config, self.config.n_actions, len(batch)
+        features = self.encoder(batch.obs, augment=True)
+        flat_action = self.actor.action_dim
+        with torch.no_grad():
+            random_actions = torch.rand(n, b, flat_action) * 2.0 - 1.0
+            actions_s, log_prob_s = self.actor.sample(features.detach().expand(n, *features.shape))
+            next_features = self.encoder(batch.next_obs)
+            actions_next, log_prob_next = self.actor.sample(next_features.expand(n, *next_features.shape))
+        q_random = self.q_per_action(features, random_actions)                        # [E, n, B]
+        q_s, q_next = self.q_per_action(features, actions_s), self.q_per_action(features, actions_next)
+        if cfg.calql:
+            q_s, q_next = q_s.clamp(min=batch.mc_return), q_next.clamp(min=batch.mc_return)
+        uniform_log_density = -flat_action * math.log(2.0)
+        scored = torch.cat([q_random - uniform_log_density, q_s - log_prob_s, q_next - log_prob_next], dim=1)
+        t = cfg.cql_temperature
+        soft_max = t * torch.logsumexp(scored / t, dim=1)                            # [E, B]
+        q_data = self.critic(features, batch.action)
+        return ((soft_max - q_data) * batch.valid).sum(-1).mean() / batch.valid.sum().clamp(min=1)
+
+    def q_per_action(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q of every member for n actions per state: features [B, F], actions [n, B, A] -> [E, n, B]."""
+        n, b = actions.shape[:2]
+        q = self.critic(features.repeat(n, 1), actions.reshape(n * b, -1))
+        return q.reshape(-1, n, b)

@@ -1,0 +1,28 @@
+"""A training plan: the phases an algorithm runs, in order. Offline phases count gradient updates;
+online phases count environment steps, with ``utd`` critic updates per step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    updates: int = 0             # offline phase: UTD cycles on the offline dataset
+    env_steps: int = 0           # online phase: environment steps
+    utd: int = 1                 # critic updates per UTD cycle (one actor update per cycle)
+    offline_ratio: float = 0.0   # share of every batch drawn from the offline dataset
+    learn: bool = True           # False: act and record only (WSRL's warmup)
+    random_actions: bool = False  # act uniformly at random (SAC's initial exploration)
+
+    @property
+    def online(self) -> bool:
+        return self.env_steps > 0
+
+    def __post_init__(self):
+        if (self.updates > 0) == (self.env_steps > 0):
+            raise ValueError(f"phase {self.name!r}: give exactly one of updates (offline) or env_steps (online)")
+        if not 0.0 <= self.offline_ratio <= 1.0:
+            raise ValueError(f"phase {self.name!r}: offline_ratio must be in [0, 1], found {self.offline_ratio}")
+        if not self.online and self.offline_ratio != 1.0:
+            raise ValueError(f"phase {self.name!r}: an offline phase samples only offline data (offline_ratio=1)")

@@ -1,0 +1,162 @@
+"""Soft actor-critic (Haarnoja et al. 2018) with a critic ensemble: the core every algorithm builds on.
+
+One ``update`` is one UTD cycle: ``len(batches)`` critic steps, each on its own minibatch and each
+followed by a Polyak step of the targets, then one actor and temperature step on the last minibatch
+(as RLPD does). The TD target takes the min over a random subset of the target ensemble (REDQ,
+Chen et al. 2021). Subclasses add terms to :meth:`critic_loss` (CQL, Cal-QL, H2O).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from robot_rl.algos.batch import Batch
+from robot_rl.nets import CriticEnsemble, ObservationEncoder, TanhGaussianActor
+
+
+@dataclass
+class SACConfig:
+    hidden: tuple[int, ...] = (256, 256)
+    ensemble_size: int = 2
+    target_subset: int = 2           # min over this many random target critics
+    layer_norm: bool = False         # LayerNorm in the critic (RLPD)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temperature_lr: float = 3e-4
+    tau: float = 0.005               # Polyak step of the targets
+    init_temperature: float = 1.0
+    target_entropy: float | None = None  # None: -|A| (SAC); RLPD uses -|A| / 2
+    backup_entropy: bool = True      # subtract alpha * log pi(a'|s') in the TD target
+    chunk: int = 1                   # actions per policy output (h); the critic scores the chunk
+    feature_dim: int = 50            # per-camera feature size
+    augment_pad: int = 4             # DrQ random shift, pixels
+
+    @classmethod
+    def from_dict(cls, d) -> SACConfig:
+        d = dict(d)
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"agent config: unknown keys {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+
+@dataclass
+class ObservationShapes:
+    """What the networks see: state keys with their flat sizes, cameras with (H, W, 3)."""
+    state: dict[str, int]
+    cameras: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+
+class SAC(torch.nn.Module):
+    config_class = SACConfig
+
+    def __init__(self, shapes: ObservationShapes, action_dim: int, config: SACConfig):
+        super().__init__()
+        if not 1 <= config.target_subset <= config.ensemble_size:
+            raise ValueError(f"target_subset: expected 1..ensemble_size ({config.ensemble_size}), "
+                             f"found {config.target_subset}")
+        self.config, self.shapes, self.action_dim = config, shapes, action_dim
+        flat_action = action_dim * config.chunk
+        self.encoder = ObservationEncoder(shapes.state, shapes.cameras, config.feature_dim, config.augment_pad)
+        self.actor = TanhGaussianActor(self.encoder.out_dim, flat_action, config.hidden)
+        self.critic = CriticEnsemble(self.encoder.out_dim, flat_action, config.ensemble_size, config.hidden,
+                                     config.layer_norm)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(config.init_temperature)))
+        self.target_entropy = -flat_action if config.target_entropy is None else config.target_entropy
+        self.optimizers = {
+            "critic": torch.optim.Adam([*self.encoder.parameters(), *self.critic.parameters()], lr=config.critic_lr),
+            "actor": torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr),
+            "temperature": torch.optim.Adam([self.log_temperature], lr=config.temperature_lr),
+        }
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.exp()
+
+    # --- acting -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
+        """Actions for a batch of observations: [N, A], or [N, h, A] with chunks."""
+        device = self.log_temperature.device
+        features = self.encoder({k: torch.as_tensor(np.asarray(obs[k]), device=device) for k in self.encoder_keys})
+        action = self.actor.mode(features) if deterministic else self.actor.sample(features)[0]
+        action = action.cpu().numpy()
+        return action.reshape(len(action), self.config.chunk, self.action_dim) if self.config.chunk > 1 else action
+
+    @property
+    def encoder_keys(self) -> tuple[str, ...]:
+        return (*self.shapes.state, *self.shapes.cameras)
+
+    # --- learning ---------------------------------------------------------------------------
+    def update(self, batches: list[Batch]) -> dict[str, float]:
+        for batch in batches:
+            info = self.critic_step(batch)
+        info.update(self.actor_step(batches[-1]))
+        return info
+
+    def critic_step(self, batch: Batch) -> dict[str, float]:
+        loss, info = self.critic_loss(batch)
+        opt = self.optimizers["critic"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.polyak_update()
+        return info
+
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """r + discount * (min over a random target subset of Q'(s', a') - alpha log pi(a'|s'))."""
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(self.encoder(batch.next_obs))
+            members = self.critic.random_members(self.config.target_subset)
+            next_q = self.target_critic(self.target_encoder(batch.next_obs), next_action, members).min(0).values
+            if self.config.backup_entropy:
+                next_q = next_q - self.temperature * next_log_prob
+            return batch.reward + batch.discount * next_q
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean over members and valid rows of the squared TD error."""
+        target = self.td_target(batch)
+        features = self.encoder(batch.obs, augment=True)
+        q = self.critic(features, batch.action)
+        loss = (((q - target) ** 2) * batch.valid).sum(-1).mean() / batch.valid.sum().clamp(min=1)
+        return loss, {"critic_loss": loss.item(), "q": q.mean().item(), "target_q": target.mean().item()}
+
+    def actor_loss(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha log pi(a|s) - mean over the ensemble of Q(s, a), a ~ pi(s); also returns log pi."""
+        action, log_prob = self.actor.sample(features)
+        q = self.critic(features, action).mean(0)
+        return (self.temperature.detach() * log_prob - q).mean(), log_prob
+
+    def temperature_loss(self, log_prob: torch.Tensor) -> torch.Tensor:
+        """alpha * (entropy - target entropy): raises alpha when the entropy is below target."""
+        entropy = -log_prob.detach().mean()
+        return self.temperature * (entropy - self.target_entropy)
+
+    def actor_step(self, batch: Batch) -> dict[str, float]:
+        with torch.no_grad():
+            features = self.encoder(batch.obs, augment=True)  # the actor does not train the encoder
+        self.critic.requires_grad_(False)
+        actor_loss, log_prob = self.actor_loss(features)
+        self.critic.requires_grad_(True)
+        temperature_loss = self.temperature_loss(log_prob)
+        for name, loss in (("actor", actor_loss), ("temperature", temperature_loss)):
+            self.optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizers[name].step()
+        return {"actor_loss": actor_loss.item(), "temperature": self.temperature.item(),
+                "entropy": -log_prob.mean().item(), "temperature_loss": temperature_loss.item()}
+
+    @torch.no_grad()
+    def polyak_update(self) -> None:
+        tau = self.config.tau
+        for net, target in ((self.critic, self.target_critic), (self.encoder, self.target_encoder)):
+            for p, tp in zip(net.parameters(), target.parameters()):
+                tp.lerp_(p, tau)

@@ -1,0 +1,63 @@
+"""Observation encoders: proprioceptive keys are concatenated as they are (the actor's and critic's
+MLPs are the state MLP); each camera goes through its own small conv net (the DrQ / SAC-AE encoder),
+trained by the critic loss only; the actor reads detached features (Yarats et al. 2021)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ's augmentation: pad [B, C, H, W] by ``pad`` (edge replicate), crop back at a random
+    offset per image."""
+    b, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (2, b, 1), generator=generator, device=images.device)
+    rows = (offsets[0] + torch.arange(h, device=images.device))[:, :, None]  # [B, H, 1]
+    cols = (offsets[1] + torch.arange(w, device=images.device))[:, None, :]  # [B, 1, W]
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    return padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # advanced indexing puts C last
+
+
+class ConvEncoder(nn.Module):
+    """uint8 [B, H, W, 3] -> [B, feature_dim]: 4 conv layers of 32 channels (the first with stride 2),
+    then Linear, LayerNorm and tanh (SAC-AE, Yarats et al. 2019)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], feature_dim: int = 50):
+        super().__init__()
+        h, w, c = image_shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+            nn.Flatten())
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, c, h, w)).shape[-1]
+        self.head = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+
+    def forward(self, images: torch.Tensor, augment_pad: int = 0) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        if augment_pad:
+            x = random_shift(x, augment_pad)
+        return self.head(self.convs(x))
+
+
+class ObservationEncoder(nn.Module):
+    """A dict of observation tensors -> one feature vector: state keys (in order) concatenated,
+    then each camera's conv features."""
+
+    def __init__(self, state_dims: dict[str, int], camera_shapes: dict[str, tuple[int, int, int]],
+                 feature_dim: int = 50, augment_pad: int = 4):
+        super().__init__()
+        self.state_keys = tuple(state_dims)
+        self.cameras = nn.ModuleDict({name: ConvEncoder(shape, feature_dim) for name, shape in camera_shapes.items()})
+        self.augment_pad = augment_pad
+        self.out_dim = sum(state_dims.values()) + feature_dim * len(camera_shapes)
+
+    def forward(self, obs: dict[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
+        parts = [obs[k].float().flatten(1) for k in self.state_keys]
+        pad = self.augment_pad if augment else 0
+        parts += [encoder(obs[name], pad) for name, encoder in self.cameras.items()]
+        return torch.cat(parts, dim=-1)

@@ -94,12 +94,12 @@ class StoreWriter:
         return cls(url, durable=durable)
 
     @classmethod
-    def open_or_create(cls, url, spec: EmbodimentSpec, *, overwrite: bool = False,
-                       durable: bool = True) -> StoreWriter:
+    def open_or_create(cls, url, spec: EmbodimentSpec, *, overwrite: bool = False, durable: bool = True,
+                       on_tail: str = "error") -> StoreWriter:
         """Append to the store at ``url`` if it exists (its spec must equal ``spec``), else create it."""
         if overwrite or not store_exists(url):
             return cls.create(url, spec, overwrite=overwrite, durable=durable)
-        writer = cls(url, durable=durable)
+        writer = cls(url, durable=durable, on_tail=on_tail)
         found, expected = json.loads(json.dumps(writer.spec.to_dict())), json.loads(json.dumps(spec.to_dict()))
         if found != expected:
             writer.close()

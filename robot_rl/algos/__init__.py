@@ -1,2 +1,5 @@
-"""The algorithms: SAC (the core), CQL / Cal-QL, RLPD, WSRL. Each module gives an agent class and a
-``plan(cfg)``: the phases it trains in."""
+"""The algorithms. Each module gives ``Agent`` (the class that learns) and ``plan(schedule)`` (the
+phases it trains in); its defaults, with their sources, are in ``configs/algo/<name>.yaml``."""
+from robot_rl.algos import cql, rlpd, sac, wsrl
+
+ALGORITHMS = {"sac": sac, "cql": cql, "calql": cql, "rlpd": rlpd, "wsrl": wsrl}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from robot_rl.algos.batch import Batch
+from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import SAC, SACConfig
 
 
@@ -31,17 +32,28 @@ class CQLConfig(SACConfig):
     calql: bool = False              # Cal-QL: lower-bound policy-action Q by the return-to-go
 
 
+def plan(schedule) -> list[Phase]:
+    """Offline pretraining; then, if ``online_steps``, online fine-tuning that keeps the penalty and
+    mixes offline and online data (Cal-QL's fine-tuning)."""
+    return [Phase("offline", updates=schedule.offline_updates, offline_ratio=1.0, utd=schedule.utd),
+            Phase("online", env_steps=schedule.online_steps, utd=schedule.utd,
+                  offline_ratio=schedule.online_offline_ratio)]
+
+
 class CQL(SAC):
     config_class = CQLConfig
 
     def __init__(self, shapes, action_dim, config: CQLConfig):
         super().__init__(shapes, action_dim, config)
+        self.conservative = True  # False: plain SAC loss (WSRL's online phase)
         self.log_cql_alpha = torch.nn.Parameter(torch.tensor(math.log(config.cql_alpha)))
         if config.lagrange:
             self.optimizers["cql_alpha"] = torch.optim.Adam([self.log_cql_alpha], lr=config.critic_lr)
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         td_loss, info = super().critic_loss(batch)
+        if not self.conservative:
+            return td_loss, info
         gap = self.conservative_gap(batch)
         cfg = self.config
         if cfg.lagrange:
@@ -87,3 +99,6 @@ class CQL(SAC):
         n, b = actions.shape[:2]
         q = self.critic(features.repeat(n, 1), actions.reshape(n * b, -1))
         return q.reshape(-1, n, b)
+
+
+Agent = CQL

@@ -14,15 +14,22 @@ class Phase:
     offline_ratio: float = 0.0   # share of every batch drawn from the offline dataset
     learn: bool = True           # False: act and record only (WSRL's warmup)
     random_actions: bool = False  # act uniformly at random (SAC's initial exploration)
+    conservative: bool = True    # CQL agents: keep the penalty (WSRL drops it online)
+
+    @property
+    def length(self) -> int:
+        """Updates (offline) or environment steps (online); 0: the phase is skipped."""
+        return self.updates or self.env_steps
 
     @property
     def online(self) -> bool:
         return self.env_steps > 0
 
     def __post_init__(self):
-        if (self.updates > 0) == (self.env_steps > 0):
-            raise ValueError(f"phase {self.name!r}: give exactly one of updates (offline) or env_steps (online)")
+        if self.updates < 0 or self.env_steps < 0 or (self.updates and self.env_steps):
+            raise ValueError(f"phase {self.name!r}: give updates (offline) or env_steps (online), both >= 0, "
+                             f"found updates={self.updates}, env_steps={self.env_steps}")
         if not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"phase {self.name!r}: offline_ratio must be in [0, 1], found {self.offline_ratio}")
-        if not self.online and self.offline_ratio != 1.0:
+        if self.updates and self.offline_ratio != 1.0:
             raise ValueError(f"phase {self.name!r}: an offline phase samples only offline data (offline_ratio=1)")

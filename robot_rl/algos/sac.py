@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from robot_rl.algos.batch import Batch
+from robot_rl.algos.plan import Phase
 from robot_rl.nets import CriticEnsemble, ObservationEncoder, TanhGaussianActor
 
 
@@ -29,7 +30,8 @@ class SACConfig:
     temperature_lr: float = 3e-4
     tau: float = 0.005               # Polyak step of the targets
     init_temperature: float = 1.0
-    target_entropy: float | None = None  # None: -|A| (SAC); RLPD uses -|A| / 2
+    target_entropy: float | None = None  # None: -target_entropy_scale * |A|
+    target_entropy_scale: float = 1.0    # SAC's -|A| heuristic; RLPD uses 0.5
     backup_entropy: bool = True      # subtract alpha * log pi(a'|s') in the TD target
     chunk: int = 1                   # actions per policy output (h); the critic scores the chunk
     feature_dim: int = 50            # per-camera feature size
@@ -53,6 +55,12 @@ class ObservationShapes:
     cameras: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
+def plan(schedule) -> list[Phase]:
+    """Online from scratch: ``random_steps`` of uniform random actions, then SAC at ``utd``."""
+    return [Phase("random", env_steps=schedule.random_steps, learn=False, random_actions=True),
+            Phase("online", env_steps=schedule.online_steps - schedule.random_steps, utd=schedule.utd)]
+
+
 class SAC(torch.nn.Module):
     config_class = SACConfig
 
@@ -70,7 +78,8 @@ class SAC(torch.nn.Module):
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(config.init_temperature)))
-        self.target_entropy = -flat_action if config.target_entropy is None else config.target_entropy
+        self.target_entropy = (-config.target_entropy_scale * flat_action if config.target_entropy is None
+                               else config.target_entropy)
         self.optimizers = {
             "critic": torch.optim.Adam([*self.encoder.parameters(), *self.critic.parameters()], lr=config.critic_lr),
             "actor": torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr),
@@ -160,3 +169,6 @@ class SAC(torch.nn.Module):
         for net, target in ((self.critic, self.target_critic), (self.encoder, self.target_encoder)):
             for p, tp in zip(net.parameters(), target.parameters()):
                 tp.lerp_(p, tau)
+
+
+Agent = SAC

@@ -12,17 +12,10 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from robot_rl.cli.config import ConfigError, load_config, save_run_config
+from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError, StoreWriter
 from robot_rl.datasets.layout import local_path
 
@@ -75,7 +68,7 @@ def collect(cfg) -> int:
     spec = with_codec(env.embodiment, cfg.codec)
     run_dir = save_run_config(cfg)
     results, started = [], time.perf_counter()
-    with StoreWriter.open_or_create(cfg.out, spec, overwrite=cfg.overwrite) as writer, _progress() as progress:
+    with StoreWriter.open_or_create(cfg.out, spec, overwrite=cfg.overwrite) as writer, job_progress(console, "successes") as progress:
         first = writer.num_episodes
         bar = progress.add_task(f"{cfg.robot}/{cfg.task}", total=cfg.episodes, successes="")
         try:
@@ -98,12 +91,6 @@ def collect(cfg) -> int:
 def with_codec(spec, codec: str):
     cameras = {name: dataclasses.replace(cam, codec=codec) for name, cam in spec.cameras.items()}
     return dataclasses.replace(spec, cameras=cameras)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[successes]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console)
 
 
 def _summary(cfg, results, total_episodes: int, seconds: float, run_dir: Path) -> None:

@@ -1,11 +1,11 @@
 """``robot-rl``: one command, a verb per job. ``robot-rl data --help`` lists the store verbs;
-``robot-rl collect`` records twin demonstrations."""
+``robot-rl collect`` records twin demonstrations; ``robot-rl train`` trains a policy and ``robot-rl eval`` evaluates one."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from robot_rl.cli import collect, data
+from robot_rl.cli import collect, data, evaluate, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
     data.add_parser(verbs)
     collect.add_parser(verbs)
+    train.add_parser(verbs)
+    evaluate.add_parser(verbs)
     return parser
 
 

@@ -1,0 +1,74 @@
+"""``robot-rl eval checkpoint=<path> key=value ...``: success rate and return of a trained policy on a
+twin, and an MP4 of its first episodes.
+
+    robot-rl eval checkpoint=runs/train/<run> episodes=20 video=true sim.dynamics=perturbed
+"""
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from robot_rl.cli.config import ConfigError, load_config, save_run_config
+from robot_rl.cli.train import split_task
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def add_parser(verbs) -> None:
+    p = verbs.add_parser("eval", help="evaluate a trained policy on a twin (success rate, return, MP4)",
+                         description=__doc__.split("\n\n")[0])
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides (robot_rl/configs/eval.yaml), e.g. checkpoint=runs/train/<run> "
+                        "episodes=20 video=true sim.dynamics=perturbed")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        return evaluate_checkpoint(load_config("eval", args.overrides))
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        errors.print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+
+
+def load_policy(checkpoint, task_override=None, dynamics=None):
+    """The agent of a checkpoint with its weights, and a twin for it (its task, or ``task_override``
+    on the same robot, with ``dynamics``). Returns (agent, env, training config, checkpoint folder)."""
+    from robot_rl.learner.checkpoint import load_weights, resolve_checkpoint
+    from robot_rl.learner.trainer import build_agent, make_twin
+
+    folder = resolve_checkpoint(checkpoint)
+    trained = OmegaConf.load(folder / "config.yaml")
+    cfg = OmegaConf.merge(trained, {"task": task_override or trained.task})
+    cfg = split_task(cfg)
+    if cfg.robot != trained.robot:
+        raise ConfigError(f"task={task_override!r} is for robot {cfg.robot!r}, the checkpoint drives {trained.robot!r}")
+    if dynamics is not None:
+        cfg.sim.dynamics = dynamics
+    env = make_twin(cfg)
+    agent = build_agent(trained, env.embodiment)
+    load_weights(agent, folder)
+    return agent.eval(), env, cfg, folder
+
+
+def evaluate_checkpoint(cfg) -> int:
+    from robot_rl.learner.rollout import evaluate
+    from robot_rl.learner.video import write_mp4
+
+    agent, env, trained, folder = load_policy(cfg.checkpoint, cfg.task, OmegaConf.to_container(cfg.sim.dynamics))
+    run_dir = save_run_config(cfg)
+    policy = lambda obs: agent.act(obs, deterministic=cfg.deterministic)  # noqa: E731
+    frames = [] if cfg.video else None
+    result = evaluate(policy, env, cfg.episodes, cfg.seed, frames, video_episodes=cfg.video_episodes)
+    table = Table(title=f"{folder} on {trained.robot}/{trained.task}", show_header=False)
+    table.add_row("success rate", f"{result['success_rate']:.0%} over {cfg.episodes} episodes")
+    table.add_row("return", f"{result['return']:.2f}")
+    table.add_row("episode length", f"{result['episode_length']:.1f} steps")
+    if frames:
+        video = write_mp4(run_dir / "rollouts.mp4", frames, env.unwrapped.control_rate_hz)
+        table.add_row("video", str(video))
+    console.print(table)
+    env.close()
+    return 0

@@ -1,0 +1,91 @@
+"""Where batches come from: the offline dataset (opened read-only, never modified) and the run's own
+online store (the actor's episodes), mixed at each phase's ratio with exact counts per batch."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from robot_rl.algos.batch import Batch, to_batch
+from robot_rl.datasets import (
+    ChunkSampler,
+    EmbodimentSpec,
+    MixtureSampler,
+    StoreWriter,
+    TrajectoryReader,
+    TransitionSampler,
+)
+
+
+class Replay:
+    def __init__(self, spec: EmbodimentSpec, keys: tuple[str, ...], online_url: str | os.PathLike,
+                 offline_url: str | os.PathLike | None, *, batch_size: int, discount: float, n_step: int,
+                 chunk: int, seed: int, offline_in_memory: bool = True, device: str = "cpu"):
+        self.keys, self.batch_size, self.device = keys, batch_size, device
+        self.sampler_args = dict(keys=keys, discount=discount, **(
+            {"horizon": chunk} if chunk > 1 else {"n_step": n_step}))
+        self.sampler_class = ChunkSampler if chunk > 1 else TransitionSampler
+        # The in-progress episode of a killed run is dropped; every committed one is kept.
+        self.writer = StoreWriter.open_or_create(online_url, spec, on_tail="drop")
+        self.online_reader = TrajectoryReader(online_url)
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        self.online = self.sampler_class(self.online_reader, batch_size, seed=np.random.default_rng(seeds[0]),
+                                         **self.sampler_args)
+        self.offline = None
+        if offline_url is not None:
+            reader = TrajectoryReader(offline_url)
+            check_dataset(reader.spec, spec, keys, offline_url)
+            source = reader.to_memory() if offline_in_memory else reader
+            self.offline = self.sampler_class(source, batch_size, seed=np.random.default_rng(seeds[1]),
+                                              **self.sampler_args)
+        self.drawn = {"offline": 0, "online": 0}  # rows sampled from each, over the run
+
+    @property
+    def online_steps(self) -> int:
+        return self.online_reader.num_steps
+
+    def online_ready(self) -> bool:
+        return len(self.online) >= 1
+
+    def refresh(self) -> int:
+        """Pick up episodes the actor committed since the last call."""
+        return self.online.refresh()
+
+    def sample(self, offline_ratio: float, batch_size: int | None = None) -> Batch:
+        b = batch_size or self.batch_size
+        if offline_ratio > 0 and self.offline is None:
+            raise ValueError("this phase samples the offline dataset but no dataset= was given")
+        pairs = [(s, r) for s, r in ((self.offline, offline_ratio), (self.online, 1.0 - offline_ratio)) if r > 0]
+        mixture = MixtureSampler(pairs, b)
+        for (sampler, _), count in zip(pairs, mixture.counts):
+            self.drawn["offline" if sampler is self.offline else "online"] += int(count)
+        sample = mixture.sample()
+        if offline_ratio == 0.0:
+            sample["source"] = np.ones(b, dtype=np.int64)  # a mixture of one labels rows 0; these are online
+        return to_batch(sample, self.device)
+
+    def state(self) -> dict:
+        return {"drawn": dict(self.drawn), "rng": {
+            "online": self.online.rng.bit_generator.state,
+            **({"offline": self.offline.rng.bit_generator.state} if self.offline else {})}}
+
+    def restore(self, state: dict) -> None:
+        self.drawn = dict(state["drawn"])
+        self.online.rng.bit_generator.state = state["rng"]["online"]
+        if self.offline is not None and "offline" in state["rng"]:
+            self.offline.rng.bit_generator.state = state["rng"]["offline"]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def check_dataset(found: EmbodimentSpec, expected: EmbodimentSpec, keys: tuple[str, ...], url) -> None:
+    """The dataset must hold every key the networks read, with the twin's shapes, and its actions."""
+    have, want = found.keys(), expected.keys()
+    for key in (*keys, "action"):
+        if key not in have:
+            raise ValueError(f"dataset={url} has no key {key!r} (it has {sorted(have)}); record it with "
+                             f"`robot-rl collect` on the same task, or drop {key!r} from obs_keys/cameras")
+        if tuple(have[key].shape) != tuple(want[key].shape):
+            raise ValueError(f"dataset={url}: key {key!r} has shape {tuple(have[key].shape)}, the twin gives "
+                             f"{tuple(want[key].shape)}: the dataset is from another robot or task")

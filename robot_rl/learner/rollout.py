@@ -1,0 +1,118 @@
+"""The actor side of training: step the twins with the current policy, commit every finished episode
+to the run's online store, and evaluate.
+
+``num_envs`` twins step in lock-step in this process, with one batched policy call per tick. An
+episode reaches the store only when it ends, so a killed run loses at most the episodes in progress.
+With action chunks the policy is queried every ``chunk`` steps and the chunk runs open-loop.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_rl.datasets import StoreWriter
+
+
+@dataclass
+class EpisodeStats:
+    steps: int
+    episode_return: float
+    success: bool
+
+
+@dataclass
+class _Running:
+    obs: dict
+    frames: list = field(default_factory=list)
+    queue: list = field(default_factory=list)   # actions left of the current chunk
+    episode_return: float = 0.0
+    success: bool = False
+    seed: int = 0
+
+
+Policy = Callable[[dict[str, np.ndarray]], np.ndarray]  # batched obs -> [N, A] or [N, h, A]
+
+
+class Rollouts:
+    def __init__(self, envs: list, writer: StoreWriter, *, seed: int, first_episode: int = 0, source: str = "policy"):
+        self.envs, self.writer, self.seed, self.source = envs, writer, seed, source
+        self.episodes_started = first_episode
+        self.rng = np.random.default_rng([seed, first_episode])
+        self.running = [self._reset(env) for env in envs]
+
+    def _reset(self, env) -> _Running:
+        seed = self.seed + self.episodes_started
+        self.episodes_started += 1
+        obs, _ = env.reset(seed=seed)
+        return _Running(obs, seed=seed)
+
+    def step(self, policy: Policy | None) -> list[EpisodeStats]:
+        """One tick of every env (``policy=None``: uniform random actions); returns the episodes that
+        ended and were committed."""
+        needs = [i for i, r in enumerate(self.running) if not r.queue]
+        if needs:
+            if policy is None:
+                chunks = self.rng.uniform(-1, 1, (len(needs), 1, self.envs[0].action_space.shape[0]))
+            else:
+                chunks = policy(_stack([self.running[i].obs for i in needs]))
+                chunks = chunks[:, None] if chunks.ndim == 2 else chunks
+            for i, chunk in zip(needs, chunks):
+                self.running[i].queue = list(np.asarray(chunk, dtype=np.float32))
+        finished = []
+        for i, (env, run) in enumerate(zip(self.envs, self.running)):
+            action = run.queue.pop(0)
+            timestamp = env.unwrapped.time
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            run.frames.append({**run.obs, "action": action, "reward": reward, "terminated": terminated,
+                               "truncated": truncated, "timestamp": timestamp})
+            run.episode_return += reward
+            run.success |= bool(info.get("success", False))
+            run.obs = next_obs
+            if terminated or truncated:
+                finished.append(self._commit(run, env))
+                self.running[i] = self._reset(env)
+        return finished
+
+    def _commit(self, run: _Running, env) -> EpisodeStats:
+        instruction = getattr(env.unwrapped, "instruction", "")
+        with self.writer.new_episode(instruction=instruction, source=self.source, seed=run.seed) as episode:
+            for frame in run.frames:
+                episode.add(frame)
+            episode.commit(success=run.success)
+        return EpisodeStats(len(run.frames), run.episode_return, run.success)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def evaluate(policy: Policy, env, episodes: int, seed: int, video: list | None = None,
+             video_episodes: int = 1) -> dict[str, float]:
+    """Success rate, mean return and length of ``episodes`` rollouts from seeds ``seed + i``. Frames of
+    the first ``video_episodes`` go to ``video`` (the env's first camera) when a list is given."""
+    returns, successes, lengths = [], [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        queue, done, total, success, steps = [], False, 0.0, False, 0
+        while not done:
+            if video is not None and i < video_episodes:
+                video.append(env.unwrapped.render())
+            if not queue:
+                chunk = policy(_stack([obs]))[0]
+                queue = list(chunk if chunk.ndim == 2 else chunk[None])
+            obs, reward, terminated, truncated, info = env.step(queue.pop(0))
+            total += reward
+            success |= bool(info.get("success", False))
+            steps += 1
+            done = terminated or truncated
+        returns.append(total)
+        successes.append(success)
+        lengths.append(steps)
+    return {"success_rate": float(np.mean(successes)), "return": float(np.mean(returns)),
+            "episode_length": float(np.mean(lengths))}
+
+
+def _stack(observations: list[dict]) -> dict[str, np.ndarray]:
+    return {k: np.stack([o[k] for o in observations]) for k in observations[0]}

@@ -1,0 +1,189 @@
+"""The training loop: run an algorithm's phases in order, on the offline dataset and on the twin, with
+evaluation, TensorBoard, checkpoints after every evaluation, and resume from the last one.
+
+Counters (``state``): ``phase`` (index into the plan), ``progress`` (updates or env steps done in
+that phase), ``env_steps``, ``critic_updates`` and ``cycles`` (UTD cycles) over the run. A resumed run
+restores them, the weights, optimizers and RNGs from the last checkpoint; the online store keeps every
+episode committed before the kill, including those after the checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.algos import ALGORITHMS
+from robot_rl.algos.plan import Phase
+from robot_rl.algos.sac import ObservationShapes
+from robot_rl.learner.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from robot_rl.learner.metrics import Metrics
+from robot_rl.learner.replay import Replay
+from robot_rl.learner.rollout import Rollouts, evaluate
+from robot_rl.learner.video import write_mp4
+
+TRAIN_SEED_OFFSET = 1_000_000  # training episodes never reuse the seeds of collected demonstrations
+
+
+@dataclass
+class TrainState:
+    phase: int = 0
+    progress: int = 0
+    env_steps: int = 0
+    critic_updates: int = 0
+    cycles: int = 0
+    episodes: int = 0
+    last_episode: dict = field(default_factory=dict)
+    phase_log: list = field(default_factory=list)  # per finished phase: counters and rows drawn
+
+
+def make_twin(cfg: DictConfig, cameras=None):
+    from robot_rl.sim import make_env
+
+    return make_env(cfg.robot, cfg.task, reward_type=cfg.reward_type,
+                    cameras=tuple(cfg.cameras if cameras is None else cameras),
+                    image_size=tuple(cfg.image_size), dynamics=dict(cfg.sim.dynamics), max_steps=cfg.max_steps,
+                    terminate_on_success=cfg.terminate_on_success)
+
+
+def observation_shapes(spec, keys: tuple[str, ...]) -> ObservationShapes:
+    specs = spec.keys()
+    return ObservationShapes(
+        state={k: int(np.prod(specs[k].shape)) for k in keys if k not in spec.cameras},
+        cameras={k: tuple(specs[k].shape) for k in keys if k in spec.cameras})
+
+
+def build_agent(cfg: DictConfig, spec):
+    algo = ALGORITHMS[cfg.algo.name]
+    keys = (*cfg.obs_keys, *cfg.cameras)
+    config = algo.Agent.config_class.from_dict(OmegaConf.to_container(cfg.algo.agent))
+    return algo.Agent(observation_shapes(spec, keys), spec.keys()["action"].shape[0], config)
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path, progress=None):
+        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        algo = ALGORITHMS[cfg.algo.name]
+        self.phases = [p for p in algo.plan(cfg.algo.schedule) if p.length > 0]
+        if any(p.offline_ratio > 0 for p in self.phases) and not cfg.dataset:
+            raise ValueError(f"algo={cfg.algo.name} trains on an offline dataset: give dataset=<store path> "
+                             "(record one with `robot-rl collect`)")
+        torch.manual_seed(cfg.seed)
+        envs = [make_twin(cfg) for _ in range(cfg.num_envs)]
+        self.eval_env = make_twin(cfg)
+        spec = envs[0].embodiment
+        self.keys = (*cfg.obs_keys, *cfg.cameras)
+        self.agent = build_agent(cfg, spec).to(cfg.device)
+        self.replay = Replay(spec, self.keys, self.run_dir / "online.zarr", cfg.dataset,
+                             batch_size=cfg.algo.batch_size, discount=cfg.algo.discount, n_step=cfg.algo.n_step,
+                             chunk=self.agent.config.chunk, seed=cfg.seed, device=cfg.device)
+        self.state = TrainState()
+        checkpoint = latest_checkpoint(self.run_dir / "checkpoints") if cfg.resume else None
+        if checkpoint is not None:
+            saved = load_checkpoint(checkpoint, self.agent, self.agent.optimizers)
+            self.replay.restore(saved.pop("replay"))
+            self.state = TrainState(**saved)
+        self.rollouts = Rollouts(envs, self.replay.writer, seed=TRAIN_SEED_OFFSET + 1000 * cfg.seed,
+                                 first_episode=self.replay.writer.num_episodes)
+        self.metrics = Metrics(self.run_dir)
+        self.resumed_from = checkpoint
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self) -> TrainState:
+        s = self.state
+        if s.phase == 0 and s.progress == 0 and s.critic_updates == 0:
+            self.evaluate_and_checkpoint("start")
+        while s.phase < len(self.phases):
+            phase = self.phases[s.phase]
+            if hasattr(self.agent, "conservative"):
+                self.agent.conservative = phase.conservative
+            bar = self.progress.add_task(phase.name, total=phase.length, completed=s.progress, status="") \
+                if self.progress else None
+            drawn_before, updates_before = dict(self.replay.drawn), s.critic_updates
+            while s.progress < phase.length:
+                advanced = self.online_tick(phase) if phase.online else self.offline_tick(phase)
+                s.progress += advanced
+                if bar is not None:
+                    self.progress.update(bar, advance=advanced, status=self.status())
+                if self.eval_due(phase, advanced):
+                    self.evaluate_and_checkpoint(phase.name)
+            s.phase_log.append({"phase": phase.name, "critic_updates": s.critic_updates - updates_before,
+                                **{f"{k}_rows": self.replay.drawn[k] - drawn_before[k] for k in self.replay.drawn}})
+            s.phase, s.progress = s.phase + 1, 0
+            self.evaluate_and_checkpoint(phase.name, video=s.phase == len(self.phases) and self.cfg.eval.video)
+        return s
+
+    def offline_tick(self, phase: Phase) -> int:
+        self.learn(phase)
+        return 1
+
+    def online_tick(self, phase: Phase) -> int:
+        s = self.state
+        policy = None if phase.random_actions else (lambda obs: self.agent.act(obs))
+        finished = self.rollouts.step(policy)
+        if finished:
+            self.replay.refresh()
+        for episode in finished:
+            s.episodes += 1
+            s.last_episode = {"return": episode.episode_return, "success": float(episode.success),
+                              "length": episode.steps}
+            self.metrics.scalars("rollout", s.last_episode, s.env_steps)
+        n = len(self.rollouts.envs)
+        s.env_steps += n
+        if phase.learn and (phase.offline_ratio == 1.0 or self.replay.online_ready()):
+            for _ in range(n):
+                self.learn(phase)
+        return n
+
+    def learn(self, phase: Phase) -> None:
+        s = self.state
+        batches = [self.replay.sample(phase.offline_ratio) for _ in range(phase.utd)]
+        info = self.agent.update(batches)
+        s.critic_updates += phase.utd
+        s.cycles += 1
+        if s.cycles % self.cfg.log_every == 0:
+            self.metrics.scalars("training", info, s.critic_updates)
+
+    # --- evaluation and checkpoints --------------------------------------------------------------
+    def eval_due(self, phase: Phase, advanced: int) -> bool:
+        every = self.cfg.eval.every_env_steps if phase.online else self.cfg.eval.every_updates
+        done = self.state.progress
+        return bool(every) and done < phase.length and done // every > (done - advanced) // every
+
+    def evaluate_and_checkpoint(self, phase_name: str, video: bool = False) -> dict:
+        s, cfg = self.state, self.cfg
+        frames = [] if video else None
+        result = evaluate(lambda obs: self.agent.act(obs, deterministic=True), self.eval_env,
+                          cfg.eval.episodes, cfg.eval.seed, frames)
+        row = {"phase": phase_name, "env_steps": s.env_steps, "updates": s.critic_updates, **result}
+        self.metrics.evaluation(row)
+        self.last_eval = row
+        if frames:
+            write_mp4(self.run_dir / "videos" / f"eval_{s.env_steps:08d}.mp4", frames,
+                      self.eval_env.unwrapped.control_rate_hz)
+        self.checkpoint()
+        return row
+
+    def checkpoint(self) -> Path:
+        s = self.state
+        state = {**s.__dict__, "replay": self.replay.state()}
+        name = f"step_{s.critic_updates:010d}_{s.env_steps:09d}"
+        return save_checkpoint(self.run_dir / "checkpoints", name, self.agent, self.agent.optimizers, state,
+                               OmegaConf.to_yaml(self.cfg), keep=self.cfg.keep_checkpoints)
+
+    def status(self) -> str:
+        s, parts = self.state, []
+        if s.last_episode:
+            parts.append(f"return {s.last_episode['return']:.2f} success {s.last_episode['success']:.0f}")
+        if getattr(self, "last_eval", None):
+            parts.append(f"eval {self.last_eval['success_rate']:.0%}")
+        return " | ".join(parts)
+
+    def close(self) -> None:
+        self.rollouts.close()
+        self.eval_env.close()
+        self.replay.close()
+        self.metrics.close()
+

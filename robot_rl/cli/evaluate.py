@@ -63,6 +63,8 @@ def evaluate_checkpoint(cfg) -> int:
     frames = [] if cfg.video else None
     result = evaluate(policy, env, cfg.episodes, cfg.seed, frames, video_episodes=cfg.video_episodes)
     table = Table(title=f"{folder} on {trained.robot}/{trained.task}", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("success rate", f"{result['success_rate']:.0%} over {cfg.episodes} episodes")
     table.add_row("return", f"{result['return']:.2f}")
     table.add_row("episode length", f"{result['episode_length']:.1f} steps")

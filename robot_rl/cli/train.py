@@ -102,6 +102,8 @@ def train(cfg) -> int:
 
 def _summary(cfg, trainer, state, seconds: float, run_dir: Path) -> None:
     table = Table(title=f"{cfg.algo.name} on {cfg.robot}/{cfg.task}", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     last = trainer.last_eval
     rows = {
         "evaluation success": f"{last['success_rate']:.0%} over {cfg.eval.episodes} episodes",

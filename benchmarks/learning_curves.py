@@ -1,0 +1,147 @@
+"""Success rate against online steps on WidowXPickPlace: SAC from scratch, offline Cal-QL only, RLPD
+and WSRL, with the same budgets and seeds, from one scripted-demo dataset.
+
+    python benchmarks/learning_curves.py                 # the CPU profile (2 cores, about an hour)
+    python benchmarks/learning_curves.py --quick         # a few minutes: checks the pipeline, not the ranking
+    python benchmarks/learning_curves.py --profile paper # the papers' networks and UTD (for a GPU)
+
+Writes runs/bench/learning_curves/curves.csv (one row per evaluation) and curves.png, and prints the
+final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time.
+
+The CPU profile keeps each algorithm's structure (RLPD's 50/50 batches and LayerNorm ensemble, WSRL's
+Cal-QL pretraining, warmup and offline-free fine-tuning) but shrinks the arithmetic so it fits two
+cores: 128-unit layers, batch 128, E = 10 with min over 2, RLPD at UTD 4 instead of 20 and WSRL at
+UTD 2 instead of 4. Offline Cal-QL runs the same number of updates as WSRL's pretraining and is
+evaluated once, as a flat line.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from robot_rl.learner.metrics import read_evaluations
+
+console = Console(width=140)
+OUT = Path("runs/bench/learning_curves")
+
+PROFILES = {
+    "cpu": {"common": ["algo.agent.hidden=[128,128]", "algo.batch_size=128", "algo.agent.init_temperature=0.05"],
+            "rlpd_utd": 4, "wsrl_utd": 2},
+    "paper": {"common": [], "rlpd_utd": 20, "wsrl_utd": 4},
+}
+
+
+def algorithms(profile: dict, dataset: Path, online: int, offline: int, warmup: int) -> dict[str, list[str]]:
+    ensemble = ["algo.agent.ensemble_size=10", "algo.agent.target_subset=2", "algo.agent.layer_norm=true"]
+    return {
+        "sac": ["algo=sac", "algo.schedule.random_steps=1000", f"algo.schedule.online_steps={online}"],
+        "calql_offline": ["algo=calql", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}", *ensemble],
+        "rlpd": ["algo=rlpd", f"dataset={dataset}", f"algo.schedule.online_steps={online}",
+                 f"algo.schedule.utd={profile['rlpd_utd']}", *ensemble],
+        "wsrl": ["algo=wsrl", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
+                 f"algo.schedule.warmup_steps={warmup}", f"algo.schedule.online_steps={online}",
+                 f"algo.schedule.utd={profile['wsrl_utd']}", *ensemble],
+    }
+
+
+def collect(dataset: Path, episodes: int) -> None:
+    if dataset.exists():
+        return
+    subprocess.run([sys.executable, "-m", "robot_rl.cli.main", "collect", "robot=widowx", "task=pick_place",
+                    f"episodes={episodes}", f"out={dataset}", f"run_dir={OUT / 'collect'}"], check=True)
+
+
+def train(name: str, seed: int, overrides: list[str], eval_every: int, episodes: int) -> Path:
+    run_dir = OUT / f"{name}_seed{seed}"
+    cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", "task=widowx_pick_place", f"seed={seed}",
+           f"eval.every_env_steps={eval_every}", "eval.every_updates=0", f"eval.episodes={episodes}",
+           "eval.video=false", "threads=1", f"run_dir={run_dir}", *overrides]
+    with open(OUT / f"{name}_seed{seed}.log", "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return run_dir
+
+
+def curve_rows(name: str, seed: int, run_dir: Path, online: int) -> list[dict]:
+    evals = read_evaluations(run_dir)
+    if name == "calql_offline":  # no online phase: its final evaluation, flat over the online budget
+        last = evals[-1]
+        return [{"algo": name, "seed": seed, "env_steps": s, "success_rate": last["success_rate"],
+                 "return": last["return"]} for s in (0, online)]
+    online_evals = [e for e in evals if e["phase"] not in ("offline", "start")] or evals
+    pretrained = [e for e in evals if e["phase"] == "offline"][-1:]
+    return [{"algo": name, "seed": seed, "env_steps": int(e["env_steps"]), "success_rate": e["success_rate"],
+             "return": e["return"]} for e in [*pretrained, *online_evals]]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for algo in dict.fromkeys(r["algo"] for r in rows):
+        mine = [r for r in rows if r["algo"] == algo]
+        steps = sorted({r["env_steps"] for r in mine})
+        by_step = [[r["success_rate"] for r in mine if r["env_steps"] == s] for s in steps]
+        mean = np.array([np.mean(v) for v in by_step])
+        ax.plot(steps, mean, marker="o", label=algo)
+        if max(len(v) for v in by_step) > 1:
+            lo, hi = np.array([np.min(v) for v in by_step]), np.array([np.max(v) for v in by_step])
+            ax.fill_between(steps, lo, hi, alpha=0.2)
+    ax.set(xlabel="online environment steps", ylabel="evaluation success rate", ylim=(-0.02, 1.02),
+           title="WidowXPickPlace twin, scripted demonstrations")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--demos", type=int, default=50)
+    args = parser.parse_args()
+    online, offline, warmup, eval_every, episodes, seeds = (
+        (600, 300, 200, 200, 3, 1) if args.quick else (15000, 10000, 2000, 1500, 10, 2))
+    seeds = args.seeds or seeds
+    OUT.mkdir(parents=True, exist_ok=True)
+    dataset = OUT / f"pick_place_demos{args.demos}.zarr"
+    collect(dataset, args.demos)
+    profile = PROFILES[args.profile]
+    jobs = [(name, seed, [*profile["common"], *overrides])
+            for name, overrides in algorithms(profile, dataset.resolve(), online, offline, warmup).items()
+            for seed in range(seeds)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda job: (job[0], job[1], train(job[0], job[1], job[2], eval_every, episodes)), jobs))
+    rows = [row for name, seed, run_dir in runs for row in curve_rows(name, seed, run_dir, online)]
+    with open(OUT / "curves.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["algo", "seed", "env_steps", "success_rate", "return"])
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, OUT / "curves.png")
+    table = Table(title=f"WidowXPickPlace, {args.demos} demos, {online} online steps, {seeds} seed(s), "
+                        f"profile {args.profile}")
+    for col in ("algorithm", "success at 0 online steps", f"success at {online}", "return at end"):
+        table.add_column(col, justify="right")
+    for algo in dict.fromkeys(r["algo"] for r in rows):
+        mine = [r for r in rows if r["algo"] == algo]
+        first = [r["success_rate"] for r in mine if r["env_steps"] == min(x["env_steps"] for x in mine)]
+        last = [r for r in mine if r["env_steps"] == max(x["env_steps"] for x in mine)]
+        table.add_row(algo, f"{sum(first) / len(first):.0%}", f"{sum(r['success_rate'] for r in last) / len(last):.0%}",
+                      f"{sum(r['return'] for r in last) / len(last):.1f}")
+    console.print(table)
+    console.print(f"wrote {OUT / 'curves.csv'} and {OUT / 'curves.png'}")
+
+
+if __name__ == "__main__":
+    main()

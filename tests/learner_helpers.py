@@ -1,0 +1,29 @@
+"""Shared pieces of the learner tests: tiny configs and scripted-demo stores on the WidowX twin."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from robot_rl.cli.config import load_config
+from robot_rl.cli.train import split_task
+from robot_rl.datasets import StoreWriter
+from robot_rl.sim import make_env, make_expert
+from robot_rl.sim.recording import record_episode
+
+# Small networks and batches: these tests check the plumbing, not the learning.
+TINY = ["algo.agent.hidden=[32,32]", "algo.batch_size=16", "eval.episodes=1", "eval.video=false",
+        "eval.every_env_steps=0", "eval.every_updates=0", "threads=1"]
+
+
+def demo_store(path: Path, task: str = "reach", episodes: int = 4, noise: float = 0.1, seed: int = 0) -> Path:
+    """Scripted WidowX demonstrations, recorded as `robot-rl collect` does (fixed-horizon episodes)."""
+    env = make_env("widowx", task, terminate_on_success=False)
+    with StoreWriter.create(path, env.embodiment) as writer:
+        for i in range(episodes):
+            expert = make_expert(env, noise=noise, seed=seed + i)
+            record_episode(env, expert, writer, seed=seed + i, source="scripted", on_reset=expert.reset)
+    env.close()
+    return path
+
+
+def train_config(tmp_path: Path, *overrides: str):
+    return split_task(load_config("train", [*TINY, f"run_dir={tmp_path / 'run'}", *overrides]))

@@ -1,4 +1,4 @@
-# robot_rl: the README's commands. `make demo`, `make test`, `make bench`.
+# robot_rl: the README's commands. `make demo`, `make test`, `make bench`, `make curves`.
 #
 #   make test FAST=1                      skip tests marked `slow`
 #   make test PYTEST_ARGS="-k store -x"   extra pytest arguments
@@ -26,7 +26,7 @@ STAMPS     := $(VENV)/.stamps
 VENV_STAMP := $(STAMPS)/venv
 APT_STAMP  := $(STAMPS)/apt
 
-.PHONY: all venv apt test lint demo bench clean FORCE
+.PHONY: all venv apt test lint demo bench curves clean FORCE
 .DEFAULT_GOAL := test
 
 all: test
@@ -85,6 +85,11 @@ lint: venv
 bench: venv
 	$(VENV)/bin/python benchmarks/store_bench.py
 	$(VENV)/bin/python benchmarks/sim_bench.py
+	$(VENV)/bin/python benchmarks/learner_bench.py
+
+# SAC, Cal-QL, RLPD and WSRL on the WidowX pick-and-place twin (CSV + PNG under runs/bench/; long)
+curves: venv
+	$(VENV)/bin/python benchmarks/learning_curves.py
 
 # Removes the venv, colcon output, caches and the demo store; other runs/ are kept.
 clean:

@@ -8,11 +8,10 @@ for thousands of updates).
 from __future__ import annotations
 
 import pytest
-from learner_helpers import demo_store, train_config
+from learner_helpers import train_config
 
 from robot_rl.learner.metrics import read_evaluations
-from robot_rl.learner.rollout import evaluate
-from robot_rl.learner.trainer import Trainer, make_twin
+from robot_rl.learner.trainer import Trainer
 
 TWIN_SAC = ["algo.agent.hidden=[128,128]", "algo.batch_size=128", "algo.agent.init_temperature=0.05",
             "algo.discount=0.9", "algo.n_step=3", "algo.agent.actor_lr=1e-3", "algo.agent.critic_lr=1e-3"]

@@ -101,9 +101,9 @@ def td_target_ref(batch_lists, alpha, backup_entropy, members=(0, 2), action_dim
     return out
 
 
-def td_loss_ref(batch_lists, valid, alpha, ensemble=3, members=(0, 2), action_dim=1):
+def td_loss_ref(batch_lists, valid, alpha, ensemble=3, members=(0, 2), action_dim=1, backup_entropy=True):
     obs, _, action, _, _ = batch_lists
-    y = td_target_ref(batch_lists, alpha, True, members, action_dim)
+    y = td_target_ref(batch_lists, alpha, backup_entropy, members, action_dim)
     per_member = []
     for m in ONLINE[:ensemble]:
         errs = [(q_ref(m, s, a) - t) ** 2 for s, a, t, v in zip(obs, action, y, valid) if v]
@@ -342,7 +342,8 @@ def test_cql_fixed_alpha_loss_is_td_loss_plus_alpha_times_gap(monkeypatch):
     valid = [1.0, 1.0, 0.0]
     batch = cql_batch(valid)
     loss, info = agent.critic_loss(batch)
-    td = td_loss_ref(as_lists(batch), valid, 0.4, ensemble=2, members=(1, 0), action_dim=2)
+    td = td_loss_ref(as_lists(batch), valid, 0.4, ensemble=2, members=(1, 0), action_dim=2,
+                     backup_entropy=False)  # CQL never backs up the entropy
     gap = gap_ref(OBS, NEXT_OBS, CQL_ACTION, valid, UNIFORM, N_ACTIONS)
     assert info["td_loss"] == pytest.approx(td, rel=1e-5)
     assert info["cql_gap"] == pytest.approx(gap, rel=1e-5)
@@ -355,7 +356,8 @@ def test_cql_lagrange_alpha_rises_when_gap_exceeds_target(monkeypatch, offset, r
     target = gap + offset
     agent = make_cql(monkeypatch, lagrange=True, cql_alpha=2.0, target_gap=target, critic_lr=0.01)
     loss, info = agent.critic_loss(cql_batch())
-    td = td_loss_ref(as_lists(cql_batch()), [1, 1, 1], 1.0, ensemble=2, members=(1, 0), action_dim=2)
+    td = td_loss_ref(as_lists(cql_batch()), [1, 1, 1], 1.0, ensemble=2, members=(1, 0), action_dim=2,
+                     backup_entropy=False)
     assert loss.item() == pytest.approx(td + 2.0 * (gap - target), rel=1e-5)
     step = agent.log_cql_alpha.item() - math.log(2.0)
     assert (step > 0) == rises
@@ -420,12 +422,13 @@ def test_to_batch_keeps_mixture_source():
     assert to_batch(mixture.sample()).source.tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
 
 
-def test_batch_split_gives_equal_parts_in_order():
-    batch = to_batch(ChunkSampler(make_source(), 12, horizon=2, seed=0).sample())
-    parts = batch.split(3)
-    assert [len(p) for p in parts] == [4, 4, 4]
-    for name in ("action", "reward", "discount", "valid", "mc_return", "source"):
-        torch.testing.assert_close(torch.cat([getattr(p, name) for p in parts]), getattr(batch, name))
-    for key in ("state", "image"):
-        torch.testing.assert_close(torch.cat([p.obs[key] for p in parts]), batch.obs[key])
-        torch.testing.assert_close(torch.cat([p.next_obs[key] for p in parts]), batch.next_obs[key])
+def test_cql_backs_up_entropy_only_without_the_penalty(monkeypatch):
+    agent = make_cql(monkeypatch, init_temperature=0.4)
+    batch = cql_batch([1.0, 1.0, 1.0])
+    assert agent.backup_entropy is False
+    conservative = agent.td_target(batch)
+    agent.conservative = False  # WSRL's online SAC phase
+    assert agent.backup_entropy is True
+    expected = td_target_ref(as_lists(batch), 0.4, True, members=(1, 0), action_dim=2)
+    assert agent.td_target(batch).tolist() == pytest.approx(expected, rel=1e-5)
+    assert not torch.allclose(conservative, agent.td_target(batch))

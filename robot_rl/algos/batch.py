@@ -28,15 +28,6 @@ class Batch:
     def __len__(self) -> int:
         return self.action.shape[0]
 
-    def split(self, parts: int) -> list[Batch]:
-        """``parts`` equal minibatches (the UTD ratio's separate critic steps)."""
-        size = len(self) // parts
-        return [self.rows(slice(i * size, (i + 1) * size)) for i in range(parts)]
-
-    def rows(self, index) -> Batch:
-        pick = lambda x: {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]  # noqa: E731
-        return Batch(**{name: pick(getattr(self, name)) for name in self.__dataclass_fields__})
-
 
 def _tensor(x, device, dtype=None) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x)).to(device)

@@ -50,6 +50,11 @@ class CQL(SAC):
         if config.lagrange:
             self.optimizers["cql_alpha"] = torch.optim.Adam([self.log_cql_alpha], lr=config.critic_lr)
 
+    @property
+    def backup_entropy(self) -> bool:
+        """CQL and Cal-QL never back up the entropy term; the SAC fine-tuning after them may."""
+        return self.config.backup_entropy and not self.conservative
+
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         td_loss, info = super().critic_loss(batch)
         if not self.conservative:

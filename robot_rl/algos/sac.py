@@ -87,6 +87,10 @@ class SAC(torch.nn.Module):
         }
 
     @property
+    def backup_entropy(self) -> bool:
+        return self.config.backup_entropy
+
+    @property
     def temperature(self) -> torch.Tensor:
         return self.log_temperature.exp()
 
@@ -126,7 +130,7 @@ class SAC(torch.nn.Module):
             next_action, next_log_prob = self.actor.sample(self.encoder(batch.next_obs))
             members = self.critic.random_members(self.config.target_subset)
             next_q = self.target_critic(self.target_encoder(batch.next_obs), next_action, members).min(0).values
-            if self.config.backup_entropy:
+            if self.backup_entropy:
                 next_q = next_q - self.temperature * next_log_prob
             return batch.reward + batch.discount * next_q
 

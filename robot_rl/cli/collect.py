@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.cli.config import ConfigError, load_config, save_run_config
+from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError, StoreWriter
 from robot_rl.datasets.layout import local_path
@@ -25,12 +25,8 @@ SOURCES = ("scripted",)
 
 
 def add_parser(verbs) -> None:
-    p = verbs.add_parser("collect", help="record scripted demonstrations from a MuJoCo twin into a store",
-                         description=__doc__.split("\n\n")[0])
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides (robot_rl/configs/collect.yaml), e.g. robot=widowx task=reach "
-                        "episodes=20 out=data/reach.zarr cameras=[front] sim.dynamics=perturbed")
-    p.set_defaults(run=run)
+    add_verb(verbs, "collect", run, 'record scripted demonstrations from a MuJoCo twin into a store', __doc__.split("\n\n")[0],
+             'robot=widowx task=reach episodes=20 out=data/reach.zarr cameras=[front] sim.dynamics=perturbed')
 
 
 def run(args) -> int:

@@ -45,3 +45,11 @@ def save_run_config(cfg: DictConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     return run_dir
+
+
+def add_verb(verbs, name: str, run, help: str, description: str, example: str) -> None:
+    """An argparse sub-command whose arguments are Hydra ``key=value`` overrides of ``configs/<name>.yaml``."""
+    parser = verbs.add_parser(name, help=help, description=description)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help=f"config overrides (robot_rl/configs/{name}.yaml), e.g. {example}")
+    parser.set_defaults(run=run)

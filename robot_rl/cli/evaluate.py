@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.cli.config import ConfigError, load_config, save_run_config
+from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
 from robot_rl.cli.train import split_task
 
 console = Console()
@@ -17,12 +17,8 @@ errors = Console(stderr=True, soft_wrap=True)
 
 
 def add_parser(verbs) -> None:
-    p = verbs.add_parser("eval", help="evaluate a trained policy on a twin (success rate, return, MP4)",
-                         description=__doc__.split("\n\n")[0])
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides (robot_rl/configs/eval.yaml), e.g. checkpoint=runs/train/<run> "
-                        "episodes=20 video=true sim.dynamics=perturbed")
-    p.set_defaults(run=run)
+    add_verb(verbs, "eval", run, 'evaluate a trained policy on a twin (success rate, return, MP4)', __doc__.split("\n\n")[0],
+             'checkpoint=runs/train/<run> episodes=20 video=true sim.dynamics=perturbed')
 
 
 def run(args) -> int:

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.cli.config import ConfigError, load_config, save_run_config
+from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError
 
@@ -26,12 +26,8 @@ ROBOTS = ("widowx", "franka", "rc_car")
 
 
 def add_parser(verbs) -> None:
-    p = verbs.add_parser("train", help="train SAC, CQL, Cal-QL, RLPD or WSRL on a twin task",
-                         description=__doc__.split("\n\n")[0])
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides (robot_rl/configs/train.yaml), e.g. algo=rlpd task=widowx_pick_place "
-                        "dataset=data/wx.zarr algo.schedule.online_steps=20000 resume=true")
-    p.set_defaults(run=run)
+    add_verb(verbs, "train", run, 'train SAC, CQL, Cal-QL, RLPD or WSRL on a twin task', __doc__.split("\n\n")[0],
+             'algo=rlpd task=widowx_pick_place dataset=data/wx.zarr algo.schedule.online_steps=20000 resume=true')
 
 
 def run(args) -> int:

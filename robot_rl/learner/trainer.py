@@ -89,6 +89,7 @@ class Trainer:
                                  first_episode=self.replay.writer.num_episodes)
         self.metrics = Metrics(self.run_dir)
         self.resumed_from = checkpoint
+        self.last_eval: dict | None = None
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainState:
@@ -160,6 +161,10 @@ class Trainer:
         row = {"phase": phase_name, "env_steps": s.env_steps, "updates": s.critic_updates, **result}
         self.metrics.evaluation(row)
         self.last_eval = row
+        if self.progress is not None:  # one line per evaluation, also in logs that are not a terminal
+            self.progress.console.print(
+                f"eval [{phase_name}] env steps {s.env_steps} updates {s.critic_updates}: success "
+                f"{result['success_rate']:.0%} return {result['return']:.2f}", highlight=False)
         if frames:
             write_mp4(self.run_dir / "videos" / f"eval_{s.env_steps:08d}.mp4", frames,
                       self.eval_env.unwrapped.control_rate_hz)
@@ -177,7 +182,7 @@ class Trainer:
         s, parts = self.state, []
         if s.last_episode:
             parts.append(f"return {s.last_episode['return']:.2f} success {s.last_episode['success']:.0f}")
-        if getattr(self, "last_eval", None):
+        if self.last_eval:
             parts.append(f"eval {self.last_eval['success_rate']:.0%}")
         return " | ".join(parts)
 

@@ -152,6 +152,8 @@ def test_train_and_eval_commands_write_the_run_folder(tmp_path, reach_demos, cap
     (["algo=sac", "task=widowx_reach", "algo.agent.ensemble_sise=3"], "Could not override 'algo.agent.ensemble_sise'"),
     (["algo=sac", "task=widowx_reach", "algo.agent.target_subset=3"], "target_subset"),
     (["algo=dqn"], "algo"),
+    (["algo=sac", "task=widowx_reach", "algo.schedule.random_steps=500", "algo.schedule.online_steps=100"],
+     "algo.schedule.random_steps=500 must be between 0 and algo.schedule.online_steps=100"),
     (["algo=sac", "task=widowx_fly"], "task='fly' is unknown"),
     (["resume=true", "run_dir=/nonexistent/run"], "config.yaml does not exist"),
 ])

@@ -33,3 +33,11 @@ class Phase:
             raise ValueError(f"phase {self.name!r}: offline_ratio must be in [0, 1], found {self.offline_ratio}")
         if self.updates and self.offline_ratio != 1.0:
             raise ValueError(f"phase {self.name!r}: an offline phase samples only offline data (offline_ratio=1)")
+
+
+def split_budget(total: int, first: int, total_key: str, first_key: str) -> int:
+    """``total - first``: what is left of an online budget after its first part (random steps, warmup)."""
+    if not 0 <= first <= total:
+        raise ValueError(f"algo.schedule.{first_key}={first} must be between 0 and "
+                         f"algo.schedule.{total_key}={total} (it is part of that budget)")
+    return total - first

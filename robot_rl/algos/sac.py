@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from robot_rl.algos.batch import Batch
-from robot_rl.algos.plan import Phase
+from robot_rl.algos.plan import Phase, split_budget
 from robot_rl.nets import CriticEnsemble, ObservationEncoder, TanhGaussianActor
 
 
@@ -58,7 +58,8 @@ class ObservationShapes:
 def plan(schedule) -> list[Phase]:
     """Online from scratch: ``random_steps`` of uniform random actions, then SAC at ``utd``."""
     return [Phase("random", env_steps=schedule.random_steps, learn=False, random_actions=True),
-            Phase("online", env_steps=schedule.online_steps - schedule.random_steps, utd=schedule.utd)]
+            Phase("online", env_steps=split_budget(schedule.online_steps, schedule.random_steps, "online_steps",
+                                                   "random_steps"), utd=schedule.utd)]
 
 
 class SAC(torch.nn.Module):

@@ -9,7 +9,7 @@ The offline dataset is never sampled after pretraining."""
 from __future__ import annotations
 
 from robot_rl.algos.cql import CQL
-from robot_rl.algos.plan import Phase
+from robot_rl.algos.plan import Phase, split_budget
 
 Agent = CQL
 
@@ -17,5 +17,5 @@ Agent = CQL
 def plan(schedule) -> list[Phase]:
     return [Phase("offline", updates=schedule.offline_updates, offline_ratio=1.0, utd=schedule.offline_utd),
             Phase("warmup", env_steps=schedule.warmup_steps, learn=False),
-            Phase("online", env_steps=schedule.online_steps - schedule.warmup_steps, utd=schedule.utd,
-                  conservative=False)]
+            Phase("online", env_steps=split_budget(schedule.online_steps, schedule.warmup_steps, "online_steps",
+                                                   "warmup_steps"), utd=schedule.utd, conservative=False)]

@@ -39,11 +39,10 @@ class TrainState:
     phase_log: list = field(default_factory=list)  # per finished phase: counters and rows drawn
 
 
-def make_twin(cfg: DictConfig, cameras=None):
+def make_twin(cfg: DictConfig):
     from robot_rl.sim import make_env
 
-    return make_env(cfg.robot, cfg.task, reward_type=cfg.reward_type,
-                    cameras=tuple(cfg.cameras if cameras is None else cameras),
+    return make_env(cfg.robot, cfg.task, reward_type=cfg.reward_type, cameras=tuple(cfg.cameras),
                     image_size=tuple(cfg.image_size), dynamics=dict(cfg.sim.dynamics), max_steps=cfg.max_steps,
                     terminate_on_success=cfg.terminate_on_success)
 

@@ -84,7 +84,7 @@ class CQL(SAC):
         features = self.encoder(batch.obs, augment=True)
         flat_action = self.actor.action_dim
         with torch.no_grad():
-            random_actions = torch.rand(n, b, flat_action) * 2.0 - 1.0
+            random_actions = (torch.rand(n, b, flat_action) * 2.0 - 1.0).to(features.device)
             actions_s, log_prob_s = self.actor.sample(features.detach().expand(n, *features.shape))
             next_features = self.encoder(batch.next_obs)
             actions_next, log_prob_next = self.actor.sample(next_features.expand(n, *next_features.shape))

@@ -163,7 +163,7 @@ class Trainer:
         if self.progress is not None:  # one line per evaluation, also in logs that are not a terminal
             self.progress.console.print(
                 f"eval [{phase_name}] env steps {s.env_steps} updates {s.critic_updates}: success "
-                f"{result['success_rate']:.0%} return {result['return']:.2f}", highlight=False)
+                f"{result['success_rate']:.0%} return {result['return']:.2f}", markup=False, highlight=False)
         if frames:
             write_mp4(self.run_dir / "videos" / f"eval_{s.env_steps:08d}.mp4", frames,
                       self.eval_env.unwrapped.control_rate_hz)

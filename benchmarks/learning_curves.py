@@ -89,27 +89,42 @@ def curve_rows(name: str, seed: int, run_dir: Path, online: int) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Success rate and (dense, staged) return against online steps: mean over seeds, band min..max."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for algo in dict.fromkeys(r["algo"] for r in rows):
-        mine = [r for r in rows if r["algo"] == algo]
-        steps = sorted({r["env_steps"] for r in mine})
-        by_step = [[r["success_rate"] for r in mine if r["env_steps"] == s] for s in steps]
-        mean = np.array([np.mean(v) for v in by_step])
-        ax.plot(steps, mean, marker="o", label=algo)
-        if max(len(v) for v in by_step) > 1:
-            lo, hi = np.array([np.min(v) for v in by_step]), np.array([np.max(v) for v in by_step])
-            ax.fill_between(steps, lo, hi, alpha=0.2)
-    ax.set(xlabel="online environment steps", ylabel="evaluation success rate", ylim=(-0.02, 1.02),
-           title="WidowXPickPlace twin, scripted demonstrations")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, metric, label in ((axes[0], "success_rate", "evaluation success rate"),
+                              (axes[1], "return", "evaluation return (staged reward, 80 steps)")):
+        for algo in dict.fromkeys(r["algo"] for r in rows):
+            mine = [r for r in rows if r["algo"] == algo]
+            steps = sorted({r["env_steps"] for r in mine})
+            by_step = [[r[metric] for r in mine if r["env_steps"] == s] for s in steps]
+            ax.plot(steps, [np.mean(v) for v in by_step], marker="o", label=algo)
+            ax.fill_between(steps, [min(v) for v in by_step], [max(v) for v in by_step], alpha=0.2)
+        ax.set(xlabel="online environment steps", ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].legend()
+    fig.suptitle("WidowXPickPlace twin, scripted demonstrations")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def report(rows: list[dict], title: str) -> None:
+    table = Table(title=title)
+    for col in ("algorithm", "success at 0 online steps", "success at end", "return at 0", "return at end"):
+        table.add_column(col, justify="right")
+    for algo in dict.fromkeys(r["algo"] for r in rows):
+        mine = [r for r in rows if r["algo"] == algo]
+        first = [r for r in mine if r["env_steps"] == min(x["env_steps"] for x in mine)]
+        last = [r for r in mine if r["env_steps"] == max(x["env_steps"] for x in mine)]
+        mean = lambda rs, k: sum(float(r[k]) for r in rs) / len(rs)  # noqa: E731
+        table.add_row(algo, f"{mean(first, 'success_rate'):.0%}", f"{mean(last, 'success_rate'):.0%}",
+                      f"{mean(first, 'return'):.1f}", f"{mean(last, 'return'):.1f}")
+    console.print(table)
 
 
 def main() -> None:
@@ -118,7 +133,15 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--demos", type=int, default=50)
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from curves.csv")
     args = parser.parse_args()
+    if args.replot:
+        with open(OUT / "curves.csv", newline="") as f:
+            rows = [{**r, "env_steps": int(r["env_steps"]), "success_rate": float(r["success_rate"]),
+                     "return": float(r["return"])} for r in csv.DictReader(f)]
+        plot(rows, OUT / "curves.png")
+        report(rows, f"{OUT / 'curves.csv'}")
+        return
     online, offline, warmup, eval_every, episodes, seeds = (
         (600, 300, 200, 200, 3, 1) if args.quick else (12000, 4000, 1000, 1500, 10, 2))
     seeds = args.seeds or seeds
@@ -137,17 +160,8 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, OUT / "curves.png")
-    table = Table(title=f"WidowXPickPlace, {args.demos} demos, {online} online steps, {seeds} seed(s), "
-                        f"profile {args.profile}")
-    for col in ("algorithm", "success at 0 online steps", f"success at {online}", "return at end"):
-        table.add_column(col, justify="right")
-    for algo in dict.fromkeys(r["algo"] for r in rows):
-        mine = [r for r in rows if r["algo"] == algo]
-        first = [r["success_rate"] for r in mine if r["env_steps"] == min(x["env_steps"] for x in mine)]
-        last = [r for r in mine if r["env_steps"] == max(x["env_steps"] for x in mine)]
-        table.add_row(algo, f"{sum(first) / len(first):.0%}", f"{sum(r['success_rate'] for r in last) / len(last):.0%}",
-                      f"{sum(r['return'] for r in last) / len(last):.1f}")
-    console.print(table)
+    report(rows, f"WidowXPickPlace, {args.demos} demos, {online} online steps, {seeds} seed(s), "
+                 f"profile {args.profile}")
     console.print(f"wrote {OUT / 'curves.csv'} and {OUT / 'curves.png'}")
 
 

@@ -22,4 +22,4 @@ class CriticEnsemble(nn.Module):
 
     def random_members(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """k distinct member indices (REDQ's random subset for the min in the target)."""
-        return torch.randperm(self.ensemble_size, generator=generator)[:k].to(self.net.head.weight.device)
+        return torch.randperm(self.ensemble_size, generator=generator)[:k]

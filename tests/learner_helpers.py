@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from robot_rl.cli.config import load_config
-from robot_rl.cli.train import split_task
 from robot_rl.datasets import StoreWriter
 from robot_rl.sim import make_env, make_expert
 from robot_rl.sim.recording import record_episode
+from robot_rl.tasks import split_task
 
 # Small networks and batches: these tests check the plumbing, not the learning.
 TINY = ["algo.agent.hidden=[32,32]", "algo.batch_size=16", "eval.episodes=1", "eval.video=false",

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
-from robot_rl.cli.train import split_task
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -29,27 +28,8 @@ def run(args) -> int:
         return 2
 
 
-def load_policy(checkpoint, task_override=None, dynamics=None):
-    """The agent of a checkpoint with its weights, and a twin for it (its task, or ``task_override``
-    on the same robot, with ``dynamics``). Returns (agent, env, training config, checkpoint folder)."""
-    from robot_rl.learner.checkpoint import load_weights, resolve_checkpoint
-    from robot_rl.learner.trainer import build_agent, make_twin
-
-    folder = resolve_checkpoint(checkpoint)
-    trained = OmegaConf.load(folder / "config.yaml")
-    cfg = OmegaConf.merge(trained, {"task": task_override or trained.task})
-    cfg = split_task(cfg)
-    if cfg.robot != trained.robot:
-        raise ConfigError(f"task={task_override!r} is for robot {cfg.robot!r}, the checkpoint drives {trained.robot!r}")
-    if dynamics is not None:
-        cfg.sim.dynamics = dynamics
-    env = make_twin(cfg)
-    agent = build_agent(trained, env.embodiment)
-    load_weights(agent, folder)
-    return agent.eval(), env, cfg, folder
-
-
 def evaluate_checkpoint(cfg) -> int:
+    from robot_rl.learner.policy import load_policy
     from robot_rl.learner.rollout import evaluate
     from robot_rl.learner.video import write_mp4
 

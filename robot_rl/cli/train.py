@@ -19,10 +19,10 @@ from rich.table import Table
 from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError
+from robot_rl.tasks import split_task
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
-ROBOTS = ("widowx", "franka", "rc_car")
 
 
 def add_parser(verbs) -> None:
@@ -61,14 +61,6 @@ def newest_run(parent: Path) -> Path:
     if not runs:
         raise ConfigError(f"resume=true: no run with checkpoints under {parent}/; give run_dir=<run folder>")
     return runs[-1]
-
-
-def split_task(cfg):
-    """``task=widowx_pick_place`` means robot=widowx task=pick_place."""
-    for robot in ROBOTS:
-        if cfg.task.startswith(robot + "_"):
-            cfg.robot, cfg.task = robot, cfg.task[len(robot) + 1:]
-    return cfg
 
 
 def train(cfg) -> int:

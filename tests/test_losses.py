@@ -192,6 +192,19 @@ def test_actor_loss_is_mean_of_alpha_log_pi_minus_member_mean_q(monkeypatch):
     assert log_prob.tolist() == pytest.approx(log_probs)
 
 
+def test_pre_tanh_regularizer_adds_half_the_mean_square_of_mu_and_log_std(monkeypatch):
+    agent = make_agent(action_dim=2, init_temperature=0.5, pre_tanh_reg=0.1)
+    actions, log_probs = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0]
+    mu, log_std = [[1.0, -2.0], [3.0, 0.0], [0.5, 4.0]], [[-1.0, 0.0], [0.5, -2.0], [1.0, 1.0]]
+    monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
+    monkeypatch.setattr(agent.actor, "forward", lambda f: (torch.tensor(mu), torch.tensor(log_std)))
+    loss, _ = agent.actor_loss(torch.tensor(OBS))
+    plain = sum(0.5 * lp - sum(q_ref(m, s, a) for m in ONLINE) / 3
+                for s, a, lp in zip(OBS, actions, log_probs)) / 3
+    squares = [x * x for row in mu + log_std for x in row]
+    assert loss.item() == pytest.approx(plain + 0.1 * 0.5 * sum(squares) / 6, rel=1e-5)
+
+
 def test_actor_loss_trains_the_actor_but_not_the_temperature():
     torch.manual_seed(0)
     agent = make_agent(action_dim=2, hidden=(8,))

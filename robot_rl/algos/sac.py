@@ -36,6 +36,9 @@ class SACConfig:
     chunk: int = 1                   # actions per policy output (h); the critic scores the chunk
     feature_dim: int = 50            # per-camera feature size
     augment_pad: int = 4             # DrQ random shift, pixels
+    pre_tanh_reg: float = 0.0        # weight of 0.5 * mean(mu^2 + log_std^2) in the actor loss (the
+                                     # original SAC code's policy regularizer, 1e-3 there): keeps the
+                                     # Gaussian off tanh's flat tails, where binary actions get stuck
 
     @classmethod
     def from_dict(cls, d) -> SACConfig:
@@ -144,10 +147,15 @@ class SAC(torch.nn.Module):
         return loss, {"critic_loss": loss.item(), "q": q.mean().item(), "target_q": target.mean().item()}
 
     def actor_loss(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """alpha log pi(a|s) - mean over the ensemble of Q(s, a), a ~ pi(s); also returns log pi."""
+        """alpha log pi(a|s) - mean over the ensemble of Q(s, a), a ~ pi(s), plus the optional pre-tanh
+        regularizer; also returns log pi."""
         action, log_prob = self.actor.sample(features)
         q = self.critic(features, action).mean(0)
-        return (self.temperature.detach() * log_prob - q).mean(), log_prob
+        loss = (self.temperature.detach() * log_prob - q).mean()
+        if self.config.pre_tanh_reg:
+            mean, log_std = self.actor(features)
+            loss = loss + self.config.pre_tanh_reg * 0.5 * (mean.pow(2) + log_std.pow(2)).mean()
+        return loss, log_prob
 
     def temperature_loss(self, log_prob: torch.Tensor) -> torch.Tensor:
         """alpha * (entropy - target entropy): raises alpha when the entropy is below target."""

@@ -1,0 +1,99 @@
+"""The WidowX backend that is its MuJoCo twin, in-process: physics steps in a thread paced to wall-clock
+time, so the arm moves while nobody reads it, as a real one does.
+
+Torque off cannot make the twin go limp safely (it would fold onto the table and the next torque-on
+would start from there); instead the position actuators hold where torque went off, and write() is
+ignored until torque is on again.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import mujoco
+import numpy as np
+
+from robot_rl.drivers.backend import JointReading
+from robot_rl.sim.widowx import robot as wx
+
+
+class WidowXTwinBackend:
+    joint_names = wx.JOINT_NAMES
+
+    def __init__(self, task: str = "pick_place", seed: int = 0, real_time: bool = True):
+        from robot_rl.sim import make_env
+
+        self.env = make_env("widowx", task)
+        self.env.reset(seed=seed)
+        model = self.env.model
+        joints = (*wx.ARM_JOINTS, "left_finger")
+        self._qpos = np.array([model.joint(n).qposadr[0] for n in joints])
+        self._qvel = np.array([model.joint(n).dofadr[0] for n in joints])
+        self._ctrl = np.array([model.actuator(n).id for n in (*wx.ARM_JOINTS, "gripper")])
+        self.real_time = real_time
+        self.torque = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def data(self):
+        return self.env.data
+
+    def connect(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="widowx-twin-physics", daemon=True)
+            self._thread.start()
+
+    def read(self) -> JointReading:
+        with self._lock:
+            d = self.env.data
+            return JointReading(d.qpos[self._qpos].copy(), d.qvel[self._qvel].copy(),
+                                d.actuator_force[self._ctrl].copy(), time.monotonic())
+
+    def write(self, targets: np.ndarray) -> None:
+        targets = np.asarray(targets, dtype=float)
+        if targets.shape != (len(self.joint_names),):
+            raise ValueError(f"targets: expected {len(self.joint_names)} values ({', '.join(self.joint_names)}), "
+                             f"found shape {targets.shape}")
+        if self.torque:
+            with self._lock:
+                self.env.data.ctrl[self._ctrl] = targets
+
+    def set_torque(self, enabled: bool) -> None:
+        with self._lock:
+            if enabled and not self.torque:  # no jump: start from where the joints are
+                self.env.data.ctrl[self._ctrl] = self.env.data.qpos[self._qpos]
+            self.torque = enabled
+
+    def clear_fault(self) -> None:
+        """The twin has no hardware faults."""
+
+    def step(self, seconds: float) -> None:
+        """Advance physics by ``seconds`` now (for tests and the non-real-time mode)."""
+        steps = max(1, round(seconds / self.env.model.opt.timestep))
+        with self._lock:
+            mujoco.mj_step(self.env.model, self.env.data, nstep=steps)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.env.close()
+
+    def _run(self) -> None:
+        dt = self.env.model.opt.timestep
+        next_time = time.perf_counter()
+        while not self._stop.is_set():
+            if not self.real_time:
+                time.sleep(0.01)
+                continue
+            self.step(dt)
+            next_time += dt
+            delay = next_time - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.1:  # fell behind (a loaded machine): do not try to catch up in a burst
+                next_time = time.perf_counter()

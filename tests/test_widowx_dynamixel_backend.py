@@ -1,0 +1,183 @@
+"""WidowXDynamixelBackend through the real dynamixel-sdk against the emulated servo chain (a real pty)."""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dynamixel_sdk")
+
+from robot_rl.drivers.backend import BackendFault  # noqa: E402
+from robot_rl.drivers.widowx.dynamixel_backend import (  # noqa: E402
+    WidowXDynamixelBackend,
+    load_widowx_config,
+)
+from robot_rl.sim.dynamixel.widowx_chain import EmulatedWidowX  # noqa: E402
+from robot_rl.sim.widowx import robot as wx  # noqa: E402
+
+ARM_TOLERANCE = 0.03       # rad: the twin's position actuators sag a little under gravity
+GRIPPER_TOLERANCE = 0.001  # m
+TICK = 2 * np.pi / 4096
+
+
+@pytest.fixture
+def arm(tmp_path):
+    emulated = EmulatedWidowX(link_path=tmp_path / "ttyDXL").start()
+    yield emulated
+    emulated.stop()
+
+
+@pytest.fixture
+def backend(arm):
+    robot = WidowXDynamixelBackend(arm.port, config=load_widowx_config())
+    robot.connect()
+    yield robot
+    robot.close()
+
+
+def _wait_until(backend, targets, timeout_s=3.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        position = backend.read().position
+        error = np.abs(position - targets)
+        if (error[:6] < ARM_TOLERANCE).all() and error[6] < GRIPPER_TOLERANCE or time.monotonic() > deadline:
+            return position
+        time.sleep(0.05)
+
+
+def test_config_matches_the_robot_facts():
+    config = load_widowx_config()
+    backend = WidowXDynamixelBackend("/dev/null", config=config)
+    assert backend.joint_names == wx.JOINT_NAMES
+    assert backend.limits[:6] == pytest.approx(wx.ARM_LIMITS, abs=1e-5)
+    assert tuple(backend.limits[6]) == pytest.approx(wx.FINGER_LIMITS)
+    assert backend.servo_ids == tuple(range(1, 10))
+    assert (config["joints"]["shoulder"]["shadow_id"], config["joints"]["elbow"]["shadow_id"]) == (3, 5)
+    assert config["control_rate_hz"] == 5 and config["baudrate"] == 1_000_000
+
+
+def test_connect_identifies_the_servos_and_configures_the_shadows(arm):
+    shadow = arm.bus.servo(3)
+    shadow.set("drive_mode", 0)          # as if a servo had been swapped in with factory settings
+    shadow.set("secondary_id", 255)
+    backend = WidowXDynamixelBackend(arm.port, config=load_widowx_config())
+    try:
+        backend.connect()
+        for servo_id, master in ((3, 2), (5, 4)):
+            servo = arm.bus.servo(servo_id)
+            assert servo.get("drive_mode") & 1 and servo.get("secondary_id") == master
+        for servo_id in range(1, 10):
+            servo = arm.bus.servo(servo_id)
+            assert servo.get("operating_mode") == 3
+            assert (servo.get("profile_velocity"), servo.get("profile_acceleration")) == (131, 15)
+            assert not servo.torque_enabled
+    finally:
+        backend.close()
+
+
+def test_read_agrees_with_the_twin(arm, backend):
+    reading = backend.read()
+    twin = arm.twin.joint_positions
+    assert reading.position[:6] == pytest.approx(twin[:6], abs=2 * TICK)
+    assert reading.position[6] == pytest.approx(twin[6] / 2, abs=1e-4)
+    assert reading.velocity.shape == reading.effort.shape == (7,)
+    assert reading.stamp == pytest.approx(time.monotonic(), abs=1.0)
+
+
+def test_torque_on_does_not_jump_and_writes_move_the_arm(arm, backend):
+    before = backend.read().position
+    backend.write(before + np.array([1.0, 0.5, 0.5, 1.0, 0.5, 1.0, -0.01]))  # ignored with torque off
+    backend.set_torque(True)
+    time.sleep(0.3)
+    after = backend.read().position
+    unloaded = [0, 3, 5]  # joints gravity does not pull: any drift there is a jump
+    assert after[unloaded] == pytest.approx(before[unloaded], abs=2 * TICK)
+    assert after == pytest.approx(before, abs=ARM_TOLERANCE)  # the rest sag by the servos' tracking error
+
+    targets = before.copy()
+    targets[0] += 0.4
+    targets[4] -= 0.3
+    targets[6] = 0.02
+    backend.write(targets)
+    reached = _wait_until(backend, targets)
+    assert reached[:6] == pytest.approx(targets[:6], abs=ARM_TOLERANCE)
+    assert reached[6] == pytest.approx(0.02, abs=GRIPPER_TOLERANCE)
+    twin = arm.twin.joint_positions
+    assert twin[[0, 4]] == pytest.approx(targets[[0, 4]], abs=ARM_TOLERANCE)
+    assert twin[6] / 2 == pytest.approx(0.02, abs=GRIPPER_TOLERANCE)
+    assert arm.bus.servo(3).torque_enabled and arm.bus.servo(5).torque_enabled  # shadows too
+
+
+def test_write_rejects_a_wrong_shape(backend):
+    with pytest.raises(ValueError, match="expected 7 values"):
+        backend.write(np.zeros(6))
+
+
+def test_silenced_servo_is_named_within_bounded_time(arm, backend):
+    arm.bus.silence(6)
+    start = time.monotonic()
+    with pytest.raises(BackendFault, match=r"ID 6 \(forearm_roll\)"):
+        backend.read()
+    assert time.monotonic() - start < 1.0
+    arm.bus.unsilence(6)
+    backend.clear_fault()
+    assert backend.read().position.shape == (7,)
+
+
+def test_overload_is_reported_and_clear_fault_reboots(arm, backend):
+    backend.set_torque(True)
+    arm.bus.set_overload(4)
+    with pytest.raises(BackendFault, match=r"ID 4 \(elbow\).*overload"):
+        backend.read()
+    backend.clear_fault()
+    assert arm.bus.servo(4).get("hardware_error_status") == 0
+    assert arm.bus.servo(4).get("profile_velocity") == 131  # configuration re-applied after the reboot
+    assert not any(arm.bus.servo(i).torque_enabled for i in range(1, 10))
+    assert backend.read().position == pytest.approx(backend.read().position, abs=0.01)
+    backend.set_torque(True)
+    backend.read()  # the bus answers in order: the sync write before it has been executed
+    assert arm.bus.servo(4).torque_enabled
+
+
+def test_clear_fault_names_a_servo_that_stays_silent(arm, backend):
+    arm.bus.silence(5)
+    with pytest.raises(BackendFault, match=r"ID 5 \(elbow shadow\)"):
+        backend.read()
+    with pytest.raises(BackendFault, match=r"ID 5 \(elbow shadow\).*did not come back"):
+        backend.clear_fault()
+
+
+def test_unplug_raises_backend_faults_and_replug_recovers(arm, backend):
+    targets = backend.read().position
+    arm.bus.unplug()
+    for call in (backend.read, lambda: backend.write(targets)):
+        start = time.monotonic()
+        with pytest.raises(BackendFault, match="serial port"):
+            call()
+        assert time.monotonic() - start < 1.0
+    with pytest.raises(BackendFault, match="cannot open"):
+        backend.clear_fault()
+    arm.bus.replug()
+    backend.clear_fault()
+    assert backend.read().position == pytest.approx(targets, abs=0.01)
+
+
+def test_wrong_model_in_config_names_the_id(arm):
+    config = copy.deepcopy(load_widowx_config())
+    config["joints"]["wrist_rotate"]["model"] = "XM430-W350"
+    backend = WidowXDynamixelBackend(arm.port, config=config)
+    try:
+        with pytest.raises(BackendFault, match=r"ID 8 \(wrist_rotate\) is model number 1060 \(XL430-W250\)"):
+            backend.connect()
+    finally:
+        backend.close()
+
+
+def test_missing_port_names_the_port_and_the_fix(tmp_path):
+    missing = str(tmp_path / "ttyDXL")
+    backend = WidowXDynamixelBackend(missing, config=load_widowx_config())
+    with pytest.raises(BackendFault, match="udev rule") as raised:
+        backend.connect()
+    assert missing in str(raised.value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-import mujoco
 import numpy as np
 
 from robot_rl.drivers.backend import JointReading
@@ -72,6 +71,8 @@ class WidowXTwinBackend:
 
     def step(self, seconds: float) -> None:
         """Advance physics by ``seconds`` now (for tests and the non-real-time mode)."""
+        import mujoco  # after robot_rl.sim, which picks MuJoCo's headless GL backend before its first import
+
         steps = max(1, round(seconds / self.env.model.opt.timestep))
         with self._lock:
             mujoco.mj_step(self.env.model, self.env.data, nstep=steps)

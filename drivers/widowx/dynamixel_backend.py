@@ -4,7 +4,7 @@
     backend.connect(); backend.set_torque(True); backend.write(targets); reading = backend.read()
 
 Servo IDs, models, shadows, directions, offsets and profile registers come from
-robot_rl/configs/robot/widowx.yaml. Units follow drivers/backend.py: arm joints in rad, the gripper as one
+robot_rl/configs/hardware/widowx.yaml. Units follow drivers/backend.py: arm joints in rad, the gripper as one
 finger's slide in metres (half the pad distance, ticks mapped by robot_rl.sim.widowx.servos).
 
 One read() is one Sync Read of Present Current..Present Position (126..135) from every servo, shadows
@@ -61,10 +61,10 @@ PORT_ERRORS = (OSError, termios.error)  # serial.SerialException is an OSError
 
 
 def load_widowx_config(path: str | Path | None = None) -> dict:
-    """The robot config (robot_rl/configs/robot/widowx.yaml unless ``path``) as a plain dict."""
+    """The robot config (robot_rl/configs/hardware/widowx.yaml unless ``path``) as a plain dict."""
     from omegaconf import OmegaConf
 
-    source = Path(path) if path else resources.files("robot_rl.configs") / "robot" / "widowx.yaml"
+    source = Path(path) if path else resources.files("robot_rl.configs") / "hardware" / "widowx.yaml"
     return OmegaConf.to_container(OmegaConf.create(source.read_text()), resolve=True)
 
 

@@ -86,6 +86,7 @@ bench: venv
 	$(VENV)/bin/python benchmarks/store_bench.py
 	$(VENV)/bin/python benchmarks/sim_bench.py
 	$(VENV)/bin/python benchmarks/learner_bench.py
+	$(VENV)/bin/python benchmarks/control_bench.py
 
 # SAC, Cal-QL, RLPD and WSRL on the WidowX pick-and-place twin (CSV + PNG under runs/bench/; long)
 curves: venv

@@ -1,0 +1,416 @@
+"""WidowX control-path timings on the protocol twin: bus cycle rate beside the 1 Mbps wire ceiling, command
+latency, joint_states jitter.
+
+    python benchmarks/control_bench.py            # full run (under 2 minutes)
+    python benchmarks/control_bench.py --quick    # under 40 s
+
+Measured against ``EmulatedWidowX`` (robot_rl.sim.dynamixel: the nine WidowX servos answering Protocol 2.0
+on a pseudo-terminal, real-time MuJoCo physics behind them), run in a child process as a real chain is
+outside the driver's process (see ``EmulatorProcess``), and, for comparison,
+the in-process MuJoCo ``WidowXTwinBackend``. DDS stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
+a ROS_DOMAIN_ID of this process's own in 100-199).
+
+1. Bus cycle: ``WidowXDynamixelBackend.read()`` (one Sync Read of Present Current..Position, 10 bytes, from
+   all 9 servos) + ``write()`` (one Sync Write of Goal Position to the 7 masters) back to back, torque on,
+   writing the measured hold. Peer: the rate the 1 Mbps bus allows, from the exact bytes of one cycle as
+   robot_rl.sim.dynamixel.protocol encodes them (byte stuffing included), 10 bits per byte on the UART
+   (start + 8 data + stop), plus each servo's Return Delay Time: 0 as the Interbotix configuration (and
+   the emulator) sets it, and the factory default 250 (x 2 us = 500 us per status packet) for an arm that
+   was never configured. The pty moves bytes without wire time, so the emulator can beat the ceiling: the
+   achieved rate is the software cost of a cycle (SDK, backend, unit conversions, the emulator's thread).
+   Not modelled: the U2D2's USB latency (FTDI latency timer, 16 ms by default, 1 ms when set low), which
+   on real hardware adds to each read's turnaround.
+2. Command latency: the WidowX DriverNode as robot_rl.drivers.widowx.node.make_node builds it (50 Hz bus,
+   safety filter sized for 20 Hz commands), torque on, spinning on a single-threaded executor in a
+   thread; a client node in the same process (its own executor and thread) publishes ``joint_command``
+   messages at 20 Hz (each at its slot plus a random phase within one bus period, so the arrivals sample
+   every phase of the bus tick), each a small waist move (4 mrad steps, well inside the safety filter's limits, so
+   the filter passes it unchanged). The backend is wrapped (``TimedWrites``) to timestamp every write()
+   call at entry with its targets; a command's latency is the time from just before publish() to the
+   first write() after it whose waist target equals the commanded value. Also timed: the same message
+   reaching a plain subscriber in the client node (DDS delivery alone). Peer: the floor of a tick-driven
+   bus loop, a command arriving uniformly within a 20 ms period waits for the next tick (p50 10 ms, p99
+   19.8 ms).
+3. joint_states jitter: a best-effort subscriber in the client node records receive times (perf_counter)
+   for a few seconds with torque on and no commands; also the spread of the messages' header stamps (the
+   node clock at read time, i.e. the publish side). Peer: the nominal 20 ms period.
+
+Two CPU cores shared with other work: timings are noisy; tables give medians and tails, and one line
+reports the load average. Prints tables; passes or fails nothing.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from robot_rl.drivers.driver_node import COMMAND_QOS  # noqa: E402
+from robot_rl.drivers.widowx import dynamixel_backend as dxb  # noqa: E402
+from robot_rl.drivers.widowx.node import make_backend, make_node  # noqa: E402
+from robot_rl.sim.dynamixel import protocol as p  # noqa: E402
+
+console = Console(width=150)
+BAUD = 1_000_000
+BITS_PER_BYTE = 10               # start + 8 data + stop
+RETURN_DELAY_UNIT_S = 2e-6
+FACTORY_RETURN_DELAY = 250       # XM430 / XL430 factory default Return Delay Time (500 us)
+BUS_HZ, COMMAND_HZ = 50.0, 20.0
+WAIST_STEP = 0.004               # rad per command
+
+
+# --- the protocol twin, in a process of its own ------------------------------------------------
+
+def _serve_emulator(link_path: str, ready, stop) -> None:
+    from robot_rl.sim.dynamixel import EmulatedWidowX
+
+    with EmulatedWidowX(link_path=link_path):
+        ready.set()
+        stop.wait()
+
+
+class EmulatorProcess:
+    """EmulatedWidowX in a child process (spawned), its pty behind a symlink in a temporary folder.
+
+    Not in the driver's process: there, the emulator's bus and physics threads share the GIL with the
+    driver, whose SDK busy-polls the port, and a sync read's answers then arrive in switch-interval
+    (5 ms) steps; under load they missed dynamixel-sdk's ~36 ms sync-read timeout and faulted the node.
+    A real chain answers from outside the driver's process, as this one does."""
+
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="control_bench_")
+        self.port = os.path.join(self.folder, "ttyDXL")
+        ctx = multiprocessing.get_context("spawn")
+        self.ready, self.stop_event = ctx.Event(), ctx.Event()
+        self.process = ctx.Process(target=_serve_emulator, args=(self.port, self.ready, self.stop_event),
+                                   name="emulated-widowx", daemon=True)
+
+    def start(self) -> EmulatorProcess:
+        self.process.start()
+        if not self.ready.wait(60.0):
+            self.stop()
+            raise RuntimeError("the emulated WidowX did not start within 60 s")
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.process.pid is not None:
+            self.process.join(timeout=10.0)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(timeout=5.0)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --- 1. the bus cycle --------------------------------------------------------------------------
+
+def cycle_bytes(backend: dxb.WidowXDynamixelBackend, goals: dict[int, int]) -> dict[str, tuple[int, int]]:
+    """Bytes on the wire of one read() + write(), per part: (packets, bytes), encoded as the protocol does."""
+    ids = backend.servo_ids
+    read_params = (dxb.ADDR_PRESENT_CURRENT.to_bytes(2, "little") + dxb.READ_LENGTH.to_bytes(2, "little")
+                   + bytes(ids))
+    sync_read = p.encode(p.BROADCAST_ID, p.SYNC_READ, read_params)
+    status = sum(len(p.status_packet(i, 0, bytes(dxb.READ_LENGTH))) for i in ids)
+    write_params = dxb.ADDR_GOAL_POSITION.to_bytes(2, "little") + (4).to_bytes(2, "little")
+    for servo_id, ticks in goals.items():
+        write_params += bytes([servo_id]) + int(ticks).to_bytes(4, "little", signed=True)
+    sync_write = p.encode(p.BROADCAST_ID, p.SYNC_WRITE, write_params)
+    return {"sync read instruction": (1, len(sync_read)), "status packets": (len(ids), status),
+            "sync write (masters)": (1, len(sync_write))}
+
+
+def bus_cycle(cycles: int) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]:
+    """(read times, write times) in s of ``cycles`` back-to-back cycles, the cycle's bytes, servo count."""
+    with EmulatorProcess() as arm:
+        backend = dxb.WidowXDynamixelBackend(port=arm.port)
+        backend.connect()
+        try:
+            backend.set_torque(True)
+            hold = backend.read().position
+            goals = {j.id: backend._joint_to_ticks(j, q) for j, q in zip(backend.joints, hold)}
+            for _ in range(50):  # warm-up
+                backend.read()
+                backend.write(hold)
+            reads, writes = np.empty(cycles), np.empty(cycles)
+            for i in range(cycles):
+                t0 = time.perf_counter()
+                backend.read()
+                t1 = time.perf_counter()
+                backend.write(hold)
+                reads[i], writes[i] = t1 - t0, time.perf_counter() - t1
+            parts = cycle_bytes(backend, goals)
+            n_servos = len(backend.servo_ids)
+        finally:
+            backend.close()
+    return reads, writes, parts, n_servos
+
+
+def bus_tables(cycles: int) -> list[Table]:
+    reads, writes, parts, n_servos = bus_cycle(cycles)
+    total = sum(b for _, b in parts.values())
+    wire = Table(title="one bus cycle on the wire (1 Mbps, 10 bits per byte; bytes as encoded, stuffing included)")
+    for column in ("part", "packets", "bytes", "wire time (us)"):
+        wire.add_column(column, justify="left" if column == "part" else "right")
+    for name, (packets, size) in parts.items():
+        wire.add_row(name, str(packets), str(size), f"{size * BITS_PER_BYTE / BAUD * 1e6:.0f}")
+    wire.add_row("total", str(sum(n for n, _ in parts.values())), str(total),
+                 f"{total * BITS_PER_BYTE / BAUD * 1e6:.0f}")
+
+    cycle = reads + writes
+    achieved = 1.0 / np.median(cycle)
+    table = Table(title=f"bus cycle rate: sync read of {n_servos} servos + sync write, {cycles} cycles back to "
+                        "back; peer: the 1 Mbps wire ceiling")
+    for column in ("row", "cycle p50 (ms)", "cycle p99 (ms)", "read p50 (ms)", "write p50 (ms)", "cycles/s",
+                   "x ceiling (delay 0)", "x ceiling (delay 250)"):
+        table.add_column(column, justify="left" if column == "row" else "right")
+    ceilings = {}
+    for label, delay in (("wire ceiling, return delay 0", 0),
+                         (f"wire ceiling, return delay {FACTORY_RETURN_DELAY}", FACTORY_RETURN_DELAY)):
+        ceilings[label] = 1 / (total * BITS_PER_BYTE / BAUD + n_servos * delay * RETURN_DELAY_UNIT_S)
+    rate0, rate250 = ceilings.values()
+    for label, rate in ceilings.items():
+        table.add_row(label, f"{1e3 / rate:.2f}", "", "", "", f"{rate:.0f}", f"{rate / rate0:.2f}x",
+                      f"{rate / rate250:.2f}x")
+    table.add_row("achieved: protocol twin", f"{np.median(cycle) * 1e3:.2f}",
+                  f"{np.percentile(cycle, 99) * 1e3:.2f}", f"{np.median(reads) * 1e3:.2f}",
+                  f"{np.median(writes) * 1e3:.2f}", f"{achieved:.0f}", f"{achieved / rate0:.2f}x",
+                  f"{achieved / rate250:.2f}x")
+    table.caption = ("return delay 0: the Interbotix configuration, as emulated; 250: the factory default "
+                     "(x 2 us = 500 us per status packet). The protocol twin's pty has no wire time, so it can beat "
+                     "the ceiling: its row is the software cost of a cycle. USB latency of the U2D2 not modelled.")
+    return [wire, table]
+
+
+# --- 2 and 3. the driver node ------------------------------------------------------------------
+
+class TimedWrites:
+    """A backend proxy that records (perf_counter at entry, targets) for every write() call."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.writes: list[tuple[float, np.ndarray]] = []
+
+    def write(self, targets) -> None:
+        self.writes.append((time.perf_counter(), np.array(targets, dtype=float)))
+        self.backend.write(targets)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+class Client(Node):
+    """Publishes joint_command; records joint_states (best effort) and its own copy of each command."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.command_pub = self.create_publisher(JointState, "joint_command", COMMAND_QOS)
+        self.create_subscription(JointState, "joint_command", self._on_command, COMMAND_QOS)
+        self.create_subscription(JointState, "joint_states", self._on_state, qos_profile_sensor_data)
+        self.recording = False
+        self.states: list[tuple[float, float]] = []     # (receive perf_counter, header stamp s)
+        self.delivered: dict[int, float] = {}           # command index -> receive perf_counter
+        self.latest: np.ndarray | None = None
+
+    def _on_command(self, msg: JointState) -> None:
+        self.delivered[int(msg.header.frame_id)] = time.perf_counter()
+
+    def _on_state(self, msg: JointState) -> None:
+        now = time.perf_counter()
+        self.latest = np.array(msg.position)
+        if self.recording:
+            self.states.append((now, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def run_driver(kind: str, jitter_s: float, commands: int) -> dict:
+    """Start the WidowX DriverNode on ``kind`` ('dynamixel' or 'twin'); measure jitter, then latency."""
+    args = argparse.Namespace(backend=kind, port="", rate=BUS_HZ, command_rate=COMMAND_HZ,
+                              name=f"bench_{kind}_driver_{os.getpid()}")
+    arm = EmulatorProcess().start() if kind == "dynamixel" else None
+    backend = driver = client = None
+    executors, threads = [], []
+    try:
+        if arm is not None:
+            args.port = arm.port
+        backend = TimedWrites(make_backend(args))
+        backend.connect()
+        driver = make_node(backend, args)
+        ok, message = driver.enable_torque(True)
+        if not ok:
+            raise RuntimeError(f"{kind}: enable_torque failed: {message}")
+        client = Client(f"bench_{kind}_client_{os.getpid()}")
+        for node in (driver, client):
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            thread = threading.Thread(target=executor.spin, daemon=True)
+            thread.start()
+            executors.append(executor)
+            threads.append(thread)
+        wait_for(lambda: client.command_pub.get_subscription_count() >= 2, 10.0, "joint_command matched")
+        wait_for(lambda: client.latest is not None, 10.0, "a first joint_states message")
+        time.sleep(0.5)  # settle: discovery traffic, first ticks
+
+        client.recording = True
+        time.sleep(jitter_s)
+        client.recording = False
+        states = np.array(client.states)
+
+        base = client.latest.copy()
+        offsets = WAIST_STEP * np.array([0, 1, 2, 3, 2, 1, 0, -1, -2, -3, -2, -1])
+        published: list[tuple[float, float]] = []
+        rng = np.random.default_rng(0)
+        period, start = 1.0 / COMMAND_HZ, time.perf_counter()
+        for k in range(commands):
+            # slot k of the 20 Hz schedule plus a random phase within one bus period: 50 ms is 2.5 bus
+            # periods, so an unjittered schedule would hit only two phases of the bus tick
+            send_at = start + k * period + rng.uniform(0.0, 1.0 / BUS_HZ)
+            time.sleep(max(0.0, send_at - time.perf_counter()))
+            target = base.copy()
+            target[0] += offsets[(k + 1) % len(offsets)]
+            msg = JointState()
+            msg.header.frame_id = str(k)
+            msg.position = target.tolist()  # names empty: every joint, in joint order
+            t = time.perf_counter()
+            client.command_pub.publish(msg)
+            published.append((t, target[0]))
+        time.sleep(0.2)  # the last command's write
+        writes = list(backend.writes)
+    finally:
+        for executor in executors:
+            executor.shutdown()
+        for thread in threads:
+            thread.join(timeout=5.0)
+        if driver is not None:
+            driver.shutdown_backend()
+            driver.destroy_node()
+        elif backend is not None:
+            backend.close()
+        if client is not None:
+            client.destroy_node()
+        if arm is not None:
+            arm.stop()
+
+    latency, delivery = [], []
+    write_times = np.array([t for t, _ in writes])
+    for k, (t_pub, waist) in enumerate(published):
+        for i in range(np.searchsorted(write_times, t_pub), len(writes)):
+            if abs(writes[i][1][0] - waist) < 1e-9:
+                latency.append(writes[i][0] - t_pub)
+                break
+        if k in client.delivered:
+            delivery.append(client.delivered[k] - t_pub)
+    return {"states": states, "latency": np.array(latency), "delivery": np.array(delivery),
+            "sent": len(published), "fault": driver.fault}
+
+
+def ms(values: np.ndarray, q: float | None = None) -> str:
+    if len(values) == 0:
+        return "-"
+    return f"{(np.median(values) if q is None else np.percentile(values, q)) * 1e3:.2f}"
+
+
+def latency_table(results: dict[str, dict], commands: int) -> Table:
+    period = 1.0 / BUS_HZ
+    table = Table(title=f"command latency: joint_command publish -> the backend's first write() carrying it, "
+                        f"{commands} commands at {COMMAND_HZ:g} Hz, {BUS_HZ:g} Hz bus; peer: waiting for the next tick")
+    for column in ("row", "matched", "p50 (ms)", "p99 (ms)", "max (ms)", "p50 / floor", "p99 / floor",
+                   "DDS delivery p50 (ms)", "DDS p99 (ms)"):
+        table.add_column(column, justify="left" if column == "row" else "right")
+    floor50, floor99 = 0.5 * period, 0.99 * period
+    table.add_row(f"floor: wait for the next {BUS_HZ:g} Hz tick", "", f"{floor50 * 1e3:.2f}",
+                  f"{floor99 * 1e3:.2f}", f"{period * 1e3:.2f}", "1.00x", "1.00x", "", "")
+    for kind, r in results.items():
+        lat = r["latency"]
+        ratio50 = f"{np.median(lat) / floor50:.2f}x" if len(lat) else "-"
+        ratio99 = f"{np.percentile(lat, 99) / floor99:.2f}x" if len(lat) else "-"
+        table.add_row(f"DriverNode + {kind}", f"{len(lat)}/{r['sent']}", ms(lat), ms(lat, 99),
+                      ms(lat, 100), ratio50, ratio99, ms(r["delivery"]), ms(r["delivery"], 99))
+    return table
+
+
+def jitter_table(results: dict[str, dict], seconds: float) -> Table:
+    period = 1.0 / BUS_HZ
+    table = Table(title=f"joint_states period over {seconds:g} s (best-effort subscriber in the same process, "
+                        f"torque on, no commands); peer: the nominal {period * 1e3:g} ms")
+    for column in ("row", "messages", "mean (ms)", "std (ms)", "p99 (ms)", "max gap (ms)", "gaps > 1.5 T",
+                   "std / T", "stamp std (ms)", "stamp max (ms)"):
+        table.add_column(column, justify="left" if column == "row" else "right")
+    table.add_row(f"nominal {BUS_HZ:g} Hz", "", f"{period * 1e3:.2f}", "0.00", f"{period * 1e3:.2f}",
+                  f"{period * 1e3:.2f}", "0", "0.00", "", "")
+    for kind, r in results.items():
+        states = r["states"]
+        if len(states) < 3:
+            table.add_row(f"DriverNode + {kind}", str(len(states)), *["-"] * 8)
+            continue
+        gaps, stamp_gaps = np.diff(states[:, 0]), np.diff(states[:, 1])
+        table.add_row(f"DriverNode + {kind}", str(len(states)), f"{gaps.mean() * 1e3:.2f}",
+                      f"{gaps.std() * 1e3:.2f}", f"{np.percentile(gaps, 99) * 1e3:.2f}", f"{gaps.max() * 1e3:.2f}",
+                      str(int(np.sum(gaps > 1.5 * period))), f"{gaps.std() / period:.2f}",
+                      f"{stamp_gaps.std() * 1e3:.2f}", f"{stamp_gaps.max() * 1e3:.2f}")
+    return table
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer cycles and commands, shorter recordings")
+    parser.add_argument("--cycles", type=int, default=3000, help="bus cycles timed back to back")
+    parser.add_argument("--commands", type=int, default=200, help="joint_command messages per backend")
+    parser.add_argument("--jitter-seconds", type=float, default=5.0, help="joint_states recording per backend")
+    args = parser.parse_args()
+    cycles = 300 if args.quick else args.cycles
+    commands = 60 if args.quick else args.commands
+    jitter_s = 2.0 if args.quick else args.jitter_seconds
+    load_before = os.getloadavg()
+
+    for table in bus_tables(cycles):
+        console.print(table)
+    rclpy.init()
+    try:
+        results = {kind: run_driver(kind, jitter_s, commands) for kind in ("dynamixel", "twin")}
+    finally:
+        rclpy.try_shutdown()
+    console.print(latency_table(results, commands))
+    console.print(jitter_table(results, jitter_s))
+    for kind, r in results.items():
+        if r["fault"]:
+            console.print(f"{kind}: the driver faulted during the run ({r['fault']}); rows after it are partial")
+    load_after = os.getloadavg()
+    console.print(f"machine: {os.cpu_count()} CPUs; load average (1 min) {load_before[0]:.2f} at start, "
+                  f"{load_after[0]:.2f} at end; other processes share these cores, so timings are noisy "
+                  f"(tables give medians and tails). ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, "
+                  f"discovery {os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}.")
+
+
+if __name__ == "__main__":
+    main()

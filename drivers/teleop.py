@@ -1,0 +1,465 @@
+"""Teleop: a device (keyboard, SpaceMouse, gamepad, or the scripted expert) drives end-effector deltas.
+
+    python -m robot_rl.drivers.teleop --device keyboard --rate 5
+    python -m robot_rl.drivers.teleop --device spacemouse          # pip install pyspacemouse (or hidapi)
+    python -m robot_rl.drivers.teleop --device gamepad             # pip install pygame
+    python -m robot_rl.drivers.teleop --device scripted --task reach --episodes 3   # no hardware at all
+
+``TeleopNode`` reads a ``TeleopDevice`` once per control tick and publishes:
+
+| name               | kind    | type                           | rate                                | QoS                         |
+|--------------------|---------|--------------------------------|-------------------------------------|-----------------------------|
+| `ee_delta_command` | publish | std_msgs/Float64MultiArray (7) | the control rate (default 5 Hz)     | reliable, volatile, last 10 |
+| `episode_control`  | publish | std_msgs/String                | event: "start", "stop" or "discard" | reliable, volatile, last 10 |
+
+- `ee_delta_command`: dx, dy, dz, droll, dpitch, dyaw in [-1, 1] (normalized; the driver scales them,
+  the WidowX by MAX_DELTA_POS / MAX_DELTA_ROT), then the gripper: +1 open, -1 closed. Deltas smaller
+  than the deadband (default 0.05: a SpaceMouse or a stick at rest is never exactly 0) are 0, the others
+  pass unchanged (not rescaled: a key's or an expert's value arrives as sent). The gripper is a latched
+  state the device toggles (it starts open). One message every tick, zeros included; if this node dies
+  the driver's watchdog holds the arm.
+- `episode_control`: what the operator asked of the recorder. "start" begins an episode, "stop" ends and
+  keeps it, "discard" ends and drops it. When several come in one tick they go out in the order stop,
+  discard, start (end the old episode before beginning the next). Volatile: a recorder that starts
+  later does not see earlier events.
+
+Keyboard keys (a terminal in cbreak mode: no echo, Ctrl-C still stops the node):
+
+| key                       | action               | key                       | action               |
+|---------------------------|----------------------|---------------------------|----------------------|
+| w / s                     | +x / -x (forward)    | u / o                     | +roll / -roll        |
+| a / d                     | +y / -y (left)       | i / k, arrow up / down    | +pitch / -pitch      |
+| r / f                     | +z / -z (up)         | j / l, arrow left / right | +yaw / -yaw          |
+| space                     | toggle the gripper   | Enter or 1                | start an episode     |
+| 2 or Backspace            | stop (keep) episode  | 3 or x                    | discard the episode  |
+
+Terminals send no key-up events, so each key press moves for one control tick; holding a key moves
+continuously through the terminal's auto-repeat (typically 30 presses/s after a 0.5 s delay: the first
+tick moves, then a pause, then steady motion). Keys pressed in one tick add up per axis (w and s
+cancel), and each motion axis is at most ``speed`` (default 0.5: 2.5 cm per tick on the WidowX).
+
+``ScriptedTeleop`` plays a twin task's scripted expert as if it were an operator, for tests and for
+demos without hardware (see its docstring). SpaceMouse and gamepad readers: robot_rl.drivers.teleop_devices.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import sys
+import termios
+import tty
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, String
+
+TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+EE_DELTA_DIM = 6
+EPISODE_START, EPISODE_STOP, EPISODE_DISCARD = "start", "stop", "discard"
+GRIPPER_OPEN, GRIPPER_CLOSED = 1.0, -1.0
+
+
+class TeleopDeviceError(RuntimeError):
+    """The device is missing, unplugged, or cannot be read."""
+
+
+@dataclass
+class TeleopInput:
+    """One control tick of operator input."""
+
+    delta: np.ndarray = field(default_factory=lambda: np.zeros(EE_DELTA_DIM))  # in [-1, 1]
+    gripper_toggle: bool = False
+    start: bool = False
+    stop: bool = False
+    discard: bool = False
+
+
+class TeleopDevice(Protocol):
+    def connect(self) -> None: ...
+
+    def read(self) -> TeleopInput:
+        """Everything since the last read; never blocks."""
+
+    def disconnect(self) -> None: ...
+
+
+def apply_deadband(delta: np.ndarray, deadband: float) -> np.ndarray:
+    """Deltas clipped to [-1, 1], with those smaller than the deadband set to 0."""
+    delta = np.clip(np.asarray(delta, dtype=float), -1.0, 1.0)
+    return np.where(np.abs(delta) < deadband, 0.0, delta)
+
+
+# --- the node -------------------------------------------------------------------------------------
+
+class TeleopNode(Node):
+    """Reads the device every control tick; publishes ee_delta_command and episode_control.
+
+    The caller connects and disconnects the device (the node only reads it)."""
+
+    def __init__(self, device: TeleopDevice, *, rate_hz: float = 5.0, deadband: float = 0.05,
+                 node_name: str = "teleop", **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz: expected a positive control rate in Hz, found {rate_hz}")
+        if not 0 <= deadband < 1:
+            raise ValueError(f"deadband: expected a value in [0, 1), found {deadband}")
+        self.device, self.rate_hz, self.deadband = device, float(rate_hz), float(deadband)
+        self.gripper_open = True
+        self.ee_delta_pub = self.create_publisher(Float64MultiArray, "ee_delta_command", TELEOP_QOS)
+        self.episode_pub = self.create_publisher(String, "episode_control", TELEOP_QOS)
+        self.timer = self.create_timer(1.0 / self.rate_hz, self.tick)
+
+    def tick(self) -> None:
+        try:
+            teleop_input = self.device.read()
+        except TeleopDeviceError as err:  # publish nothing: the driver's watchdog holds the arm
+            self.get_logger().error(f"teleop device: {err}", throttle_duration_sec=2.0)
+            return
+        self._publish_episode_events(teleop_input)
+        if teleop_input.gripper_toggle:
+            self.gripper_open = not self.gripper_open
+        self.ee_delta_pub.publish(Float64MultiArray(data=self.command(teleop_input).tolist()))
+
+    def command(self, teleop_input: TeleopInput) -> np.ndarray:
+        gripper = GRIPPER_OPEN if self.gripper_open else GRIPPER_CLOSED
+        return np.append(apply_deadband(teleop_input.delta, self.deadband), gripper)
+
+    def _publish_episode_events(self, teleop_input: TeleopInput) -> None:
+        for event, asked in ((EPISODE_STOP, teleop_input.stop), (EPISODE_DISCARD, teleop_input.discard),
+                             (EPISODE_START, teleop_input.start)):
+            if asked:
+                self.get_logger().info(f"episode {event}")
+                self.episode_pub.publish(String(data=event))
+
+
+# --- keyboard -------------------------------------------------------------------------------------
+
+MOTION_KEYS = {  # key -> (axis, sign); axes dx, dy, dz, droll, dpitch, dyaw
+    "w": (0, 1), "s": (0, -1), "a": (1, 1), "d": (1, -1), "r": (2, 1), "f": (2, -1),
+    "u": (3, 1), "o": (3, -1), "i": (4, 1), "k": (4, -1), "j": (5, 1), "l": (5, -1),
+    "UP": (4, 1), "DOWN": (4, -1), "LEFT": (5, 1), "RIGHT": (5, -1),
+}
+GRIPPER_KEYS = {" "}
+START_KEYS = {"\n", "\r", "1"}
+STOP_KEYS = {"2", "\x7f", "\x08"}  # Backspace sends DEL (0x7f) on most terminals, BS on some
+DISCARD_KEYS = {"3", "x"}
+ARROWS = {"A": "UP", "B": "DOWN", "C": "RIGHT", "D": "LEFT"}
+ESC = "\x1b"
+
+
+def split_keys(text: str) -> tuple[list[str], str]:
+    """Keys in ``text`` (arrow escape sequences as "UP" etc.), and an incomplete escape sequence left at
+    its end (to complete with the next read)."""
+    keys, i = [], 0
+    while i < len(text):
+        if text[i] != ESC:
+            keys.append(text[i].lower())
+            i += 1
+        elif len(text) - i < 3 and text[i + 1:] in ("", "[", "O"):
+            return keys, text[i:]
+        elif text[i + 1] in "[O" and text[i + 2] in ARROWS:  # CSI (normal) or SS3 (application mode)
+            keys.append(ARROWS[text[i + 2]])
+            i += 3
+        else:  # Escape alone, or a sequence this reader does not use: skip the escape byte
+            i += 1
+    return keys, ""
+
+
+class KeyboardDevice:
+    """Keys from a terminal file descriptor (stdin by default), read without blocking."""
+
+    HELP = ("keys: w/s x, a/d y, r/f z, u/o roll, i/k or up/down pitch, j/l or left/right yaw, "
+            "space gripper, Enter/1 start, 2/Backspace stop, 3/x discard, Ctrl-C quit")
+
+    def __init__(self, fd: int | None = None, speed: float = 0.5):
+        if not 0 < speed <= 1:
+            raise ValueError(f"speed: expected a fraction of the full delta in (0, 1], found {speed}")
+        self.fd, self.speed = fd, float(speed)
+        self._saved_mode: list | None = None
+        self._pending = ""
+
+    def connect(self) -> None:
+        if self.fd is None:
+            self.fd = sys.stdin.fileno()
+        if not os.isatty(self.fd):
+            raise TeleopDeviceError(f"keyboard: file descriptor {self.fd} is not a terminal; "
+                                    "run the keyboard teleop in an interactive terminal")
+        self._saved_mode = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd, termios.TCSANOW)  # no echo, no line buffering; Ctrl-C still works
+        self._pending = ""
+
+    def disconnect(self) -> None:
+        if self._saved_mode is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved_mode)
+            self._saved_mode = None
+
+    def read(self) -> TeleopInput:
+        if self._saved_mode is None:
+            raise TeleopDeviceError("keyboard: not connected; call connect() first")
+        text = self._pending + self._drain().decode("utf-8", errors="ignore")
+        keys, self._pending = split_keys(text)
+        return self.input_from_keys(keys)
+
+    def input_from_keys(self, keys: list[str]) -> TeleopInput:
+        delta = np.zeros(EE_DELTA_DIM)
+        for key in keys:
+            if key in MOTION_KEYS:
+                axis, sign = MOTION_KEYS[key]
+                delta[axis] += sign
+        toggles = sum(key in GRIPPER_KEYS for key in keys)
+        return TeleopInput(self.speed * np.clip(delta, -1.0, 1.0), gripper_toggle=toggles % 2 == 1,
+                           start=any(k in START_KEYS for k in keys), stop=any(k in STOP_KEYS for k in keys),
+                           discard=any(k in DISCARD_KEYS for k in keys))
+
+    def _drain(self) -> bytes:
+        chunks = []
+        while select.select([self.fd], [], [], 0)[0]:
+            chunk = os.read(self.fd, 1024)
+            if not chunk:  # end of file: the terminal went away
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+# --- the scripted expert as an operator -----------------------------------------------------------
+
+class ScriptedTeleop:
+    """Plays a twin task's scripted expert against the twin the driver node runs, as an operator would.
+
+    Each episode, ``episodes`` times: a new task drawn with env.reset(seed=seed + k) for the k-th episode
+    and "start", then one expert action per tick (the expert reads the twin's true state through
+    ``env``; its gripper command becomes toggles of the node's latched gripper), then "stop" on the
+    first tick that finds the task solved or ``max_steps`` actions sent (``outcomes`` records which).
+    The next episode starts on the following tick. Afterwards ``finished`` is True and it sends zeros.
+
+    ``env`` is the twin the driver's backend steps in its physics thread (WidowXTwinBackend.env, in
+    process; see ``for_twin_backend``); ``lock`` is the lock that thread holds around each physics step,
+    taken here around every read of the twin and around the reset, so neither sees a half-stepped state.
+
+    The reset keeps the robot where it is (``keep_robot_pose``, default): env.reset(seed) draws the new
+    task (objects, target, dynamics), then the robot's joints and actuator set-points are put back. A
+    real arm cannot jump, and the driver node would not let the twin's: its safety filter holds the last
+    target and would pull a teleported arm straight back. Episodes therefore start where the last ended.
+    ``keep_robot_pose=False`` resets the robot too: only for an env that no driver node holds.
+    """
+
+    def __init__(self, env, *, lock=None, episodes: int = 1, seed: int = 0, noise: float = 0.0,
+                 max_steps: int | None = None, keep_robot_pose: bool = True):
+        from robot_rl.sim import make_expert
+
+        if episodes < 1:
+            raise ValueError(f"episodes: expected at least 1, found {episodes}")
+        self.env = env.unwrapped if hasattr(env, "unwrapped") else env
+        self.expert = make_expert(self.env, noise=noise, seed=seed)
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self.episodes, self.seed = int(episodes), int(seed)
+        self.max_steps = int(max_steps or self.env.max_steps)
+        self.keep_robot_pose = keep_robot_pose
+        self.outcomes: list[tuple[str, int]] = []  # ("success" | "step_limit", actions) per episode
+        self.steps = 0
+        self._in_episode = False
+        self._gripper_open = True  # mirrors the node's latched gripper, which starts open
+
+    @classmethod
+    def for_twin_backend(cls, backend, **kwargs) -> ScriptedTeleop:
+        """For a twin backend in this process: its env, and its physics lock (``_lock``) when it has one."""
+        return cls(backend.env, lock=getattr(backend, "_lock", None), **kwargs)
+
+    @property
+    def in_episode(self) -> bool:
+        return self._in_episode
+
+    @property
+    def finished(self) -> bool:
+        return len(self.outcomes) >= self.episodes
+
+    def connect(self) -> None:
+        """Nothing to open: the twin is the driver backend's."""
+
+    def disconnect(self) -> None:
+        """Nothing to close."""
+
+    def read(self) -> TeleopInput:
+        with self.lock:
+            if self.finished:
+                return TeleopInput()
+            if not self._in_episode:
+                self._begin_episode()
+                return self._expert_input(start=True)
+            outcome = self._episode_outcome()
+            if outcome is None:
+                return self._expert_input()
+            self._end_episode(outcome)
+            return TeleopInput(stop=True)
+
+    def _begin_episode(self) -> None:
+        self._reset_task(self.seed + len(self.outcomes))
+        self.expert.reset()
+        self.steps, self._in_episode = 0, True
+
+    def _episode_outcome(self) -> str | None:
+        # The twin has no public "evaluate the present state" (step() evaluates after acting); _evaluate
+        # has no side effects.
+        if self.env._evaluate(sparse=True).success:
+            return "success"
+        return "step_limit" if self.steps >= self.max_steps else None
+
+    def _end_episode(self, outcome: str) -> None:
+        self.outcomes.append((outcome, self.steps))
+        self._in_episode = False
+
+    def _expert_input(self, start: bool = False) -> TeleopInput:
+        # The expert reads the twin's state through env; the observation is what its interface asks for.
+        action = self.expert(self.env._observe())  # no public observe: step() and reset() return it
+        self.steps += 1
+        wants_open = bool(action[-1] >= 0)
+        toggle = wants_open != self._gripper_open
+        self._gripper_open = wants_open
+        return TeleopInput(np.asarray(action[:EE_DELTA_DIM], dtype=float), gripper_toggle=toggle, start=start)
+
+    def _reset_task(self, seed: int) -> None:
+        env = self.env
+        robot = _robot_state(env) if self.keep_robot_pose else None
+        env.reset(seed=seed)
+        if robot is not None:
+            _restore_robot_state(env, robot)
+
+
+def _robot_joint_addresses(model) -> tuple[np.ndarray, np.ndarray]:
+    """qpos and qvel addresses of every joint but free ones (objects): the robot's joints."""
+    import mujoco
+
+    joints = [j for j in range(model.njnt) if model.jnt_type[j] != mujoco.mjtJoint.mjJNT_FREE]
+    qpos = np.array([model.jnt_qposadr[j] for j in joints], dtype=int)
+    qvel = np.array([model.jnt_dofadr[j] for j in joints], dtype=int)
+    return qpos, qvel
+
+
+def _robot_state(env) -> dict:
+    qpos, qvel = _robot_joint_addresses(env.model)
+    data = env.data
+    return {"qpos": data.qpos[qpos].copy(), "qvel": data.qvel[qvel].copy(), "ctrl": data.ctrl.copy()}
+
+
+def _restore_robot_state(env, state: dict) -> None:
+    import mujoco
+
+    qpos, qvel = _robot_joint_addresses(env.model)
+    data = env.data
+    data.qpos[qpos], data.qvel[qvel], data.ctrl[:] = state["qpos"], state["qvel"], state["ctrl"]
+    mujoco.mj_forward(env.model, data)
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+DEVICES = ("keyboard", "spacemouse", "gamepad", "scripted")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m robot_rl.drivers.teleop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=DEVICES, default="keyboard")
+    parser.add_argument("--rate", type=float, default=5.0, help="control rate in Hz (Bridge: 5)")
+    parser.add_argument("--deadband", type=float, default=None,
+                        help="deltas below this are 0 (default 0.05; 0 for the scripted expert)")
+    parser.add_argument("--speed", type=float, default=0.5, help="keyboard: delta per key press, in (0, 1]")
+    parser.add_argument("--task", default="reach", help="scripted: the WidowX twin task")
+    parser.add_argument("--episodes", type=int, default=3, help="scripted: episodes to play")
+    parser.add_argument("--seed", type=int, default=0, help="scripted: seed of the first episode")
+    parser.add_argument("--name", default="teleop", help="the node name")
+    args, _ros_args = parser.parse_known_args(argv)
+    if not args.rate > 0:
+        parser.error(f"--rate: expected a positive rate in Hz, found {args.rate}")
+    if args.deadband is None:
+        args.deadband = 0.0 if args.device == "scripted" else 0.05
+    return args
+
+
+def make_device(args: argparse.Namespace) -> TeleopDevice:
+    if args.device == "keyboard":
+        return KeyboardDevice(speed=args.speed)
+    from robot_rl.drivers import teleop_devices
+
+    if args.device == "spacemouse":
+        return teleop_devices.SpaceMouseDevice()
+    return teleop_devices.GamepadDevice()
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+    import rclpy
+
+    rclpy.init()
+    try:
+        if args.device == "scripted":
+            _run_scripted(args)
+        else:
+            _run_device(make_device(args), args)
+    except (ImportError, TeleopDeviceError) as err:
+        raise SystemExit(f"teleop: {err}") from None
+    finally:
+        rclpy.try_shutdown()
+
+
+def _run_device(device: TeleopDevice, args: argparse.Namespace) -> None:
+    device.connect()
+    node = None
+    try:
+        node = TeleopNode(device, rate_hz=args.rate, deadband=args.deadband, node_name=args.name)
+        if isinstance(device, KeyboardDevice):
+            node.get_logger().info(KeyboardDevice.HELP)
+        _spin([node], until=lambda: False)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        device.disconnect()
+
+
+def _run_scripted(args: argparse.Namespace) -> None:
+    """The expert drives a WidowX twin through a driver node in this process (the expert needs the env)."""
+    from robot_rl.drivers.widowx.node import make_node
+    from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+
+    backend = WidowXTwinBackend(task=args.task, seed=args.seed)
+    backend.connect()
+    driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend="twin", port="-",
+                                     name="widowx_driver")
+    driver, node = make_node(backend, driver_args), None
+    try:
+        driver.get_logger().info(driver.enable_torque(True)[1])
+        device = ScriptedTeleop.for_twin_backend(backend, episodes=args.episodes, seed=args.seed)
+        node = TeleopNode(device, rate_hz=args.rate, deadband=args.deadband, node_name=args.name)
+        _spin([driver, node], until=lambda: device.finished)
+        node.get_logger().info(f"episodes (outcome, actions): {device.outcomes}")
+    finally:
+        driver.shutdown_backend()  # torque off, physics thread stopped
+        for created in (node, driver):
+            if created is not None:
+                created.destroy_node()
+
+
+def _spin(nodes: list, until) -> None:
+    """Spin the nodes on one single-threaded executor until ``until()``, Ctrl-C or shutdown."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        while not until():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+
+
+if __name__ == "__main__":
+    main()

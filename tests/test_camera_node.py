@@ -20,10 +20,6 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-
-rclpy = pytest.importorskip("rclpy")
 cv2 = pytest.importorskip("cv2")
 # Before anything imports mujoco (twin_backend does, ahead of robot_rl.sim): picks MUJOCO_GL=egl headless.
 pytest.importorskip("robot_rl.sim")
@@ -85,14 +81,6 @@ class Listener(Node):
 
     def _on_diagnostics(self, msg: DiagnosticArray):
         self.statuses.extend((status, time.time()) for status in msg.status)
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 @contextmanager

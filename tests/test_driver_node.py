@@ -16,27 +16,22 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-
-rclpy = pytest.importorskip("rclpy")
-
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
-from std_srvs.srv import SetBool, Trigger  # noqa: E402
-
-from robot_rl.drivers.backend import BackendFault  # noqa: E402
-from robot_rl.drivers.driver_node import COMMAND_QOS, LATCHED_QOS, DriverNode  # noqa: E402
-from robot_rl.drivers.safety import SafetyFilter, widowx_limits  # noqa: E402
-from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend  # noqa: E402
-from robot_rl.sim.widowx import robot as wx  # noqa: E402
-from robot_rl.sim.widowx.control import DeltaPoseController  # noqa: E402
-from robot_rl.sim.widowx.kinematics import WidowXKinematics  # noqa: E402
+from robot_rl.drivers.backend import BackendFault
+from robot_rl.drivers.driver_node import COMMAND_QOS, LATCHED_QOS, DriverNode
+from robot_rl.drivers.safety import SafetyFilter, widowx_limits
+from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+from robot_rl.sim.widowx import robot as wx
+from robot_rl.sim.widowx.control import DeltaPoseController
+from robot_rl.sim.widowx.kinematics import WidowXKinematics
+from ros_helpers import wait_for
 
 RATE_HZ = 50.0
 COMMAND_PERIOD = 0.2  # the Bridge rate
@@ -115,16 +110,6 @@ class Client(Node):
         self.ee_command.publish(Float64MultiArray(data=[float(a) for a in action]))
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def values(status: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
@@ -134,14 +119,6 @@ def wait_for_diagnostic(client: Client, predicate, since: float, timeout: float 
         return next((s for _, s in client.statuses(since) if predicate(values(s), s)), None)
 
     return wait_for(found, timeout, "a matching diagnostic")
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import torch
-from learner_helpers import demo_store, train_config
 
+from learner_helpers import demo_store, train_config
 from robot_rl.cli.main import main
 from robot_rl.datasets import TrajectoryReader
 from robot_rl.learner.checkpoint import latest_checkpoint, load_checkpoint

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from learner_helpers import demo_store, train_config
 
+from learner_helpers import demo_store, train_config
 from robot_rl.learner.metrics import read_evaluations
 from robot_rl.learner.rollout import evaluate
 from robot_rl.learner.trainer import Trainer, make_twin

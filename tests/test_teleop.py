@@ -14,19 +14,13 @@ import time
 
 import numpy as np
 import pytest
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from std_msgs.msg import Float64MultiArray, String
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-
-rclpy = pytest.importorskip("rclpy")
-
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from std_msgs.msg import Float64MultiArray, String  # noqa: E402
-
-from robot_rl.drivers.driver_node import DriverNode  # noqa: E402
-from robot_rl.drivers.safety import SafetyFilter, widowx_limits  # noqa: E402
-from robot_rl.drivers.teleop import (  # noqa: E402
+from robot_rl.drivers.driver_node import DriverNode
+from robot_rl.drivers.safety import SafetyFilter, widowx_limits
+from robot_rl.drivers.teleop import (
     TELEOP_QOS,
     KeyboardDevice,
     ScriptedTeleop,
@@ -34,10 +28,11 @@ from robot_rl.drivers.teleop import (  # noqa: E402
     TeleopNode,
     split_keys,
 )
-from robot_rl.drivers.teleop_devices import GamepadDevice, SpaceMouseDevice  # noqa: E402
-from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend  # noqa: E402
-from robot_rl.sim.widowx import robot as wx  # noqa: E402
-from robot_rl.sim.widowx.control import DeltaPoseController  # noqa: E402
+from robot_rl.drivers.teleop_devices import GamepadDevice, SpaceMouseDevice
+from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+from robot_rl.sim.widowx import robot as wx
+from robot_rl.sim.widowx.control import DeltaPoseController
+from ros_helpers import wait_for
 
 RATE_HZ = 5.0
 SPEED = 0.5
@@ -80,24 +75,6 @@ class FixedDevice:
 
     def read(self) -> TeleopInput:
         return TeleopInput(self.delta.copy())
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 class Spinner:

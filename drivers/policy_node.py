@@ -1,0 +1,379 @@
+"""The policy node: a learner checkpoint drives the robot through the driver node's safety filter.
+
+    python -m robot_rl.drivers.policy_node --checkpoint runs/train/<run> --backend twin --rate 5
+
+    node = PolicyNode(checkpoint, twin_observation(backend), rate_hz=5.0)   # next to a DriverNode
+
+Every control tick the node reads an observation from its *observation source*, runs the agent
+(deterministic by default) and publishes the action on `ee_delta_command`, which the driver node feeds
+through its safety filter and IK. With action chunks ([N, h, 7]) the policy is queried every h ticks and
+the chunk runs open-loop, as in robot_rl.learner.rollout.
+
+| name                  | kind    | type                            | rate                            | QoS                               |
+|-----------------------|---------|---------------------------------|---------------------------------|-----------------------------------|
+| `ee_delta_command`    | publish | std_msgs/Float64MultiArray (7)  | the control rate (default 5 Hz) | reliable, volatile, last 10       |
+| `diagnostics`         | publish | diagnostic_msgs/DiagnosticArray | 1 Hz, and at once on a reload   | reliable, volatile, last 10       |
+| `checkpoint_announce` | subscr. | std_msgs/String                 | event: a new checkpoint         | reliable, transient local, last 1 |
+
+- `ee_delta_command`: the agent's 7-D action (dxyz, drpy, gripper), clipped to [-1, 1]: the Bridge
+  convention of robot_rl.drivers.driver_node. If this node stops, the driver's watchdog holds the arm.
+- `checkpoint_announce`: a checkpoint folder, a `checkpoints/` folder or a run folder (its latest
+  checkpoint). The weights are loaded in the callback (safetensors only; nothing is unpickled) and the
+  new agent replaces the old one at the start of the next tick, with any open-loop chunk dropped. A
+  path that does not load, a checkpoint for another robot, or one that reads a key the observation
+  source lacks is refused: the old policy keeps running and diagnostics turn ERROR, naming the path and
+  the reason, until a later checkpoint loads. Transient local: a node started after the announcement
+  still gets the last one. ``poll_checkpoints_s`` > 0 also checks the running checkpoint's
+  `checkpoints/latest` every so many seconds (for setups without the topic).
+- `diagnostics`: one status "<node>: policy" with the checkpoint in use, inference latency p50/p99 in
+  ms (time.perf_counter around agent.act, over the last 1000 queries), actions published, the control
+  rate achieved, reloads done and the last refusal.
+
+The observation source is a callable ``() -> dict[str, np.ndarray]`` (unbatched) giving at least the keys
+the checkpoint reads (its config's ``obs_keys`` and ``cameras``). ``twin_observation(backend)`` reads the
+WidowX twin in this process. A hardware source (``state`` built from joint_states and the forward
+kinematics, cameras from the camera topics) is the recorder's and bringup's job, not this module's. A
+checkpoint that reads ``task_state`` (the default ``obs_keys`` of ``robot-rl train``) needs privileged
+object and goal state that only a twin has: such a policy cannot run on hardware, and the node refuses
+it at start-up with an error naming the key.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, String
+
+from robot_rl.learner.checkpoint import latest_checkpoint, resolve_checkpoint
+
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+ANNOUNCE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+EE_ACTION_DIM = 7
+DIAGNOSTICS_PERIOD = 1.0  # s
+LATENCY_WINDOW = 1000     # inference timings kept for p50/p99
+PRIVILEGED_KEYS = {"task_state": "twin-only privileged object and goal state; retrain with obs_keys=[state]"}
+
+ObservationSource = Callable[[], dict[str, np.ndarray]]
+
+
+class ObservationMismatch(ValueError):
+    """The observation source cannot give what the checkpoint reads (a missing key or a wrong shape)."""
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    agent: object
+    folder: Path
+    robot: str
+    task: str
+    keys: tuple[str, ...]
+    shapes: dict[str, tuple[int, ...]]  # per key: the unbatched shape the agent expects (state flattened)
+
+    def act(self, obs: dict[str, np.ndarray], deterministic: bool) -> np.ndarray:
+        """[h, 7] actions (h = 1 without chunks) for one observation."""
+        batch = {k: np.asarray(obs[k])[None] for k in self.keys}
+        actions = np.asarray(self.agent.act(batch, deterministic=deterministic))[0]
+        return actions if actions.ndim == 2 else actions[None]
+
+
+def load_checkpoint_policy(checkpoint: str | os.PathLike) -> LoadedPolicy:
+    """The agent of a checkpoint (weights from safetensors) and the observation keys it reads."""
+    from robot_rl.learner.policy import load_policy
+
+    agent, env, cfg, folder = load_policy(checkpoint)
+    env.close()
+    keys = (*cfg.obs_keys, *cfg.cameras)
+    shapes = {**{k: (int(n),) for k, n in agent.shapes.state.items()},
+              **{k: tuple(shape) for k, shape in agent.shapes.cameras.items()}}
+    if agent.action_dim != EE_ACTION_DIM:
+        raise ValueError(f"checkpoint={folder}: its actions have {agent.action_dim} values, ee_delta_command "
+                         f"takes {EE_ACTION_DIM} (dxyz, drpy, gripper)")
+    return LoadedPolicy(agent, Path(folder), str(cfg.robot), str(cfg.task), keys, shapes)
+
+
+def check_observation(policy: LoadedPolicy, obs: dict[str, np.ndarray]) -> None:
+    """Raise ObservationMismatch naming the first key the source lacks or gives in the wrong shape."""
+    for key in policy.keys:
+        if key not in obs:
+            why = f" ({PRIVILEGED_KEYS[key]})" if key in PRIVILEGED_KEYS else ""
+            raise ObservationMismatch(
+                f"checkpoint={policy.folder} reads observation key {key!r}{why}, which the observation source "
+                f"does not provide (it gives {sorted(obs)}); use a checkpoint trained on the keys the source has")
+        expected, found = policy.shapes[key], np.shape(obs[key])
+        is_camera = len(expected) == 3
+        if (found != expected) if is_camera else (int(np.prod(found)) != expected[0]):
+            raise ObservationMismatch(f"checkpoint={policy.folder}: observation key {key!r} expected shape "
+                                      f"{expected}, the source gives {found}")
+
+
+def twin_observation(backend, cameras: tuple[str, ...] = ()) -> ObservationSource:
+    """The twin env's observation (state, task_state, and ``cameras`` rendered) read under the lock its
+    physics thread holds around each step (as ScriptedTeleop reads it), so no half-stepped state."""
+    env = backend.env.unwrapped if hasattr(backend.env, "unwrapped") else backend.env
+    lock = backend._lock  # the twin backend's physics lock (no public accessor; see ScriptedTeleop)
+
+    def observe() -> dict[str, np.ndarray]:
+        with lock:
+            obs = env._observe()  # no public observe: step() and reset() return it
+            for name in cameras:
+                obs[name] = env._render(name)
+        return obs
+
+    return observe
+
+
+class PolicyNode(Node):
+    """Observation -> agent -> ee_delta_command at the control rate; hot-reloads announced checkpoints."""
+
+    def __init__(self, checkpoint: str | os.PathLike, observation_source: ObservationSource, *,
+                 rate_hz: float = 5.0, deterministic: bool = True, poll_checkpoints_s: float = 0.0,
+                 node_name: str = "policy", **node_kwargs):
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz: expected a positive control rate in Hz, found {rate_hz}")
+        if not poll_checkpoints_s >= 0:
+            raise ValueError(f"poll_checkpoints_s: expected seconds >= 0 (0: no polling), found {poll_checkpoints_s}")
+        self.observe, self.rate_hz, self.deterministic = observation_source, float(rate_hz), deterministic
+        self.policy = self._load_checked(checkpoint)  # before the node exists: a refusal leaves nothing behind
+        super().__init__(node_name, **node_kwargs)
+        self._pending: LoadedPolicy | None = None
+        self._queue: list[np.ndarray] = []
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.actions_published, self.reloads = 0, 0
+        self.refusal: str | None = None
+        self._refused_path: Path | None = None
+        self._ticks, self._window_start, self._control_rate = 0, time.monotonic(), 0.0
+        self._create_interfaces(poll_checkpoints_s)
+        self.get_logger().info(f"policy from {self.policy.folder} ({self.policy.robot}/{self.policy.task}, "
+                               f"reads {list(self.policy.keys)})")
+
+    def _create_interfaces(self, poll_checkpoints_s: float):
+        self.command_pub = self.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", COMMAND_QOS)
+        self.create_subscription(String, "checkpoint_announce", self._on_announce, ANNOUNCE_QOS)
+        self.control_timer = self.create_timer(1.0 / self.rate_hz, self.tick)
+        self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics)
+        self.poll_timer = self.create_timer(poll_checkpoints_s, self._poll) if poll_checkpoints_s > 0 else None
+
+    # --- the control loop ---------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self._ticks += 1
+        self._swap_in_pending()
+        if not self._queue:
+            self._queue = list(self._query(self.observe()))
+        action = np.clip(np.asarray(self._queue.pop(0), dtype=float), -1.0, 1.0)
+        self.command_pub.publish(Float64MultiArray(data=action.tolist()))
+        self.actions_published += 1
+
+    def _query(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        start = time.perf_counter()
+        actions = self.policy.act(obs, self.deterministic)
+        self.latencies_ms.append(1e3 * (time.perf_counter() - start))
+        return actions
+
+    def _swap_in_pending(self) -> None:
+        if self._pending is None:
+            return
+        self.policy, self._pending, self._queue = self._pending, None, []
+        self.reloads += 1
+        self.refusal = None
+        self.get_logger().info(f"now running checkpoint {self.policy.folder}")
+        self.publish_diagnostics()
+
+    def latency_percentiles_ms(self) -> tuple[float, float]:
+        """(p50, p99) of the recent inference latencies in ms; NaN before the first query."""
+        if not self.latencies_ms:
+            return float("nan"), float("nan")
+        p50, p99 = np.percentile(np.fromiter(self.latencies_ms, float), [50, 99])
+        return float(p50), float(p99)
+
+    # --- hot reload ---------------------------------------------------------------------------
+
+    def _on_announce(self, msg: String) -> None:
+        self.request_reload(msg.data)
+
+    def _poll(self) -> None:
+        latest = latest_checkpoint(self.policy.folder.parent)
+        if latest is not None and latest.resolve() not in (self.policy.folder.resolve(), self._refused_path):
+            self.request_reload(latest)
+
+    def request_reload(self, path: str | os.PathLike) -> bool:
+        """Load ``path`` now; it replaces the running policy at the next tick. False (and an ERROR in
+        diagnostics, the old policy running on) when it is refused."""
+        try:
+            policy = self._load_checked(path, robot=self.policy.robot)
+        except Exception as err:  # any bad checkpoint: keep driving with the old one
+            return self._refuse(path, err)
+        if policy.folder.resolve() == self.policy.folder.resolve():
+            self.get_logger().info(f"checkpoint {policy.folder} is already running")
+            return True
+        self._pending = policy
+        self.get_logger().info(f"loaded checkpoint {policy.folder}; switching at the next tick")
+        return True
+
+    def _load_checked(self, path: str | os.PathLike, robot: str | None = None) -> LoadedPolicy:
+        policy = load_checkpoint_policy(path)
+        if robot is not None and policy.robot != robot:
+            raise ValueError(f"checkpoint={policy.folder} drives robot {policy.robot!r}, this node {robot!r}")
+        check_observation(policy, self.observe())
+        return policy
+
+    def _refuse(self, path, err: Exception) -> bool:
+        self.refusal = f"checkpoint {str(path)!r} refused, still running {self.policy.folder}: {err}"
+        self._refused_path = _resolved_or_none(path)
+        self.get_logger().error(self.refusal)
+        self.publish_diagnostics()
+        return False
+
+    # --- diagnostics --------------------------------------------------------------------------
+
+    def publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        if now > self._window_start and self._ticks:
+            self._control_rate = self._ticks / (now - self._window_start)
+            self._ticks, self._window_start = 0, now
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [self._status()]
+        self.diagnostics_pub.publish(msg)
+
+    def _status(self) -> DiagnosticStatus:
+        p50, p99 = self.latency_percentiles_ms()
+        level, message = ((DiagnosticStatus.ERROR, self.refusal) if self.refusal
+                          else (DiagnosticStatus.OK, f"running {self.policy.folder.name}"))
+        values = {"checkpoint": str(self.policy.folder), "task": f"{self.policy.robot}/{self.policy.task}",
+                  "inference_p50_ms": f"{p50:.2f}", "inference_p99_ms": f"{p99:.2f}",
+                  "inference_samples": len(self.latencies_ms), "actions_published": self.actions_published,
+                  "control_rate_hz": f"{self._control_rate:.1f}", "control_rate_target_hz": f"{self.rate_hz:.1f}",
+                  "deterministic": self.deterministic, "reloads": self.reloads, "last_refusal": self.refusal or ""}
+        return DiagnosticStatus(level=level, name=f"{self.get_name()}: policy", message=message,
+                                hardware_id=self.policy.robot,
+                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+    def stop(self) -> None:
+        """Stop publishing (the driver's watchdog then holds the arm)."""
+        for timer in (self.control_timer, self.diagnostics_timer, self.poll_timer):
+            if timer is not None:
+                timer.cancel()
+
+
+def _resolved_or_none(path) -> Path | None:
+    try:
+        return resolve_checkpoint(path).resolve()
+    except (OSError, ValueError):
+        return None
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m robot_rl.drivers.policy_node", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, checkpoints/ folder or run folder")
+    parser.add_argument("--backend", choices=("twin",), default="twin",
+                        help="twin: the WidowX twin in this process (a hardware observation source is bringup's)")
+    parser.add_argument("--rate", type=float, default=5.0, help="control rate in Hz (Bridge: 5)")
+    parser.add_argument("--steps", type=int, default=None, help="actions to send (default: the task's step limit)")
+    parser.add_argument("--seed", type=int, default=0, help="the twin's task seed")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    parser.add_argument("--poll-checkpoints", type=float, default=0.0,
+                        help="seconds between checks of checkpoints/latest (0: only the announce topic)")
+    parser.add_argument("--name", default="policy", help="the node name")
+    args, _ros_args = parser.parse_known_args(argv)
+    if not args.rate > 0:
+        parser.error(f"--rate: expected a positive rate in Hz, found {args.rate}")
+    return args
+
+
+def checkpoint_task(checkpoint) -> tuple[str, str]:
+    """(robot, task) a checkpoint was trained on."""
+    from omegaconf import OmegaConf
+
+    from robot_rl.tasks import split_task
+
+    cfg = split_task(OmegaConf.load(resolve_checkpoint(checkpoint) / "config.yaml"))
+    return str(cfg.robot), str(cfg.task)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+    import rclpy
+
+    robot, task = checkpoint_task(args.checkpoint)
+    if robot != "widowx":
+        raise SystemExit(f"policy node: checkpoint={args.checkpoint} drives {robot!r}; --backend twin is the WidowX")
+    rclpy.init()
+    try:
+        _run_twin(args, task)
+    except ObservationMismatch as err:
+        raise SystemExit(f"policy node: {err}") from None
+    finally:
+        rclpy.try_shutdown()
+
+
+def _run_twin(args: argparse.Namespace, task: str) -> None:
+    """The WidowX twin, its driver node and the policy node in one process on one executor."""
+    from robot_rl.drivers.widowx.node import make_node
+    from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+
+    backend = WidowXTwinBackend(task=task, seed=args.seed)
+    backend.connect()
+    driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend="twin", port="-",
+                                     name="widowx_driver")
+    driver, policy = make_node(backend, driver_args), None
+    try:
+        driver.get_logger().info(driver.enable_torque(True)[1])
+        policy = PolicyNode(args.checkpoint, twin_observation(backend), rate_hz=args.rate,
+                            deterministic=not args.stochastic, poll_checkpoints_s=args.poll_checkpoints,
+                            node_name=args.name)
+        steps = args.steps or backend.env.max_steps
+        _spin([driver, policy], until=lambda: policy.actions_published >= steps or _solved(backend))
+        _report(policy, backend)
+    finally:
+        driver.shutdown_backend()  # torque off, physics thread stopped
+        for created in (policy, driver):
+            if created is not None:
+                created.destroy_node()
+
+
+def _solved(backend) -> bool:
+    with backend._lock:  # _evaluate has no side effects; the twin has no public "evaluate now"
+        return bool(backend.env._evaluate(sparse=True).success)
+
+
+def _report(policy: PolicyNode, backend) -> None:
+    p50, p99 = policy.latency_percentiles_ms()
+    print(f"success: {_solved(backend)} after {policy.actions_published} actions "
+          f"(checkpoint {policy.policy.folder})")
+    print(f"inference latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(policy.latencies_ms)} queries")
+
+
+def _spin(nodes: list, until) -> None:
+    """Spin the nodes on one single-threaded executor until ``until()``, Ctrl-C or shutdown."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        while not until():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+
+
+if __name__ == "__main__":
+    main()

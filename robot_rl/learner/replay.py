@@ -39,6 +39,7 @@ class Replay:
             self.offline = self.sampler_class(source, batch_size, seed=np.random.default_rng(seeds[1]),
                                               **self.sampler_args)
         self.drawn = {"offline": 0, "online": 0}  # rows sampled from each, over the run
+        self._mixtures: dict[tuple[float, int], MixtureSampler] = {}
 
     @property
     def online_steps(self) -> int:
@@ -55,14 +56,21 @@ class Replay:
         b = batch_size or self.batch_size
         if offline_ratio > 0 and self.offline is None:
             raise ValueError("this phase samples the offline dataset but no dataset= was given")
-        pairs = [(s, r) for s, r in ((self.offline, offline_ratio), (self.online, 1.0 - offline_ratio)) if r > 0]
-        mixture = MixtureSampler(pairs, b)
-        for (sampler, _), count in zip(pairs, mixture.counts):
+        mixture = self._mixture(offline_ratio, b)
+        for sampler, count in zip(mixture.samplers, mixture.counts):
             self.drawn["offline" if sampler is self.offline else "online"] += int(count)
         sample = mixture.sample()
         if offline_ratio == 0.0:
             sample["source"] = np.ones(b, dtype=np.int64)  # a mixture of one labels rows 0; these are online
         return to_batch(sample, self.device)
+
+    def _mixture(self, offline_ratio: float, batch_size: int) -> MixtureSampler:
+        """One mixture per (ratio, batch size), built on first use: sample() runs utd times per step."""
+        key = (offline_ratio, batch_size)
+        if key not in self._mixtures:
+            pairs = [(s, r) for s, r in ((self.offline, offline_ratio), (self.online, 1.0 - offline_ratio)) if r > 0]
+            self._mixtures[key] = MixtureSampler(pairs, batch_size)
+        return self._mixtures[key]
 
     def state(self) -> dict:
         return {"drawn": dict(self.drawn), "rng": {

@@ -9,7 +9,7 @@ data_files = [
     ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
     (f"share/{PACKAGE}", ["package.xml"]),
 ]
-launch_files = sorted(glob("launch/*.py"))
+launch_files = sorted(glob("launch/*.launch.py"))  # the graphs they import are in robot_rl.launch
 if launch_files:
     data_files.append((f"share/{PACKAGE}/launch", launch_files))
 

@@ -1,22 +1,35 @@
-"""The WidowX 250 S driver node: the twin or the Dynamixel servos behind robot_rl's DriverNode.
+"""The WidowX 250 S robot process: the driver node on the twin or the Dynamixel servos, and with the twin
+the nodes that must share its physics (cameras, task state, the scripted operator).
 
-    python -m robot_rl.drivers.widowx.node --backend twin
     python -m robot_rl.drivers.widowx.node --backend dynamixel --port /dev/ttyDXL --rate 50
+    python -m robot_rl.drivers.widowx.node --backend twin --task pick_place --cameras front --twin-task
+    python -m robot_rl.drivers.widowx.node --backend twin --cameras front --twin-task --scripted-episodes 5
+
+With ``--backend twin`` the MuJoCo twin lives in this process, so everything that reads its state runs
+here too, on the same executor (ROS 2 composition, without the component containers of a full ROS
+install): ``--cameras`` adds a twin camera node per name, ``--twin-task`` the task node (privileged
+``task_state``, reward and success, and the ``reset_task`` service: robot_rl.drivers.twin_task_node),
+and ``--scripted-episodes N`` a teleop node playing the task's scripted expert for N episodes (it needs
+the twin's true state). On hardware, cameras and teleop are processes of their own
+(robot_rl.drivers.camera_node, robot_rl.drivers.teleop); ``robot-rl bringup`` starts them.
 
 DDS stays on this machine unless asked otherwise: ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST
-here (export SUBNET to reach other machines). Torque starts off (call the enable_torque service, or
-pass --enable-torque). Topics and services: see robot_rl.drivers.driver_node.
+here (export SUBNET to reach other machines). Torque starts off (call the enable_torque service, or pass
+--enable-torque; the twin's scripted operator turns it on). Topics and services: see
+robot_rl.drivers.driver_node.
 
 The safety filter's control_period is the *command* period (--command-rate, default the Bridge rate of
-5 Hz = 0.2 s), not the bus period: it sizes max_step, the largest move one command may ask for, and
-the move allowed to the first command after a hold. Passing the 50 Hz bus period would cap each 5 Hz
-command at a tenth of the allowed joint velocity. The velocity limit (max_velocity x the time since the
-last command) holds at any rate, including the node's own goal pursuit on every bus tick.
+5 Hz = 0.2 s), not the bus period: it sizes max_step, the largest move one command may ask for, and the
+move allowed to the first command after a hold. Passing the 50 Hz bus period would cap each 5 Hz command
+at a tenth of the allowed joint velocity. The velocity limit (max_velocity x the time since the last
+command) holds at any rate, including the node's own goal pursuit on every bus tick.
 """
 from __future__ import annotations
 
 import argparse
 import os
+
+TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,10 +42,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the rate commands arrive at, in Hz: sizes the safety filter's per-command step")
     parser.add_argument("--enable-torque", action="store_true", help="turn torque on at start")
     parser.add_argument("--name", default="widowx_driver", help="the node name")
+    twin = parser.add_argument_group("twin backend only")
+    twin.add_argument("--task", default="pick_place", help="the twin task (scene, objects, reward)")
+    twin.add_argument("--seed", type=int, default=0, help="the twin's first task seed")
+    twin.add_argument("--cameras", default="", help="comma-separated twin cameras to publish, e.g. front")
+    twin.add_argument("--camera-fps", type=float, default=10.0, help="twin camera publish rate in Hz")
+    twin.add_argument("--twin-task", action="store_true", help="publish task_state, reward and success; "
+                      "serve reset_task")
+    twin.add_argument("--scripted-episodes", type=int, default=0,
+                      help="play the task's scripted expert as the operator for this many episodes")
     args, _ros_args = parser.parse_known_args(argv)
-    for key in ("rate", "command_rate"):
+    for key in ("rate", "command_rate", "camera_fps"):
         if not getattr(args, key) > 0:
             parser.error(f"--{key.replace('_', '-')}: expected a positive rate in Hz, found {getattr(args, key)}")
+    args.cameras = tuple(c for c in args.cameras.split(",") if c)
+    if args.backend != "twin" and any(getattr(args, k) for k in TWIN_ONLY):
+        parser.error("--cameras, --twin-task and --scripted-episodes render or read the twin's state: they need "
+                     "--backend twin (on hardware run robot_rl.drivers.camera_node and robot_rl.drivers.teleop)")
+    if args.scripted_episodes < 0:
+        parser.error(f"--scripted-episodes: expected 0 or more, found {args.scripted_episodes}")
     return args
 
 
@@ -40,7 +68,7 @@ def make_backend(args: argparse.Namespace):
     if args.backend == "twin":
         from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 
-        return WidowXTwinBackend()
+        return WidowXTwinBackend(task=getattr(args, "task", "pick_place"), seed=getattr(args, "seed", 0))
     from robot_rl.drivers.widowx.dynamixel_backend import WidowXDynamixelBackend
 
     return WidowXDynamixelBackend(port=args.port)
@@ -64,6 +92,54 @@ def make_node(backend, args: argparse.Namespace):
                       node_name=args.name)
 
 
+def make_twin_companions(backend, args: argparse.Namespace) -> list:
+    """The nodes that share the twin's physics: cameras, the task node, the scripted operator."""
+    from robot_rl.drivers.camera_node import twin_camera_node
+
+    nodes = [twin_camera_node(backend, camera, args.camera_fps) for camera in args.cameras]
+    if args.twin_task:
+        from robot_rl.drivers.twin_task_node import TwinTaskNode
+
+        nodes.append(TwinTaskNode(backend, rate_hz=args.command_rate))
+    if args.scripted_episodes:
+        from robot_rl.drivers.teleop import ScriptedTeleop, TeleopNode
+
+        operator = ScriptedTeleop.for_twin_backend(backend, episodes=args.scripted_episodes, seed=args.seed)
+        waiting = WaitForListener(operator)
+        teleop = TeleopNode(waiting, rate_hz=args.command_rate, deadband=0.0, node_name="teleop")
+        waiting.listening = lambda: teleop.episode_pub.get_subscription_count() > 0
+        nodes.append(teleop)
+    return nodes
+
+
+class WaitForListener:
+    """A teleop device that stays idle until someone listens to ``episode_control`` (the recorder) and
+    has had ``settle_s`` to receive the other streams: a scripted operator starts at its first tick, and a
+    "start" that nobody hears, or that finds the recorder's streams still empty, loses the episode."""
+
+    def __init__(self, device, settle_s: float = 2.0, clock=None):
+        import time
+
+        self.device, self.settle_s, self.clock = device, settle_s, clock or time.monotonic
+        self.listening = lambda: True
+        self._heard_since: float | None = None
+
+    def connect(self) -> None:
+        self.device.connect()
+
+    def disconnect(self) -> None:
+        self.device.disconnect()
+
+    def read(self):
+        from robot_rl.drivers.teleop import TeleopInput
+
+        if self._heard_since is None and self.listening():
+            self._heard_since = self.clock()
+        if self._heard_since is None or self.clock() - self._heard_since < self.settle_s:
+            return TeleopInput()
+        return self.device.read()
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
@@ -78,30 +154,45 @@ def main(argv=None) -> None:
         backend.close()
         raise SystemExit(f"widowx driver: {err}") from None
     rclpy.init()
+    nodes = []
     try:
-        node = make_node(backend, args)
-    except BaseException:
-        backend.close()
+        nodes.append(make_node(backend, args))
+        nodes.extend(make_twin_companions(backend, args) if args.backend == "twin" else [])
+        # The scripted operator cannot press the enable button.
+        spin(nodes, enable_torque=args.enable_torque or bool(args.scripted_episodes))
+    finally:
+        if nodes:
+            nodes[0].shutdown_backend()  # torque off, physics thread stopped, port closed
+        else:
+            backend.close()
+        for node in nodes:
+            node.destroy_node()
         rclpy.try_shutdown()
-        raise
-    spin(node, args.enable_torque)
 
 
-def spin(node, enable_torque: bool) -> None:
-    """Spin until Ctrl-C or shutdown, then torque off and close the backend."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+def spin(nodes: list, enable_torque: bool) -> None:
+    """Spin the driver (first) and its companions on one single-threaded executor (see
+    robot_rl.drivers.driver_node for why not a multi-threaded one) until Ctrl-C, SIGTERM or shutdown."""
+    import signal
+
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     if enable_torque:
-        node.get_logger().info(node.enable_torque(True)[1])
+        nodes[0].get_logger().info(nodes[0].enable_torque(True)[1])
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's SIGTERM turns the torque off like Ctrl-C
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
     try:
-        rclpy.spin(node)  # single-threaded: see robot_rl.drivers.driver_node
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.shutdown_backend()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        executor.shutdown()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

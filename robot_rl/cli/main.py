@@ -1,11 +1,12 @@
 """``robot-rl``: one command, a verb per job. ``robot-rl data --help`` lists the store verbs;
-``robot-rl collect`` records twin demonstrations; ``robot-rl train`` trains a policy and ``robot-rl eval`` evaluates one."""
+``robot-rl collect`` records twin demonstrations; ``robot-rl train`` trains a policy and ``robot-rl eval`` evaluates one; ``robot-rl bringup``
+runs a robot job's ROS 2 node graph."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from robot_rl.cli import collect, data, evaluate, train
+from robot_rl.cli import bringup, collect, data, evaluate, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_parser(verbs)
     train.add_parser(verbs)
     evaluate.add_parser(verbs)
+    bringup.add_parser(verbs)
     return parser
 
 

@@ -1,0 +1,160 @@
+"""The node graphs of the robot jobs, as plain data: which processes run, each ``python -m <module> <args>``.
+
+``robot-rl bringup <graph> key=value ...`` starts them as plain processes (robot_rl.launch.supervisor);
+``ros2 launch robot_rl <graph>.launch.py key:=value ...`` starts the same list under a ROS 2 install.
+
+    teleop_collect   the robot, its cameras, a teleop device and the recorder: episodes into ``out``
+    deploy           the robot, its cameras and the policy node driving it from ``checkpoint``
+
+With ``backend=twin`` the MuJoCo twin lives in the robot process, and so do the nodes that read its
+state (cameras, task state, the scripted operator): see robot_rl.drivers.widowx.node. With
+``backend=dynamixel`` every camera and the teleop device is a process of its own.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+ROBOT_PROCESSES = {"widowx": "robot_rl.drivers.widowx.node"}
+BACKENDS = ("twin", "dynamixel")
+TELEOP_DEVICES = ("keyboard", "spacemouse", "gamepad", "scripted")
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    module: str                    # run as `python -m module *args`
+    args: tuple[str, ...] = ()
+    terminal: bool = False         # reads the terminal (the keyboard teleop): keeps stdin
+    completes_job: bool = False    # its exit with status 0 ends the job, and the others are stopped
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        return [python, "-m", self.module, *self.args]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a graph is built from: the `robot-rl bringup` config (robot_rl/configs/bringup.yaml) or the
+    launch file's arguments."""
+    robot: str = "widowx"
+    backend: str = "twin"
+    task: str = "pick_place"
+    cameras: tuple[str, ...] = ("front",)
+    camera_devices: dict[str, str] = field(default_factory=dict)  # hardware: camera name -> device
+    camera_fps: float = 10.0
+    port: str = "/dev/ttyDXL"
+    rate: float = 5.0              # the control rate, Hz
+    teleop: str = "keyboard"
+    out: str | None = None         # teleop_collect: the store episodes go into
+    episodes: int = 0              # teleop_collect: stop after this many kept episodes (0: until Ctrl-C)
+    instruction: str | None = None
+    checkpoint: str | None = None  # deploy: a checkpoint, checkpoints/ or run folder
+    steps: int | None = None       # deploy on the twin: actions to send (default: the task's step limit)
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_choice("robot", self.robot, tuple(ROBOT_PROCESSES))
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("teleop", self.teleop, TELEOP_DEVICES)
+        if not self.rate > 0:
+            raise ValueError(f"rate={self.rate}: expected a positive control rate in Hz (the Bridge rate is 5)")
+        if self.episodes < 0:
+            raise ValueError(f"episodes={self.episodes}: expected 0 (until Ctrl-C) or a positive count")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key}={value!r} is unknown: expected one of {', '.join(choices)}")
+
+
+def robot_process(o: Options, *extra: str) -> Process:
+    args = ["--backend", o.backend, "--command-rate", str(o.rate), "--enable-torque", *extra]
+    if o.backend == "twin":
+        args += ["--task", o.task, "--seed", str(o.seed), "--cameras", ",".join(o.cameras),
+                 "--camera-fps", str(o.camera_fps)]
+    else:
+        args += ["--port", o.port]
+    return Process(o.robot, ROBOT_PROCESSES[o.robot], tuple(args))
+
+
+def camera_processes(o: Options) -> list[Process]:
+    """Hardware cameras, one process each; twin cameras render inside the robot process."""
+    if o.backend == "twin":
+        return []
+    missing = [c for c in o.cameras if c not in o.camera_devices]
+    if missing:
+        raise ValueError(f"cameras {missing} have no device: give camera_devices.{missing[0]}=/dev/video0 "
+                         "(or an index), or drop them from cameras")
+    return [Process(f"camera_{c}", "robot_rl.drivers.camera_node",
+                    ("--source", str(o.camera_devices[c]), "--name", c, "--fps", str(o.camera_fps)))
+            for c in o.cameras]
+
+
+def teleop_collect(o: Options) -> list[Process]:
+    if not o.out:
+        raise ValueError("teleop_collect needs out=<store path> (a new or existing store for this robot)")
+    scripted = o.teleop == "scripted"
+    if scripted and o.backend != "twin":
+        raise ValueError("teleop=scripted plays the twin task's expert, which reads the twin's state: use "
+                         "backend=twin, or a real device (keyboard, spacemouse, gamepad) on hardware")
+    recorder = ["--robot", o.robot, "--task", o.task, "--out", str(o.out), "--cameras", ",".join(o.cameras),
+                "--rate", str(o.rate), "--episodes", str(o.episodes), "--source", "scripted" if scripted else "teleop"]
+    if o.instruction:
+        recorder += ["--instruction", o.instruction]
+    robot_extra = ["--twin-task"] if o.backend == "twin" else []
+    if scripted:
+        # The operator keeps playing until the recorder has its episodes (an episode the recorder
+        # refused, e.g. on a stale stream, is played again rather than leaving the job waiting).
+        robot_extra += ["--scripted-episodes", str(2 * o.episodes + 2 if o.episodes else 1_000_000)]
+    processes = [Process("recorder", "robot_rl.drivers.recorder_node", tuple(recorder), completes_job=True),
+                 robot_process(o, *robot_extra), *camera_processes(o)]
+    if not scripted:
+        processes.append(Process("teleop", "robot_rl.drivers.teleop", ("--device", o.teleop, "--rate", str(o.rate)),
+                                 terminal=o.teleop == "keyboard"))
+    return processes
+
+
+def deploy(o: Options) -> list[Process]:
+    if not o.checkpoint:
+        raise ValueError("deploy needs checkpoint=<checkpoint, checkpoints/ or run folder> (from `robot-rl train`)")
+    policy = ["--checkpoint", str(o.checkpoint), "--rate", str(o.rate)]
+    if o.backend == "twin":  # the twin, its driver and the policy in one process: the observation is the twin's
+        steps = ["--steps", str(o.steps)] if o.steps else []
+        return [Process("policy", "robot_rl.drivers.policy_node",
+                        (*policy, "--backend", "twin", "--seed", str(o.seed), *steps), completes_job=True)]
+    return [robot_process(o), *camera_processes(o),
+            Process("policy", "robot_rl.drivers.policy_node", (*policy, "--observation", "topics"))]
+
+
+GRAPHS = {"teleop_collect": teleop_collect, "deploy": deploy}
+
+
+def build_graph(name: str, options: Options) -> list[Process]:
+    _check_choice("graph", name, tuple(GRAPHS))
+    return GRAPHS[name](options)
+
+
+def options_from_strings(values: dict[str, str]) -> Options:
+    """Options from text, as launch arguments give them: ``cameras:=front,wrist``,
+    ``camera_devices:=front=/dev/video0,wrist=2``, numbers as digits, an empty string for "not given"."""
+    known = Options.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown arguments {unknown}: expected some of {sorted(known)}")
+    parsed = {}
+    for key, text in values.items():
+        text = str(text).strip()
+        if key == "cameras":
+            parsed[key] = tuple(c for c in text.split(",") if c)
+        elif key == "camera_devices":
+            pairs = [p.split("=", 1) for p in text.split(",") if p]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError(f"camera_devices={text!r}: expected name=device pairs, e.g. front=/dev/video0")
+            parsed[key] = dict(pairs)
+        elif key in ("rate", "camera_fps"):
+            parsed[key] = float(text)
+        elif key in ("episodes", "seed", "steps"):
+            parsed[key] = int(text) if text else None
+        else:
+            parsed[key] = text or None
+    return Options(**{k: v for k, v in parsed.items() if v is not None or known[k].default is None})

@@ -1,0 +1,203 @@
+"""`robot-rl bringup`: the node graphs, the plain-process supervisor, and the WidowX robot process's options.
+
+The ROS 2 launch files need the `launch` package, which has no pip wheel: here they are only parsed; the
+graphs they build are the ones `bringup` runs (robot_rl.launch.graphs), tested below."""
+from __future__ import annotations
+
+import ast
+import signal
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from robot_rl.drivers.widowx.node import WaitForListener, parse_args
+from robot_rl.launch.graphs import Options, Process, build_graph, options_from_strings
+from robot_rl.launch.supervisor import Supervisor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- graphs -----------------------------------------------------------------------------------------
+
+def test_teleop_collect_on_the_twin_is_a_recorder_and_one_robot_process():
+    graph = build_graph("teleop_collect", Options(teleop="scripted", out="wx.zarr", episodes=3, task="reach"))
+    assert [p.name for p in graph] == ["recorder", "widowx"]
+    recorder, robot = graph
+    assert recorder.completes_job and not robot.completes_job
+    assert recorder.args[recorder.args.index("--episodes") + 1] == "3"
+    assert recorder.args[recorder.args.index("--out") + 1] == "wx.zarr"
+    # cameras, task state and the scripted operator share the twin's process
+    assert {"--twin-task", "--enable-torque"} <= set(robot.args)
+    assert robot.args[robot.args.index("--cameras") + 1] == "front"
+    assert int(robot.args[robot.args.index("--scripted-episodes") + 1]) > 3  # replays refused episodes
+    assert parse_args(list(robot.args)).task == "reach"  # the robot process accepts what the graph gives it
+
+
+def test_teleop_collect_on_hardware_runs_cameras_and_the_device_as_processes():
+    options = Options(backend="dynamixel", teleop="keyboard", out="wx.zarr", cameras=("front", "wrist"),
+                      camera_devices={"front": "/dev/video0", "wrist": "2"}, port="/dev/ttyUSB3")
+    graph = {p.name: p for p in build_graph("teleop_collect", options)}
+    assert set(graph) == {"recorder", "widowx", "camera_front", "camera_wrist", "teleop"}
+    assert "--twin-task" not in graph["widowx"].args and "/dev/ttyUSB3" in graph["widowx"].args
+    assert graph["camera_wrist"].args[:2] == ("--source", "2")
+    assert graph["teleop"].terminal  # the keyboard keeps the terminal
+    assert not any(p.terminal for name, p in graph.items() if name != "teleop")
+
+
+@pytest.mark.parametrize("graph, options, message", [
+    ("teleop_collect", Options(), "needs out="),
+    ("teleop_collect", Options(backend="dynamixel", teleop="scripted", out="x"), "use backend=twin"),
+    ("teleop_collect", Options(backend="dynamixel", out="x"), "camera_devices.front="),
+    ("deploy", Options(), "needs checkpoint="),
+    ("fly", Options(), "graph='fly' is unknown"),
+])
+def test_bad_graph_options_name_the_fix(graph, options, message):
+    with pytest.raises(ValueError, match=message):
+        build_graph(graph, options)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("backend", "usb", "backend='usb' is unknown: expected one of twin, dynamixel"),
+    ("teleop", "mouse", "teleop='mouse' is unknown"),
+    ("rate", 0.0, "positive control rate"),
+    ("episodes", -1, "episodes=-1"),
+])
+def test_bad_options_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Options(**{field: value})
+
+
+def test_deploy_on_the_twin_is_one_process_that_ends_the_job():
+    (policy,) = build_graph("deploy", Options(checkpoint="runs/train/x", steps=20))
+    assert policy.completes_job and policy.module == "robot_rl.drivers.policy_node"
+    assert policy.args[policy.args.index("--steps") + 1] == "20"
+
+
+def test_launch_arguments_parse_to_the_same_options():
+    options = options_from_strings({"backend": "dynamixel", "cameras": "front,wrist", "rate": "10",
+                                    "camera_devices": "front=/dev/video0,wrist=2", "episodes": "4", "steps": "",
+                                    "out": "/data/x.zarr", "checkpoint": ""})
+    assert options == Options(backend="dynamixel", cameras=("front", "wrist"), rate=10.0, episodes=4,
+                              camera_devices={"front": "/dev/video0", "wrist": "2"}, out="/data/x.zarr")
+    with pytest.raises(ValueError, match="unknown arguments"):
+        options_from_strings({"speed": "1"})
+    with pytest.raises(ValueError, match="name=device pairs"):
+        options_from_strings({"camera_devices": "/dev/video0"})
+
+
+@pytest.mark.parametrize("name", ["teleop_collect.launch.py", "deploy.launch.py", "ros_launch.py"])
+def test_launch_files_parse(name):
+    tree = ast.parse((REPO / "launch" / name).read_text())
+    assert any(isinstance(node, ast.FunctionDef) for node in tree.body)
+
+
+# --- the supervisor, with small Python programs as the graph's processes --------------------------
+
+NODE = """
+import signal, sys, time
+name = sys.argv[1]
+print(f"{name} up", flush=True)
+def stop(signum, frame):
+    print(f"{name} got {signal.Signals(signum).name}", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+time.sleep(60)
+"""
+FINISHES = "import sys, time; time.sleep(0.5); print('done'); sys.exit(int(sys.argv[1]))"
+STUBBORN = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+
+
+@pytest.fixture
+def programs(tmp_path):
+    folder = tmp_path / "programs"
+    folder.mkdir()
+    for name, text in (("node_prog", NODE), ("finishes_prog", FINISHES), ("stubborn_prog", STUBBORN)):
+        (folder / f"{name}.py").write_text(textwrap.dedent(text))
+    return {"PYTHONPATH": str(folder)}
+
+
+def supervise(tmp_path, processes, env, **kwargs):
+    lines: list[str] = []
+    supervisor = Supervisor(processes, tmp_path / "logs", echo=lines.append, env=env, **kwargs)
+    return supervisor, supervisor.run(), lines
+
+
+def test_a_finished_job_stops_the_other_processes_with_sigint(tmp_path, programs):
+    graph = [Process("node", "node_prog", ("node",)), Process("job", "finishes_prog", ("0",), completes_job=True)]
+    supervisor, status, lines = supervise(tmp_path, graph, programs)
+    assert status == 0
+    assert supervisor.exit_codes == {"job": 0, "node": 0}
+    assert "[node] node got SIGINT" in lines and "[job] done" in lines
+    assert (tmp_path / "logs" / "node.log").read_text().splitlines() == ["node up", "node got SIGINT"]
+
+
+def test_a_failing_process_stops_the_graph_and_is_named(tmp_path, programs):
+    graph = [Process("node", "node_prog", ("node",)), Process("driver", "finishes_prog", ("3",))]
+    supervisor, status, lines = supervise(tmp_path, graph, programs)
+    assert status == 1
+    assert any("driver exited with status 3" in line for line in lines)
+    assert supervisor.exit_codes["node"] == 0  # still stopped cleanly
+
+
+def test_a_process_ignoring_sigint_is_terminated_after_the_grace_period(tmp_path, programs):
+    graph = [Process("stubborn", "stubborn_prog"), Process("job", "finishes_prog", ("0",), completes_job=True)]
+    started = time.monotonic()
+    supervisor, status, _ = supervise(tmp_path, graph, programs, grace_s=0.5)
+    assert status == 0 and supervisor.exit_codes["stubborn"] == -signal.SIGTERM
+    assert time.monotonic() - started < 10
+
+
+def test_sigterm_to_the_supervisor_stops_every_node(tmp_path, programs):
+    """What a service manager or a container stop sends: the nodes get SIGINT and the status is 130."""
+    script = tmp_path / "run_graph.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from robot_rl.launch.graphs import Process
+        from robot_rl.launch.supervisor import run_graph
+        sys.exit(run_graph([Process("a", "node_prog", ("a",)), Process("b", "node_prog", ("b",))],
+                           {str(tmp_path / "logs")!r}, env={programs!r}))
+    """))
+    import subprocess
+
+    supervisor = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(supervisor.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 30
+    while not {"[a] a up\n", "[b] b up\n"} <= set(seen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=30) == 130
+    reader.join(timeout=5)
+    assert {"[a] a got SIGINT\n", "[b] b got SIGINT\n"} <= set(seen)
+
+
+# --- the WidowX robot process ------------------------------------------------------------------------
+
+def test_twin_only_options_are_refused_on_hardware():
+    with pytest.raises(SystemExit):
+        parse_args(["--backend", "dynamixel", "--cameras", "front"])
+    assert parse_args(["--cameras", "front,wrist"]).cameras == ("front", "wrist")
+
+
+def test_the_scripted_operator_waits_for_a_listener_and_then_settles():
+    class Operator:
+        reads = 0
+
+        def read(self):
+            self.reads += 1
+            return "expert input"
+
+    now = [0.0]
+    waiting = WaitForListener(Operator(), settle_s=2.0, clock=lambda: now[0])
+    listening = [False]
+    waiting.listening = lambda: listening[0]
+    assert waiting.read().start is False and waiting.device.reads == 0
+    now[0], listening[0] = 5.0, True
+    assert waiting.read().start is False  # heard at t=5: settle until t=7
+    now[0] = 7.0
+    assert waiting.read() == "expert input"

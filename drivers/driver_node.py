@@ -7,21 +7,37 @@
 
 Topics and services (names are relative: they follow the node's namespace and remaps):
 
-| name               | kind    | type                            | rate                          | QoS                                        |
-|--------------------|---------|---------------------------------|-------------------------------|--------------------------------------------|
-| `joint_states`     | publish | sensor_msgs/JointState          | bus rate (default 50 Hz)      | sensor data: best effort, volatile, last 5 |
-| `diagnostics`      | publish | diagnostic_msgs/DiagnosticArray | 1 Hz, and at once on a fault  | reliable, volatile, last 10                |
-| `joint_command`    | subscr. | sensor_msgs/JointState          | any (a position goal)         | reliable, volatile, last 10                |
-| `ee_delta_command` | subscr. | std_msgs/Float64MultiArray (7)  | the command rate (Bridge 5 Hz)| reliable, volatile, last 10                |
-| `estop`            | subscr. | std_msgs/Bool                   | event                         | reliable, transient local, last 1 (+ volatile) |
-| `home`             | service | std_srvs/Trigger                | -                             | services default                           |
-| `enable_torque`    | service | std_srvs/SetBool                | -                             | services default                           |
-| `reset_estop`      | service | std_srvs/Trigger                | -                             | services default                           |
-| `clear_fault`      | service | std_srvs/Trigger                | -                             | services default                           |
+| name                 | kind    | type                              | rate                           | QoS                                            |
+|----------------------|---------|-----------------------------------|--------------------------------|------------------------------------------------|
+| `joint_states`       | publish | sensor_msgs/JointState            | bus rate (default 50 Hz)       | sensor data: best effort, volatile, last 5     |
+| `diagnostics`        | publish | diagnostic_msgs/DiagnosticArray   | 1 Hz, and at once on a fault   | reliable, volatile, last 10                    |
+| `command_applied`    | publish | sensor_msgs/JointState            | each target a command wrote    | reliable, volatile, last 10                    |
+| `ee_command_applied` | publish | sensor_msgs/JointState (7, named) | each ee_delta_command          | reliable, volatile, last 10                    |
+| `joint_command`      | subscr. | sensor_msgs/JointState            | any (a position goal)          | reliable, volatile, last 10                    |
+| `ee_delta_command`   | subscr. | std_msgs/Float64MultiArray (7)    | the command rate (Bridge 5 Hz) | reliable, volatile, last 10                    |
+| `estop`              | subscr. | std_msgs/Bool                     | event                          | reliable, transient local, last 1 (+ volatile) |
+| `home`               | service | std_srvs/Trigger                  | -                              | services default                               |
+| `enable_torque`      | service | std_srvs/SetBool                  | -                              | services default                               |
+| `reset_estop`        | service | std_srvs/Trigger                  | -                              | services default                               |
+| `clear_fault`        | service | std_srvs/Trigger                  | -                              | services default                               |
 
 - `joint_states`: positions (rad; a gripper: one finger's slide in m), velocities and efforts as the
   backend reads them, stamped with the node clock at read time. Subscribers must use best effort
   (a reliable subscription does not match a best-effort publisher).
+- `command_applied`: the joint target actually written to the backend because of a command (after the
+  safety filter), stamped with the node clock at write time; names are the joint names. Sent for every
+  ``ee_delta_command``, for a ``joint_command`` or ``home`` goal and for each bus tick that pursues such a
+  goal; not for the ticks that resend an unchanged target or hold (watchdog, e-stop), nor for a refused
+  NaN command. A command's target is written at once, in its callback (not at the next bus tick).
+- `ee_command_applied`: for each ``ee_delta_command``, the normalized 7-D action the node actually
+  executed, with the same stamp as its ``command_applied``: names ``dx, dy, dz, droll, dpitch, dyaw,
+  gripper``, values in ``position``. It is the move of the controller's commanded pose (so it includes the
+  controller's workspace and tilt clipping) divided by ``ee_action_scale`` (m and rad per unit, default
+  the Bridge 0.05 m and 0.25 rad; robot_rl.drivers.applied_action), and the gripper as sent. When the safety filter scales or clips the target (step, velocity or joint
+  limits), it is recomputed from the filtered target, and the controller restarts from that target, so
+  the next command moves from where the arm was allowed to go (no hidden catch-up later). When the
+  filter holds (e-stop, workspace refusal) it is zeros with the held gripper. A recorder stores this,
+  not the command asked for: a clipped command is recorded clipped.
 - `joint_command`: a position goal by joint name (a subset is allowed: the other joints keep their
   present target; names may be left empty when every joint is given, in joint order). The goal goes
   through ``SafetyFilter.filter``; when the filter rate-limits it, the node re-filters the goal on every
@@ -65,6 +81,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
+from robot_rl.drivers.applied_action import ActionScale, applied_action, pose_of
 from robot_rl.drivers.backend import Backend, BackendFault, JointReading
 from robot_rl.drivers.safety import Intervention, SafetyFilter
 
@@ -72,11 +89,15 @@ COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durab
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 EE_ACTION_DIM = 7
+EE_ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 DIAGNOSTICS_PERIOD = 1.0  # s
 RATE_LIMITED = (Intervention.STEP_LIMIT, Intervention.VELOCITY_LIMIT)
 
 
 class EndEffectorController(Protocol):
+    target_pos: np.ndarray   # the commanded end-effector position (m) ...
+    target_quat: np.ndarray  # ... and orientation (w, x, y, z): what ee_command_applied measures moves of
+
     def reset(self, q: np.ndarray, opening: float) -> None: ...
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float]: ...
@@ -88,6 +109,7 @@ class DriverNode(Node):
     def __init__(self, backend: Backend, safety: SafetyFilter, home: Sequence[float], *,
                  ee_controller: EndEffectorController | None = None,
                  opening_from_gripper: Callable[[float], float] | None = None,
+                 ee_action_scale: tuple[float, float] | None = None,
                  rate_hz: float = 50.0, hardware_id: str = "", node_name: str = "driver", **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         self.backend, self.safety = backend, safety
@@ -96,6 +118,7 @@ class DriverNode(Node):
         self.home = np.asarray(home, dtype=float)
         self.ee_controller = ee_controller
         self.opening_from_gripper = opening_from_gripper
+        self.ee_action_scale = ActionScale(*(ee_action_scale or _bridge_action_scale()))
         self.rate_hz = float(rate_hz)
         self.hardware_id = hardware_id or type(backend).__name__
         self.torque_enabled = False
@@ -123,6 +146,8 @@ class DriverNode(Node):
     def _create_interfaces(self):
         self.joint_state_pub = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", COMMAND_QOS)
+        self.command_applied_pub = self.create_publisher(JointState, "command_applied", COMMAND_QOS)
+        self.ee_command_applied_pub = self.create_publisher(JointState, "ee_command_applied", COMMAND_QOS)
         self.create_subscription(JointState, "joint_command", self._on_joint_command, COMMAND_QOS)
         self.create_subscription(Float64MultiArray, "ee_delta_command", self._on_ee_delta_command, COMMAND_QOS)
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED_QOS)
@@ -141,13 +166,16 @@ class DriverNode(Node):
         if not self._read() or self.fault is not None or not self.torque_enabled:
             return
         now = time.monotonic()
-        if self._goal is not None:
+        pursuing = self._goal is not None
+        if pursuing:
             self._pursue_goal(now)
         result = self.safety.tick(self._measured, now)
         if result.state != "normal":
             self._ee_streaming = False
         self._target = result.target
         self._write(result.target)
+        if pursuing:
+            self._publish_applied(result.target)
 
     def _read(self) -> bool:
         try:
@@ -174,6 +202,23 @@ class DriverNode(Node):
         msg.velocity = np.asarray(reading.velocity, dtype=float).tolist()
         msg.effort = np.asarray(reading.effort, dtype=float).tolist()
         self.joint_state_pub.publish(msg)
+
+    def _write_command_target(self, target: np.ndarray):
+        """A command's filtered target goes to the backend at once, not at the next bus tick."""
+        self._target = target
+        self._write(target)
+
+    def _publish_applied(self, target: np.ndarray, ee_action: np.ndarray | None = None):
+        if self.fault is not None:  # the write failed: nothing was applied
+            return
+        stamp = self.get_clock().now().to_msg()
+        msg = JointState(name=list(self.joint_names), position=np.asarray(target, dtype=float).tolist())
+        msg.header.stamp = stamp
+        self.command_applied_pub.publish(msg)
+        if ee_action is not None:
+            msg = JointState(name=list(EE_ACTION_NAMES), position=np.asarray(ee_action, dtype=float).tolist())
+            msg.header.stamp = stamp
+            self.ee_command_applied_pub.publish(msg)
 
     def _pursue_goal(self, now: float):
         result = self.safety.filter(self._goal, self._measured, now)
@@ -208,6 +253,8 @@ class DriverNode(Node):
         if any(kind in RATE_LIMITED for kind in result.interventions):
             limits = self.safety.limits
             self._goal = np.clip(command, limits.lower, limits.upper)  # clipping counted once, here
+        self._write_command_target(result.target)
+        self._publish_applied(result.target)
 
     def _on_ee_delta_command(self, msg: Float64MultiArray):
         action = np.asarray(msg.data, dtype=float)
@@ -226,14 +273,37 @@ class DriverNode(Node):
             return
         if not self._ee_streaming:
             self._reset_ee_controller()
+        before = pose_of(self.ee_controller)
         arm_q, finger = self.ee_controller.step(action)
-        result = self.safety.filter(np.append(arm_q, finger), self._measured, time.monotonic())
+        requested = np.append(arm_q, finger)
+        result = self.safety.filter(requested, self._measured, time.monotonic())
         self._ee_streaming = result.state == "normal"
+        applied = self._applied_ee_action(action, requested, result, before)
+        self._write_command_target(result.target)
+        self._publish_applied(result.target, applied)
+
+    def _applied_ee_action(self, action: np.ndarray, requested: np.ndarray, result, before) -> np.ndarray:
+        """The normalized action the filtered target carries out (see ee_command_applied)."""
+        if np.array_equal(result.target, requested):
+            return applied_action(before, pose_of(self.ee_controller), np.clip(action[-1], -1.0, 1.0),
+                                  self.ee_action_scale)
+        # The filter changed the target: the controller restarts from what is written, so its commanded
+        # pose (and the next command) follows the arm, not the unfiltered request.
+        written = result.target
+        self.ee_controller.reset(written[:-1].copy(), self._opening(float(written[-1])))
+        gripper = 2.0 * self._opening(float(written[-1])) - 1.0
+        if result.state != "normal" or Intervention.WORKSPACE in result.interventions:
+            return np.append(np.zeros(EE_ACTION_DIM - 1), gripper)  # a hold: nothing moved
+        return applied_action(before, pose_of(self.ee_controller), gripper, self.ee_action_scale)
+
+    def _opening(self, gripper: float) -> float:
+        """The gripper opening in [0, 1] of a gripper joint value (1.0 without opening_from_gripper)."""
+        if self.opening_from_gripper is None:
+            return 1.0
+        return float(np.clip(self.opening_from_gripper(gripper), 0.0, 1.0))
 
     def _reset_ee_controller(self):
-        gripper = float(self._measured[-1])
-        opening = 1.0 if self.opening_from_gripper is None else float(self.opening_from_gripper(gripper))
-        self.ee_controller.reset(self._measured[:-1].copy(), opening)
+        self.ee_controller.reset(self._measured[:-1].copy(), self._opening(float(self._measured[-1])))
 
     def _warm_up_ee_controller(self):
         """The first IK call compiles or loads compiled code (numba): do it here, not in the first command's
@@ -398,3 +468,9 @@ class DriverNode(Node):
         self.torque_enabled = False
         self.backend.close()
 
+
+def _bridge_action_scale() -> tuple[float, float]:
+    """Metres and radians per unit of a normalized ee action, the Bridge convention (WidowX: 0.05, 0.25)."""
+    from robot_rl.sim.widowx.robot import MAX_DELTA_POS, MAX_DELTA_ROT
+
+    return MAX_DELTA_POS, MAX_DELTA_ROT

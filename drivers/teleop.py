@@ -58,6 +58,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
+from robot_rl.drivers.twin_reset import reset_task_keeping_robot
+
 TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
 EE_DELTA_DIM = 6
@@ -324,36 +326,10 @@ class ScriptedTeleop:
         return TeleopInput(np.asarray(action[:EE_DELTA_DIM], dtype=float), gripper_toggle=toggle, start=start)
 
     def _reset_task(self, seed: int) -> None:
-        env = self.env
-        robot = _robot_state(env) if self.keep_robot_pose else None
-        env.reset(seed=seed)
-        if robot is not None:
-            _restore_robot_state(env, robot)
-
-
-def _robot_joint_addresses(model) -> tuple[np.ndarray, np.ndarray]:
-    """qpos and qvel addresses of every joint but free ones (objects): the robot's joints."""
-    import mujoco
-
-    joints = [j for j in range(model.njnt) if model.jnt_type[j] != mujoco.mjtJoint.mjJNT_FREE]
-    qpos = np.array([model.jnt_qposadr[j] for j in joints], dtype=int)
-    qvel = np.array([model.jnt_dofadr[j] for j in joints], dtype=int)
-    return qpos, qvel
-
-
-def _robot_state(env) -> dict:
-    qpos, qvel = _robot_joint_addresses(env.model)
-    data = env.data
-    return {"qpos": data.qpos[qpos].copy(), "qvel": data.qvel[qvel].copy(), "ctrl": data.ctrl.copy()}
-
-
-def _restore_robot_state(env, state: dict) -> None:
-    import mujoco
-
-    qpos, qvel = _robot_joint_addresses(env.model)
-    data = env.data
-    data.qpos[qpos], data.qvel[qvel], data.ctrl[:] = state["qpos"], state["qvel"], state["ctrl"]
-    mujoco.mj_forward(env.model, data)
+        if self.keep_robot_pose:
+            reset_task_keeping_robot(self.env, seed)
+        else:
+            self.env.reset(seed=seed)
 
 
 # --- command line ---------------------------------------------------------------------------------

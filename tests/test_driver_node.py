@@ -60,7 +60,11 @@ class Client(Node):
         self._lock = threading.Lock()
         self.states: list[tuple[float, JointState]] = []
         self.diagnostics: list[tuple[float, DiagnosticStatus]] = []
+        self.applied: dict[str, list[JointState]] = {"command_applied": [], "ee_command_applied": []}
         self.create_subscription(JointState, "joint_states", self._on_state, qos_profile_sensor_data)
+        for topic, received in self.applied.items():
+            self.create_subscription(JointState, topic, lambda msg, received=received: self._add(received, msg),
+                                     COMMAND_QOS)
         self.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, COMMAND_QOS)
         self.joint_command = self.create_publisher(JointState, "joint_command", COMMAND_QOS)
         self.ee_command = self.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
@@ -68,6 +72,14 @@ class Client(Node):
         self.service_clients = {name: self.create_client(kind, name) for name, kind in
                          (("home", Trigger), ("enable_torque", SetBool), ("reset_estop", Trigger),
                           ("clear_fault", Trigger))}
+
+    def _add(self, received: list, msg):
+        with self._lock:
+            received.append(msg)
+
+    def applied_messages(self, topic: str) -> list[JointState]:
+        with self._lock:
+            return list(self.applied[topic])
 
     def _on_state(self, msg):
         with self._lock:
@@ -303,3 +315,40 @@ def test_backend_fault_holds_reports_and_recovers_without_a_jump(rig):
     assert client.call("reset_estop").success
     assert_still(client, 0.8, stopped, "after clear_fault, enable_torque and reset_estop")
     assert not driver.safety.estopped and driver.fault is None
+
+
+def test_applied_commands_report_what_was_written_and_a_clipped_command_clipped(rig):
+    _, client, backend = rig
+    enable_torque(client)
+    time.sleep(0.3)
+
+    def send_and_receive(action):
+        seen = len(client.applied_messages("ee_command_applied"))
+        client.send_ee(action)
+        wait_for(lambda: len(client.applied_messages("ee_command_applied")) > seen, 2.0, "ee_command_applied")
+        wait_for(lambda: len(client.applied_messages("command_applied")) > seen, 2.0, "command_applied")
+        ee, joints = client.applied_messages("ee_command_applied")[seen], client.applied_messages("command_applied")[seen]
+        assert ee.header.stamp == joints.header.stamp, "one write, one stamp"
+        time.sleep(COMMAND_PERIOD + 0.05)
+        return np.array(ee.position), np.array(joints.position), ee
+
+    small = [0.2, 0.0, -0.1, 0.0, 0.1, 0.0, 1.0]
+    applied, target, msg = send_and_receive(small)
+    assert tuple(msg.name) == ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+    np.testing.assert_allclose(applied, small, atol=1e-6, err_msg="an unfiltered command is applied as sent")
+    with backend._lock:
+        written = backend.env.data.ctrl[backend._ctrl].copy()
+    np.testing.assert_allclose(target, written, atol=1e-12, err_msg="command_applied is the target written")
+
+    # Closing the gripper asks 22 mm of finger travel; the filter allows 10 mm per command and scales the
+    # whole move (arm included) by the same factor.
+    applied, target, _ = send_and_receive([1.0, 0, 0, 0, 0, 0, -1.0])
+    assert 0.1 < applied[0] < 0.9, f"dx {applied[0]:.3f}: not the clipped move"
+    assert -0.9 < applied[6] < 0.9, f"gripper {applied[6]:.3f}: not the clipped gripper"
+    np.testing.assert_allclose(applied[1:6], 0.0, atol=0.05)
+    first_gripper = applied[6]
+    # The controller restarted from the filtered target: a zero move does not catch up on the clipped x.
+    applied, _, _ = send_and_receive([0, 0, 0, 0, 0, 0, -1.0])
+    assert abs(applied[0]) < 0.02, f"dx {applied[0]:.3f}: the clipped part of the last command came back"
+    assert applied[6] < first_gripper, "the gripper keeps closing"
+

@@ -1,0 +1,357 @@
+"""The recorder node over real DDS on loopback, with the WidowX twin behind a real DriverNode, the twin task
+node, a twin camera node and the scripted expert as teleop operator, writing a real zarr store on disk.
+
+The recorder runs in the test process on the same executor as the other nodes, except in the crash test,
+where it is a subprocess killed with SIGKILL mid-episode.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from robot_rl.datasets import TrajectoryReader, validate
+from robot_rl.drivers.camera_node import twin_camera_node
+from robot_rl.drivers.driver_node import COMMAND_QOS, DriverNode
+from robot_rl.drivers.recorder_node import APPLIED_QOS, RecorderNode, task_spec, without_task_state
+from robot_rl.drivers.safety import SafetyFilter, widowx_limits
+from robot_rl.drivers.teleop import TELEOP_QOS, ScriptedTeleop, TeleopNode
+from robot_rl.drivers.twin_task_node import TwinTaskNode
+from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+from robot_rl.sim.widowx import robot as wx
+from robot_rl.sim.widowx.control import DeltaPoseController
+from ros_helpers import wait_for
+
+RATE_HZ = 5.0
+_namespaces = itertools.count()
+
+
+class Spinner:
+    """Nodes on one single-threaded executor in a background thread; stop() destroys them all."""
+
+    def __init__(self, context):
+        self.executor = SingleThreadedExecutor(context=context)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.nodes: list[Node] = []
+        self.backends: list[WidowXTwinBackend] = []
+
+    def add(self, node: Node) -> Node:
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.executor.shutdown()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5.0)
+        for node in self.nodes:
+            if isinstance(node, RecorderNode):
+                node.close()
+            if isinstance(node, DriverNode):
+                node.shutdown_backend()
+            node.destroy_node()
+        self.nodes = []
+        for backend in self.backends:
+            backend.close()
+
+
+@pytest.fixture
+def spinner(context):
+    spin = Spinner(context)
+    yield spin
+    spin.stop()
+
+
+class Client(Node):
+    """What an operator and a test look at: the applied commands, episode_control and the services."""
+
+    def __init__(self, context, namespace):
+        super().__init__("recorder_test_client", context=context, namespace=namespace)
+        self._lock = threading.Lock()
+        self.applied: list[JointState] = []
+        self.create_subscription(JointState, "ee_command_applied", self._on_applied, APPLIED_QOS)
+        self.events = self.create_publisher(String, "episode_control", TELEOP_QOS)
+        self.commands = self.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
+        self.service_clients = {name: self.create_client(Trigger, name)
+                                for name in ("start_episode", "stop_episode", "discard_episode", "reset_task")}
+
+    def _on_applied(self, msg):
+        with self._lock:
+            self.applied.append(msg)
+
+    def applied_by_stamp(self) -> dict[float, np.ndarray]:
+        with self._lock:
+            return {m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec: np.array(m.position) for m in self.applied}
+
+    def call(self, name: str):
+        client = self.service_clients[name]
+        assert client.wait_for_service(timeout_sec=5.0), f"service {name} not available"
+        future = client.call_async(Trigger.Request())
+        wait_for(future.done, 5.0, f"the {name} response")
+        return future.result()
+
+
+class CommandSource(Node):
+    """A constant ee_delta_command at the control rate, like an idle teleop or a policy holding still."""
+
+    def __init__(self, context, namespace, action=(0, 0, 0, 0, 0, 0, 1.0)):
+        super().__init__("recorder_test_commands", context=context, namespace=namespace)
+        self.action = [float(a) for a in action]
+        self.pub = self.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
+        self.timer = self.create_timer(1.0 / RATE_HZ, lambda: self.pub.publish(Float64MultiArray(data=self.action)))
+
+
+def namespace() -> str:
+    return f"/recorder_test_{os.getpid()}_{next(_namespaces)}"
+
+
+def twin_driver(spinner: Spinner, context, ns: str, task: str = "reach", seed: int = 8):
+    backend = WidowXTwinBackend(task=task, seed=seed)
+    backend.connect()
+    spinner.backends.append(backend)
+    safety = SafetyFilter(widowx_limits(control_period=1 / RATE_HZ), control_period=1 / RATE_HZ)
+    driver = spinner.add(DriverNode(
+        backend, safety, np.append(wx.HOME_QPOS, wx.FINGER_LIMITS[1]), ee_controller=DeltaPoseController(),
+        opening_from_gripper=lambda finger: float(wx.width_to_opening(2 * finger)), context=context, namespace=ns))
+    return backend, driver
+
+
+def recorded_spec(task: str, cameras=(), twin: bool = True):
+    spec, _ = task_spec("widowx", task, cameras)
+    return spec if twin else without_task_state(spec)
+
+
+def assert_matches_spec(store: Path, spec) -> TrajectoryReader:
+    problems = validate(store)
+    assert problems == [], [p.message for p in problems]
+    reader = TrajectoryReader(store)
+    assert reader.spec.to_dict() == spec.to_dict()
+    for key, key_spec in spec.keys().items():
+        column = reader.column(key) if key not in spec.cameras else reader.episode(0)[key]
+        assert column.shape[1:] == key_spec.shape and column.dtype == np.dtype(key_spec.dtype), key
+    return reader
+
+
+# --- a scripted teleop session --------------------------------------------------------------------
+
+def test_scripted_teleop_session_records_valid_episodes_with_the_applied_actions(context, spinner, tmp_path):
+    ns = namespace()
+    backend, driver = twin_driver(spinner, context, ns, seed=8)
+    assert driver.enable_torque(True)[0]
+    spinner.add(TwinTaskNode(backend, rate_hz=20.0, context=context, namespace=ns))
+    spinner.add(twin_camera_node(backend, "front", fps=10.0, context=context, namespace=ns))
+    client = spinner.add(Client(context, ns))
+    spec = recorded_spec("reach", ("front",))
+    store = tmp_path / "teleop.zarr"
+    recorder = spinner.add(RecorderNode(spec, store, instruction="reach it", source="scripted", max_episodes=2,
+                                        context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: not recorder._start_refusal(), 5.0, "every stream live")
+    device = ScriptedTeleop.for_twin_backend(backend, episodes=2, seed=8, max_steps=6)
+    spinner.add(TeleopNode(device, rate_hz=RATE_HZ, deadband=0.0, context=context, namespace=ns))
+    wait_for(lambda: recorder.done, 20.0, "two kept episodes")
+    applied = client.applied_by_stamp()
+
+    reader = assert_matches_spec(store, spec)
+    assert reader.num_episodes == 2 and recorder.discarded == 0
+    sent = [steps for _, steps in device.outcomes]
+    lengths = np.diff(np.concatenate([[0], reader.episode_ends])).tolist()
+    skipped = [reader.episode_info(i)["leading_commands_skipped"] for i in range(2)]
+    assert [n + k for n, k in zip(lengths, skipped)] == sent and max(skipped) <= 2, \
+        f"rows per episode {lengths} (+ {skipped} leading commands skipped), actions the operator sent {sent}"
+    for index in range(2):
+        episode, info = reader.episode(index), reader.episode_info(index)
+        stamps = episode["timestamp"]
+        assert np.all(np.diff(stamps) > 0.1), "one row per 5 Hz command"
+        for t, action in zip(stamps, episode["action"]):
+            match = min(applied, key=lambda s: abs(s - t))
+            assert abs(match - t) < 1e-6, f"row at {t} is not an applied command's stamp"
+            np.testing.assert_allclose(action, applied[match].astype(np.float32), err_msg="recorded != applied")
+        assert episode["truncated"][-1] and not episode["truncated"][:-1].any()
+        assert not episode["terminated"].any(), "the twin task node does not terminate on success by default"
+        assert np.all((episode["reward"] > 0) & (episode["reward"] <= 1)), "dense reach rewards"
+        assert info["instruction"] == "reach it" and info["source"] == "scripted" and info["ended_by"] == "stop"
+        assert set(info["latency_ms"]) == {"joint_states", "front/image_raw", "task_state", "task_status",
+                                           "ee_command_applied"}
+        assert 0 <= info["latency_ms"]["joint_states"]["p50"] < 25, info["latency_ms"]
+        assert episode["front"].std() > 0, "camera frames are images, not zeros"
+    first, second = reader.episode(0), reader.episode(1)
+    assert not np.allclose(first["task_state"][0], second["task_state"][0]), "the second episode has a new task"
+    assert np.allclose(second["task_state"], second["task_state"][0]), "a reach target stays put in an episode"
+    print(f"\nrecorded {lengths} rows; latency p50/p99 ms: {reader.episode_info(1)['latency_ms']}")
+
+
+# --- refusals, discard, stale streams, automatic reset --------------------------------------------
+
+def test_start_is_refused_naming_each_stale_stream(context, spinner, tmp_path):
+    ns = namespace()
+    twin_driver(spinner, context, ns)  # joint_states only: no camera node, no twin task node
+    client = spinner.add(Client(context, ns))
+    spec = recorded_spec("reach", ("front",), twin=True)
+    recorder = spinner.add(RecorderNode(spec, tmp_path / "s.zarr", context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: recorder.streams.buffers["state"].last, 5.0, "joint_states")
+    response = client.call("start_episode")
+    assert not response.success
+    for stream in ("front/image_raw (no message yet)", "task_state (no message yet)", "task_status (no message yet)"):
+        assert stream in response.message, response.message
+    assert "joint_states" not in response.message, response.message
+    assert recorder.refused == 1 and recorder.last_problem.startswith("start refused")
+    status = recorder._status()
+    assert {kv.key: kv.value for kv in status.values}["state"] == "idle" and "front/image_raw" in status.message
+    assert recorder.writer.num_episodes == 0
+
+
+def test_an_episode_without_applied_commands_is_discarded_naming_the_stream(context, spinner, tmp_path):
+    ns = namespace()
+    twin_driver(spinner, context, ns)  # torque off: the driver applies no command
+    spinner.add(CommandSource(context, ns))
+    client = spinner.add(Client(context, ns))
+    recorder = spinner.add(RecorderNode(recorded_spec("reach", twin=False), tmp_path / "t.zarr",
+                                        context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: recorder.streams.buffers["state"].last, 5.0, "joint_states")
+    assert client.call("start_episode").success
+    wait_for(lambda: recorder.discarded == 1, 3.0, "the discard")
+    assert "ee_command_applied (no command applied since the episode started" in recorder.last_problem
+    assert "torque" in recorder.last_problem
+    assert recorder.writer.num_episodes == 0
+
+
+def test_discard_drops_the_episode_stop_keeps_it_and_the_twin_task_resets(context, spinner, tmp_path):
+    ns = namespace()
+    backend, driver = twin_driver(spinner, context, ns, seed=3)
+    assert driver.enable_torque(True)[0]
+    task = spinner.add(TwinTaskNode(backend, rate_hz=10.0, context=context, namespace=ns))
+    spinner.add(CommandSource(context, ns))
+    client = spinner.add(Client(context, ns))
+    store = tmp_path / "d.zarr"
+    recorder = spinner.add(RecorderNode(recorded_spec("reach"), store, context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: not recorder._start_refusal(), 5.0, "every stream live")
+    wait_for(lambda: client.service_clients["reset_task"].service_is_ready(), 5.0, "reset_task discovered")
+
+    target_before, q_before = backend.env.target_pos, backend.read().position
+    assert client.call("start_episode").success
+    assert not client.call("start_episode").success, "a second start during an episode"
+    wait_for(lambda: recorder._rows >= 3, 3.0, "rows")
+    assert client.call("discard_episode").success
+    wait_for(lambda: task.resets == 1, 3.0, "the reset after the discard")
+    assert recorder.writer.num_episodes == 0 and recorder.discarded == 1
+    assert np.linalg.norm(backend.env.target_pos - target_before) > 0.01, "the task was not redrawn"
+    assert np.abs(backend.read().position - q_before).max() < 0.05, "the reset moved the robot"
+
+    client.events.publish(String(data="start"))
+    wait_for(lambda: recorder.recording and recorder._rows >= 3, 3.0, "rows of the second episode")
+    client.events.publish(String(data="stop"))
+    wait_for(lambda: recorder.kept == 1, 3.0, "the kept episode")
+    reader = assert_matches_spec(store, recorded_spec("reach"))
+    assert reader.num_episodes == 1 and reader.episode_info(0)["ended_by"] == "stop"
+    np.testing.assert_allclose(reader.column("action")[:, 6], 1.0)
+    np.testing.assert_allclose(reader.column("action")[:, :6], 0.0, atol=1e-6)
+
+
+def test_a_stream_going_stale_mid_episode_discards_it_naming_the_stream(context, spinner, tmp_path):
+    ns = namespace()
+    backend, driver = twin_driver(spinner, context, ns)
+    assert driver.enable_torque(True)[0]
+    source = spinner.add(CommandSource(context, ns))
+    client = spinner.add(Client(context, ns))
+    recorder = spinner.add(RecorderNode(recorded_spec("reach", twin=False), tmp_path / "x.zarr",
+                                        context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: not recorder._start_refusal(), 5.0, "every stream live")
+    assert client.call("start_episode").success
+    wait_for(lambda: recorder._rows >= 2, 3.0, "rows")
+    source.timer.cancel()  # the command source dies
+    wait_for(lambda: recorder.discarded == 1, 3.0, "the discard")
+    assert "ee_command_applied" in recorder.last_problem and "stale" in recorder.last_problem
+    assert recorder.writer.num_episodes == 0 and not recorder.recording
+
+
+def test_auto_start_records_fixed_length_episodes_with_a_new_task_each(context, spinner, tmp_path):
+    ns = namespace()
+    backend, driver = twin_driver(spinner, context, ns, seed=5)
+    assert driver.enable_torque(True)[0]
+    task = spinner.add(TwinTaskNode(backend, rate_hz=10.0, context=context, namespace=ns))
+    spinner.add(CommandSource(context, ns, action=(0.3, 0, 0, 0, 0, 0, 1.0)))  # a "policy" moving forward
+    store = tmp_path / "online.zarr"
+    recorder = spinner.add(RecorderNode(recorded_spec("reach"), store, source="policy", max_steps=3,
+                                        max_episodes=2, auto_start=True, context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: recorder.done, 10.0, "two automatic episodes")
+    reader = assert_matches_spec(store, recorded_spec("reach"))
+    assert reader.episode_ends.tolist() == [3, 6]
+    assert [reader.episode_info(i)["ended_by"] for i in range(2)] == ["max_steps", "max_steps"]
+    assert reader.column("truncated").tolist() == [False, False, True] * 2
+    assert task.resets >= 1
+    first, second = reader.episode(0)["task_state"][0], reader.episode(1)["task_state"][0]
+    assert np.linalg.norm(first - second) > 0.01, "no new task between the automatic episodes"
+
+
+# --- crash safety ---------------------------------------------------------------------------------
+
+def test_sigkill_mid_episode_keeps_the_committed_episodes(context, spinner, tmp_path):
+    ns = namespace()
+    backend, driver = twin_driver(spinner, context, ns, seed=8)
+    assert driver.enable_torque(True)[0]
+    spinner.add(TwinTaskNode(backend, rate_hz=20.0, context=context, namespace=ns))
+    store = tmp_path / "crash.zarr"
+    spinner.start()
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "robot_rl.drivers.recorder_node", "--robot", "widowx", "--task", "reach",
+         "--out", str(store), "--twin-task", "--source", "scripted", "--name", "crash_recorder",
+         "--ros-args", "-r", f"__ns:={ns}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        probe = spinner.add(Client(context, ns))
+        wait_for(lambda: probe.service_clients["start_episode"].service_is_ready(), 30.0, "the recorder process")
+        device = ScriptedTeleop.for_twin_backend(backend, episodes=2, seed=8, max_steps=6)
+        spinner.add(TeleopNode(device, rate_hz=RATE_HZ, deadband=0.0, context=context, namespace=ns))
+        wait_for(lambda: device.finished and TrajectoryReader(store).num_episodes == 2, 20.0, "two episodes")
+        probe.events.publish(String(data="start"))  # a third, of the zero commands the idle teleop sends
+        time.sleep(2.0)  # past the writer's 1 s flush interval: rows of the open episode are on disk
+        recorder.send_signal(signal.SIGKILL)
+        recorder.wait(timeout=10.0)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+    log = recorder.stdout.read()
+    assert recorder.returncode == -signal.SIGKILL, log
+
+    committed = TrajectoryReader(store)
+    assert committed.num_episodes == 2, log
+    problems = validate(store)
+    assert [p.message for p in problems if p.severity == "error"] == []
+    assert any("after the last committed episode" in p.message for p in problems), \
+        "the killed episode left no rows: the test did not kill mid-episode"
+    for index in range(committed.num_episodes):
+        assert committed.episode_info(index)["ended_by"] == "stop"
+    kept = {i: committed.episode(i)["action"].copy() for i in range(committed.num_episodes)}
+
+    reopened = RecorderNode(recorded_spec("reach"), store, context=context, namespace=ns, node_name="reopened")
+    try:
+        assert reopened.writer.num_episodes == committed.num_episodes
+    finally:
+        reopened.close()
+        reopened.destroy_node()
+    assert validate(store) == [], "the next recorder drops the killed episode's rows"
+    after = TrajectoryReader(store)
+    for index, actions in kept.items():
+        np.testing.assert_array_equal(after.episode(index)["action"], actions)

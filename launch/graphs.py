@@ -99,6 +99,7 @@ def teleop_collect(o: Options) -> list[Process]:
                          "backend=twin, or a real device (keyboard, spacemouse, gamepad) on hardware")
     recorder = ["--robot", o.robot, "--task", o.task, "--out", str(o.out), "--cameras", ",".join(o.cameras),
                 "--rate", str(o.rate), "--episodes", str(o.episodes), "--source", "scripted" if scripted else "teleop"]
+    recorder += ["--twin-task" if o.backend == "twin" else "--no-twin-task"]
     if o.instruction:
         recorder += ["--instruction", o.instruction]
     robot_extra = ["--twin-task"] if o.backend == "twin" else []

@@ -104,6 +104,7 @@ class Supervisor:
             for name, popen in list(self.running.items()):
                 if popen.poll() is not None:
                     self._reap(name, popen.returncode)
+                    self.echo(f"[bringup] {name} stopped (status {popen.returncode})")
             if not self.running:
                 break
         for pump in self._pumps:

@@ -100,7 +100,8 @@ def make_twin_companions(backend, args: argparse.Namespace) -> list:
     if args.twin_task:
         from robot_rl.drivers.twin_task_node import TwinTaskNode
 
-        nodes.append(TwinTaskNode(backend, rate_hz=args.command_rate))
+        # Faster than the commands: each recorded row takes the reward of the newest status after its action.
+        nodes.append(TwinTaskNode(backend, rate_hz=4 * args.command_rate))
     if args.scripted_episodes:
         from robot_rl.drivers.teleop import ScriptedTeleop, TeleopNode
 

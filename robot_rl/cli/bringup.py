@@ -10,7 +10,7 @@ every committed episode).
 """
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from rich.console import Console
 
 from robot_rl.cli.config import ConfigError, load_config, save_run_config
@@ -42,6 +42,7 @@ def run(args) -> int:
     except (ConfigError, ValueError, TypeError) as e:
         errors.print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
-    cfg.graph = args.graph
+    with open_dict(cfg):
+        cfg.graph = args.graph  # kept in the run's config.yaml
     run_dir = save_run_config(cfg)
     return run_graph(processes, run_dir / "logs", grace_s=grace_s)

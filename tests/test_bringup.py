@@ -227,3 +227,21 @@ def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episode
     assert {reader.episode_info(i)["source"] for i in range(2)} == {"scripted"}
     assert "[bringup] widowx stopped (status 0)" in done.stdout  # SIGINT: torque off and a clean exit
     assert (tmp_path / "run" / "logs" / "recorder.log").exists()
+
+
+def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latency(tmp_path):
+    import subprocess
+
+    from robot_rl.cli.main import main
+
+    run = tmp_path / "train"
+    main(["train", "algo=sac", "task=widowx_reach", "algo.agent.hidden=[32,32]", "algo.batch_size=16",
+          "algo.schedule.random_steps=40", "algo.schedule.online_steps=80", "eval.episodes=1",
+          "eval.video=false", f"run_dir={run}"])
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "deploy", "backend=twin",
+                           f"checkpoint={run}", "steps=10", f"run_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[policy] success:" in done.stdout and "after 10 actions" in done.stdout
+    assert "[policy] inference latency: p50" in done.stdout
+    assert "[bringup] policy finished: stopping the graph" in done.stdout

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -33,47 +32,26 @@ from robot_rl.drivers.twin_task_node import TwinTaskNode
 from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
-from ros_helpers import wait_for
+from ros_helpers import Spinner, wait_for
 
 RATE_HZ = 5.0
 _namespaces = itertools.count()
 
 
-class Spinner:
-    """Nodes on one single-threaded executor in a background thread; stop() destroys them all."""
+class RecorderSpinner(Spinner):
+    """Closes every recorder (its store) and driver (torque off, backend) it spins."""
 
-    def __init__(self, context):
-        self.executor = SingleThreadedExecutor(context=context)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.nodes: list[Node] = []
-        self.backends: list[WidowXTwinBackend] = []
-
-    def add(self, node: Node) -> Node:
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.executor.shutdown()
-        if self.thread.is_alive():
-            self.thread.join(timeout=5.0)
-        for node in self.nodes:
-            if isinstance(node, RecorderNode):
-                node.close()
-            if isinstance(node, DriverNode):
-                node.shutdown_backend()
-            node.destroy_node()
-        self.nodes = []
-        for backend in self.backends:
-            backend.close()
+    def add(self, node, close=None):
+        if close is None and isinstance(node, RecorderNode):
+            close = node.close
+        if close is None and isinstance(node, DriverNode):
+            close = node.shutdown_backend
+        return super().add(node, close)
 
 
 @pytest.fixture
 def spinner(context):
-    spin = Spinner(context)
+    spin = RecorderSpinner(context)
     yield spin
     spin.stop()
 

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String
 
@@ -32,7 +31,7 @@ from robot_rl.drivers.teleop_devices import GamepadDevice, SpaceMouseDevice
 from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
-from ros_helpers import wait_for
+from ros_helpers import Spinner, wait_for
 
 RATE_HZ = 5.0
 SPEED = 0.5
@@ -75,30 +74,6 @@ class FixedDevice:
 
     def read(self) -> TeleopInput:
         return TeleopInput(self.delta.copy())
-
-
-class Spinner:
-    """Nodes on one single-threaded executor in a background thread; stop() destroys them all."""
-
-    def __init__(self, context):
-        self.executor = SingleThreadedExecutor(context=context)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.nodes: list[Node] = []
-
-    def add(self, node: Node) -> Node:
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.executor.shutdown()
-        if self.thread.is_alive():
-            self.thread.join(timeout=5.0)
-        for node in self.nodes:
-            node.destroy_node()
 
 
 @pytest.fixture

@@ -123,8 +123,9 @@ def deploy(o: Options) -> list[Process]:
         steps = ["--steps", str(o.steps)] if o.steps else []
         return [Process("policy", "robot_rl.drivers.policy_node",
                         (*policy, "--backend", "twin", "--seed", str(o.seed), *steps), completes_job=True)]
+    cameras = ("--cameras", *o.cameras) if o.cameras else ()
     return [robot_process(o), *camera_processes(o),
-            Process("policy", "robot_rl.drivers.policy_node", (*policy, "--observation", "topics"))]
+            Process("policy", "robot_rl.drivers.policy_node", (*policy, "--observation", "topics", *cameras))]
 
 
 GRAPHS = {"teleop_collect": teleop_collect, "deploy": deploy}

@@ -77,6 +77,16 @@ def test_deploy_on_the_twin_is_one_process_that_ends_the_job():
     assert policy.args[policy.args.index("--steps") + 1] == "20"
 
 
+def test_deploy_on_hardware_reads_the_robot_and_cameras_from_their_topics():
+    from robot_rl.drivers.policy_node import parse_args as policy_args
+
+    options = Options(backend="dynamixel", checkpoint="run", camera_devices={"front": "0"})
+    graph = {p.name: p for p in build_graph("deploy", options)}
+    assert set(graph) == {"widowx", "camera_front", "policy"}
+    args = policy_args(list(graph["policy"].args))
+    assert (args.observation, args.cameras, args.checkpoint) == ("topics", ["front"], "run")
+
+
 def test_launch_arguments_parse_to_the_same_options():
     options = options_from_strings({"backend": "dynamixel", "cameras": "front,wrist", "rate": "10",
                                     "camera_devices": "front=/dev/video0,wrist=2", "episodes": "4", "steps": "",

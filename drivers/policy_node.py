@@ -6,8 +6,10 @@
 
 Every control tick the node reads an observation from its *observation source*, runs the agent
 (deterministic by default) and publishes the action on `ee_delta_command`, which the driver node feeds
-through its safety filter and IK. With action chunks ([N, h, 7]) the policy is queried every h ticks and
-the chunk runs open-loop, as in robot_rl.learner.rollout.
+through its safety filter and IK. With action chunks ([N, h, 7]) a robot_rl.learner.chunking.ChunkExecutor
+(shared with the training rollouts) turns chunks into one action per tick: by default the policy is
+queried every h ticks and the chunk runs open-loop; ``execute_steps=k`` runs only k <= h actions per
+query; ``temporal_ensemble=True`` queries every tick and averages the overlapping predictions (ACT).
 
 | name                  | kind    | type                            | rate                            | QoS                               |
 |-----------------------|---------|---------------------------------|---------------------------------|-----------------------------------|
@@ -31,8 +33,9 @@ the chunk runs open-loop, as in robot_rl.learner.rollout.
 
 The observation source is a callable ``() -> dict[str, np.ndarray]`` (unbatched) giving at least the keys
 the checkpoint reads (its config's ``obs_keys`` and ``cameras``). ``twin_observation(backend)`` reads the
-WidowX twin in this process. A hardware source (``state`` built from joint_states and the forward
-kinematics, cameras from the camera topics) is the recorder's and bringup's job, not this module's. A
+WidowX twin in this process; ``robot_rl.drivers.streams.topic_observation`` builds the same keys on
+hardware (``state`` from joint_states and the forward kinematics, cameras from their topics; the command
+line's ``--observation topics``), and the node stops when one of those streams goes stale. A
 checkpoint that reads ``task_state`` (the default ``obs_keys`` of ``robot-rl train``) needs privileged
 object and goal state that only a twin has: such a policy cannot run on hardware, and the node refuses
 it at start-up with an error naming the key.
@@ -54,6 +57,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
 from robot_rl.learner.checkpoint import latest_checkpoint, resolve_checkpoint
+from robot_rl.learner.chunking import ACT_DECAY, ChunkExecutor
 
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 ANNOUNCE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -137,7 +141,8 @@ class PolicyNode(Node):
 
     def __init__(self, checkpoint: str | os.PathLike, observation_source: ObservationSource, *,
                  rate_hz: float = 5.0, deterministic: bool = True, poll_checkpoints_s: float = 0.0,
-                 node_name: str = "policy", **node_kwargs):
+                 node_name: str = "policy", execute_steps: int | None = None, temporal_ensemble: bool = False,
+                 ensemble_decay: float = ACT_DECAY, **node_kwargs):
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected a positive control rate in Hz, found {rate_hz}")
         if not poll_checkpoints_s >= 0:
@@ -146,7 +151,7 @@ class PolicyNode(Node):
         self.policy = self._load_checked(checkpoint)  # before the node exists: a refusal leaves nothing behind
         super().__init__(node_name, **node_kwargs)
         self._pending: LoadedPolicy | None = None
-        self._queue: list[np.ndarray] = []
+        self._chunks = ChunkExecutor(execute_steps, temporal_ensemble, ensemble_decay)
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.actions_published, self.reloads = 0, 0
         self.refusal: str | None = None
@@ -169,9 +174,9 @@ class PolicyNode(Node):
     def tick(self) -> None:
         self._ticks += 1
         self._swap_in_pending()
-        if not self._queue:
-            self._queue = list(self._query(self.observe()))
-        action = np.clip(np.asarray(self._queue.pop(0), dtype=float), -1.0, 1.0)
+        if self._chunks.needs_query():
+            self._chunks.push(self._query(self.observe()))
+        action = np.clip(np.asarray(self._chunks.next_action(), dtype=float), -1.0, 1.0)
         self.command_pub.publish(Float64MultiArray(data=action.tolist()))
         self.actions_published += 1
 
@@ -184,7 +189,8 @@ class PolicyNode(Node):
     def _swap_in_pending(self) -> None:
         if self._pending is None:
             return
-        self.policy, self._pending, self._queue = self._pending, None, []
+        self.policy, self._pending = self._pending, None
+        self._chunks.reset()
         self.reloads += 1
         self.refusal = None
         self.get_logger().info(f"now running checkpoint {self.policy.folder}")
@@ -281,7 +287,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, checkpoints/ folder or run folder")
     parser.add_argument("--backend", choices=("twin",), default="twin",
-                        help="twin: the WidowX twin in this process (a hardware observation source is bringup's)")
+                        help="twin: the WidowX twin in this process (with --observation twin)")
+    parser.add_argument("--observation", choices=("twin", "topics"), default="twin",
+                        help="twin: read the twin in this process; topics: joint_states and camera topics of a "
+                             "driver running elsewhere (hardware; robot_rl.drivers.streams)")
+    parser.add_argument("--cameras", nargs="*", default=[], help="topics: camera names (<name>/image_raw)")
+    parser.add_argument("--stale-after", type=float, default=0.5,
+                        help="topics: seconds without a message before a stream is stale (the node stops)")
     parser.add_argument("--rate", type=float, default=5.0, help="control rate in Hz (Bridge: 5)")
     parser.add_argument("--steps", type=int, default=None, help="actions to send (default: the task's step limit)")
     parser.add_argument("--seed", type=int, default=0, help="the twin's task seed")
@@ -313,10 +325,15 @@ def main(argv=None) -> None:
     robot, task = checkpoint_task(args.checkpoint)
     if robot != "widowx":
         raise SystemExit(f"policy node: checkpoint={args.checkpoint} drives {robot!r}; --backend twin is the WidowX")
+    from robot_rl.drivers.streams import StaleStreamError
+
     rclpy.init()
     try:
-        _run_twin(args, task)
-    except ObservationMismatch as err:
+        if args.observation == "topics":
+            _run_topics(args, robot, task)
+        else:
+            _run_twin(args, task)
+    except (ObservationMismatch, StaleStreamError) as err:
         raise SystemExit(f"policy node: {err}") from None
     finally:
         rclpy.try_shutdown()
@@ -343,6 +360,48 @@ def _run_twin(args: argparse.Namespace, task: str) -> None:
     finally:
         driver.shutdown_backend()  # torque off, physics thread stopped
         for created in (policy, driver):
+            if created is not None:
+                created.destroy_node()
+
+
+def _run_topics(args: argparse.Namespace, robot: str, task: str, ready_timeout: float = 10.0) -> None:
+    """Observations from the topics of a driver and cameras running elsewhere (hardware): the policy node
+    starts once every stream is live and stops (StaleStreamError) when one goes stale. The streams are
+    spun by an executor of their own, so loading a checkpoint or running inference never starves them."""
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from robot_rl.drivers.streams import StaleStreamError, topic_observation
+    from robot_rl.sim import make_env
+
+    env = make_env(robot, task, cameras=tuple(args.cameras))
+    spec = env.unwrapped.embodiment
+    env.close()
+    streams_node = rclpy.create_node(f"{args.name}_observation")
+    observe = topic_observation(streams_node, spec, stale_after_s=args.stale_after)
+    streams_executor = SingleThreadedExecutor()
+    streams_executor.add_node(streams_node)
+    thread = threading.Thread(target=streams_executor.spin, name="observation-streams", daemon=True)
+    thread.start()
+    policy = None
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while observe.stale() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if observe.stale():
+            raise StaleStreamError(observe.stale(), args.stale_after)
+        policy = PolicyNode(args.checkpoint, observe, rate_hz=args.rate, deterministic=not args.stochastic,
+                            poll_checkpoints_s=args.poll_checkpoints, node_name=args.name)
+        _spin([policy], until=lambda: args.steps is not None and policy.actions_published >= args.steps)
+        p50, p99 = policy.latency_percentiles_ms()
+        print(f"{policy.actions_published} actions sent (checkpoint {policy.policy.folder}); inference latency "
+              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    finally:
+        streams_executor.shutdown()
+        thread.join(timeout=5.0)
+        for created in (policy, streams_node):
             if created is not None:
                 created.destroy_node()
 

@@ -15,7 +15,6 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from safetensors.numpy import load_file, save_file
 from std_msgs.msg import Float64MultiArray, String
@@ -34,7 +33,7 @@ from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 from robot_rl.learner.checkpoint import resolve_checkpoint
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
-from ros_helpers import wait_for
+from ros_helpers import Spinner, wait_for
 
 RATE_HZ = 5.0
 _namespaces = itertools.count()
@@ -111,31 +110,6 @@ class Listener(Node):
 
 def values(status: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
-
-
-class Spinner:
-    """Nodes on one single-threaded executor in a background thread; stop() destroys them all."""
-
-    def __init__(self, context):
-        self.executor = SingleThreadedExecutor(context=context)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.nodes: list[Node] = []
-
-    def add(self, node: Node) -> Node:
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.executor.shutdown()
-        if self.thread.is_alive():
-            self.thread.join(timeout=5.0)
-        for node in self.nodes:
-            node.destroy_node()
-        self.nodes = []
 
 
 @pytest.fixture

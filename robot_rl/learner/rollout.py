@@ -3,7 +3,8 @@ to the run's online store, and evaluate.
 
 ``num_envs`` twins step in lock-step in this process, with one batched policy call per tick. An
 episode reaches the store only when it ends, so a killed run loses at most the episodes in progress.
-With action chunks the policy is queried every ``chunk`` steps and the chunk runs open-loop.
+With action chunks a :class:`~robot_rl.learner.chunking.ChunkExecutor` per env decides when to query
+(default: every h steps, the chunk open-loop; or k <= h steps, or temporal ensembling).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robot_rl.datasets import StoreWriter
+from robot_rl.learner.chunking import ChunkExecutor
 
 
 @dataclass
@@ -25,8 +27,8 @@ class EpisodeStats:
 @dataclass
 class _Running:
     obs: dict
+    executor: ChunkExecutor
     frames: list = field(default_factory=list)
-    queue: list = field(default_factory=list)   # actions left of the current chunk
     episode_return: float = 0.0
     success: bool = False
     seed: int = 0
@@ -36,8 +38,10 @@ Policy = Callable[[dict[str, np.ndarray]], np.ndarray]  # batched obs -> [N, A] 
 
 
 class Rollouts:
-    def __init__(self, envs: list, writer: StoreWriter, *, seed: int, first_episode: int = 0, source: str = "policy"):
+    def __init__(self, envs: list, writer: StoreWriter, *, seed: int, first_episode: int = 0, source: str = "policy",
+                 executor: Callable[[], ChunkExecutor] = ChunkExecutor):
         self.envs, self.writer, self.seed, self.source = envs, writer, seed, source
+        self.make_executor = executor
         self.episodes_started = first_episode
         self.rng = np.random.default_rng([seed, first_episode])
         self.running = [self._reset(env) for env in envs]
@@ -46,12 +50,12 @@ class Rollouts:
         seed = self.seed + self.episodes_started
         self.episodes_started += 1
         obs, _ = env.reset(seed=seed)
-        return _Running(obs, seed=seed)
+        return _Running(obs, self.make_executor(), seed=seed)
 
     def step(self, policy: Policy | None) -> list[EpisodeStats]:
         """One tick of every env (``policy=None``: uniform random actions); returns the episodes that
         ended and were committed."""
-        needs = [i for i, r in enumerate(self.running) if not r.queue]
+        needs = [i for i, r in enumerate(self.running) if r.executor.needs_query()]
         if needs:
             if policy is None:
                 chunks = self.rng.uniform(-1, 1, (len(needs), 1, self.envs[0].action_space.shape[0]))
@@ -59,10 +63,10 @@ class Rollouts:
                 chunks = policy(_stack([self.running[i].obs for i in needs]))
                 chunks = chunks[:, None] if chunks.ndim == 2 else chunks
             for i, chunk in zip(needs, chunks):
-                self.running[i].queue = list(np.asarray(chunk, dtype=np.float32))
+                self.running[i].executor.push(chunk)
         finished = []
         for i, (env, run) in enumerate(zip(self.envs, self.running)):
-            action = run.queue.pop(0)
+            action = np.asarray(run.executor.next_action(), dtype=np.float32)
             timestamp = env.unwrapped.time
             next_obs, reward, terminated, truncated, info = env.step(action)
             run.frames.append({**run.obs, "action": action, "reward": reward, "terminated": terminated,
@@ -89,20 +93,19 @@ class Rollouts:
 
 
 def evaluate(policy: Policy, env, episodes: int, seed: int, video: list | None = None,
-             video_episodes: int = 1) -> dict[str, float]:
+             video_episodes: int = 1, executor: Callable[[], ChunkExecutor] = ChunkExecutor) -> dict[str, float]:
     """Success rate, mean return and length of ``episodes`` rollouts from seeds ``seed + i``. Frames of
     the first ``video_episodes`` go to ``video`` (the env's first camera) when a list is given."""
     returns, successes, lengths = [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        queue, done, total, success, steps = [], False, 0.0, False, 0
+        chunks, done, total, success, steps = executor(), False, 0.0, False, 0
         while not done:
             if video is not None and i < video_episodes:
                 video.append(env.unwrapped.render())
-            if not queue:
-                chunk = policy(_stack([obs]))[0]
-                queue = list(chunk if chunk.ndim == 2 else chunk[None])
-            obs, reward, terminated, truncated, info = env.step(queue.pop(0))
+            if chunks.needs_query():
+                chunks.push(policy(_stack([obs]))[0])
+            obs, reward, terminated, truncated, info = env.step(chunks.next_action())
             total += reward
             success |= bool(info.get("success", False))
             steps += 1

@@ -61,6 +61,26 @@ def build_agent(cfg: DictConfig, spec):
     return algo.Agent(observation_shapes(spec, keys), spec.keys()["action"].shape[0], config)
 
 
+def dataset_instructions(url, demos: int | None) -> list[str]:
+    """The non-empty instruction of each episode training reads (the first ``demos``, or all)."""
+    from robot_rl.datasets import TrajectoryReader
+
+    reader = TrajectoryReader(url)
+    n = reader.num_episodes if demos is None else min(int(demos), reader.num_episodes)
+    return [text for text in (reader.episode_info(i).get("instruction", "") for i in range(n)) if text]
+
+
+def keep_first_episodes(replay: Replay, demos, url) -> None:
+    """``demos=N``: sample only the first N episodes of the offline dataset (weight 0 on the rest)."""
+    if replay.offline is None:
+        raise ValueError(f"demos={demos}: picks episodes of an offline dataset, but no dataset= was given")
+    episodes = len(replay.offline.source.episode_ends)
+    if isinstance(demos, bool) or not isinstance(demos, int) or not 1 <= demos <= episodes:
+        raise ValueError(f"demos: expected an integer from 1 to {episodes} (the episodes in dataset={url}), "
+                         f"found {demos!r}; record more with `robot-rl collect` or lower demos")
+    replay.offline.set_episode_weights(np.arange(episodes) < demos)
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path, progress=None):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
@@ -74,10 +94,14 @@ class Trainer:
         self.eval_env = make_twin(cfg)
         spec = envs[0].embodiment
         self.keys = (*cfg.obs_keys, *cfg.cameras)
+        if hasattr(algo, "configure"):  # settings the run decides (e.g. CO-RFT's instruction), saved with it
+            algo.configure(cfg, envs[0], dataset_instructions(cfg.dataset, cfg.get("demos")) if cfg.dataset else [])
         self.agent = build_agent(cfg, spec).to(cfg.device)
         self.replay = Replay(spec, self.keys, self.run_dir / "online.zarr", cfg.dataset,
                              batch_size=cfg.algo.batch_size, discount=cfg.algo.discount, n_step=cfg.algo.n_step,
                              chunk=self.agent.config.chunk, seed=cfg.seed, device=cfg.device)
+        if cfg.get("demos") is not None:
+            keep_first_episodes(self.replay, cfg.demos, cfg.dataset)
         self.state = TrainState()
         checkpoint = latest_checkpoint(self.run_dir / "checkpoints") if cfg.resume else None
         if checkpoint is not None:
@@ -99,6 +123,8 @@ class Trainer:
             phase = self.phases[s.phase]
             if hasattr(self.agent, "conservative"):
                 self.agent.conservative = phase.conservative
+            if hasattr(self.agent, "phase"):
+                self.agent.phase = phase.name
             bar = self.progress.add_task(phase.name, total=phase.length, completed=s.progress, status="") \
                 if self.progress else None
             drawn_before, updates_before = dict(self.replay.drawn), s.critic_updates

@@ -12,6 +12,10 @@ Dense reward, staged like robosuite's PickPlace; the reward is the highest stage
   in bowl 0.8 once the cube is inside the bowl, not yet released or resting
   success 1.0
 Sparse: 1.0 on success, else 0.0.
+
+``cube_range=((x_low, y_low), (x_high, y_high))`` (metres, base frame) draws the cube's initial
+position from that box instead of the whole placement area, e.g. to record demonstrations on one part
+of the table and test at held-out positions outside it (CO-RFT's "unseen positions").
 """
 from __future__ import annotations
 
@@ -21,7 +25,15 @@ import numpy as np
 
 from robot_rl.datasets import KeySpec
 from robot_rl.sim.twin import Evaluation
-from robot_rl.sim.widowx.env import BOWL_FLOOR, BOWL_INNER_RADIUS, CUBE_HALF, WidowXEnv
+from robot_rl.sim.widowx.env import (
+    BOWL_FLOOR,
+    BOWL_INNER_RADIUS,
+    CUBE_HALF,
+    MIN_CUBE_BOWL_DISTANCE,
+    OBJECT_HIGH,
+    OBJECT_LOW,
+    WidowXEnv,
+)
 
 IN_BOWL_RADIUS = BOWL_INNER_RADIUS - CUBE_HALF + 0.005  # centre distance: a face on the wall still counts
 RIM_HEIGHT = 0.045
@@ -39,13 +51,26 @@ class WidowXPickPlace(WidowXEnv):
             "[0:3] cube centre position (m), [3:7] cube orientation quaternion (w, x, y, z), "
             "[7:10] bowl position (centre of its base on the table, m); all in the base frame"))
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, cube_range=None, **kwargs):
+        self.cube_range = _check_cube_range(cube_range)
         super().__init__(**kwargs)
         self.model.geom_rgba[self.model.geom("target").id, 3] = 0.0  # no reach marker in this task
 
     def _reset_task(self, rng: np.random.Generator) -> None:
         self._reset_arm(rng)
         self._place_objects(rng)
+        if self.cube_range is not None:
+            self._place_cube_in_range(rng)
+
+    def _place_cube_in_range(self, rng: np.random.Generator) -> None:
+        """Move the cube into ``cube_range``; the bowl is drawn again while it would overlap."""
+        low, high = self.cube_range
+        while True:
+            cube = rng.uniform(low, high)
+            if np.linalg.norm(cube - self.data.mocap_pos[self._bowl][:2]) >= MIN_CUBE_BOWL_DISTANCE:
+                break
+            self.data.mocap_pos[self._bowl][:2] = rng.uniform(OBJECT_LOW, OBJECT_HIGH)
+        self.data.qpos[self._cube_qpos:self._cube_qpos + 2] = cube
 
     def _task_state(self) -> np.ndarray:
         return np.concatenate([self.data.xpos[self._cube], self.data.xquat[self._cube],
@@ -85,3 +110,16 @@ class WidowXPickPlace(WidowXEnv):
         if in_bowl:
             reward = 0.8
         return Evaluation(reward, False, failure)
+
+
+def _check_cube_range(cube_range) -> tuple[np.ndarray, np.ndarray] | None:
+    if cube_range is None:
+        return None
+    box = np.asarray(cube_range, dtype=float)
+    if box.shape != (2, 2) or not np.all(box[0] <= box[1]) or not np.all(np.isfinite(box)):
+        raise ValueError(f"cube_range: expected ((x_low, y_low), (x_high, y_high)) in metres with low <= high, "
+                         f"found {cube_range!r}")
+    if np.any(box[0] < OBJECT_LOW) or np.any(box[1] > OBJECT_HIGH):
+        raise ValueError(f"cube_range: expected a box inside the placement area {OBJECT_LOW.tolist()}.."
+                         f"{OBJECT_HIGH.tolist()} (within reach), found {box.tolist()}")
+    return box[0], box[1]

@@ -94,6 +94,20 @@ def imitation_loss(agent, batch) -> float:
         return agent.imitation_loss(agent.flat_policy(batch.obs), batch).item()
 
 
+def test_imitation_ignores_the_actions_padded_past_an_episodes_end(reach_store):
+    agent = small_agent()
+    _, batch = fixed_batch(reach_store, batch_size=256)
+    padded = batch.action_mask == 0
+    assert padded.any() and (batch.action_mask == 1).any()  # the batch reaches past some episode ends
+    with torch.no_grad():
+        predicted = agent.flat_policy(batch.obs)
+    moved = batch.action.clone().view(len(batch), H, 7)
+    moved[padded] += 5.0  # whatever the padding holds must not change the loss
+    base = agent.imitation_loss(predicted, batch).item()
+    batch.action = moved.view(len(batch), -1)
+    assert agent.imitation_loss(predicted, batch).item() == pytest.approx(base, rel=1e-6)
+
+
 def test_stage_1_lowers_the_imitation_loss(reach_store):
     torch.manual_seed(0)
     agent = small_agent()

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.plan import Phase
@@ -169,9 +168,13 @@ class CORFT(torch.nn.Module):
         return info
 
     def imitation_loss(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
-        if self.config.imitation_loss == "l1":
-            return F.l1_loss(predicted, batch.action)
-        return F.mse_loss(predicted, batch.action)
+        """L1 or MSE over the chunk's real actions: those padded past the episode's end do not count."""
+        error = predicted - batch.action
+        error = error.abs() if self.config.imitation_loss == "l1" else error.pow(2)
+        if batch.action_mask is None:
+            return error.mean()
+        mask = batch.action_mask.repeat_interleave(self.action_dim, dim=1)  # [B, h] -> [B, h * A]
+        return (error * mask).sum() / mask.sum().clamp(min=1)
 
     def imitation_step(self, batch: Batch) -> dict[str, float]:
         loss = self.imitation_loss(self.flat_policy(batch.obs, augment=True), batch)

@@ -300,11 +300,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument("--poll-checkpoints", type=float, default=0.0,
                         help="seconds between checks of checkpoints/latest (0: only the announce topic)")
+    parser.add_argument("--execute-steps", type=int, default=None,
+                        help="action chunks: run k <= h actions of each chunk, then query again (default h)")
+    parser.add_argument("--temporal-ensemble", action="store_true",
+                        help="action chunks: query every tick and blend the overlapping chunks (ACT)")
     parser.add_argument("--name", default="policy", help="the node name")
     args, _ros_args = parser.parse_known_args(argv)
     if not args.rate > 0:
         parser.error(f"--rate: expected a positive rate in Hz, found {args.rate}")
     return args
+
+
+def node_options(args: argparse.Namespace) -> dict:
+    return dict(rate_hz=args.rate, deterministic=not args.stochastic, poll_checkpoints_s=args.poll_checkpoints,
+                node_name=args.name, execute_steps=args.execute_steps, temporal_ensemble=args.temporal_ensemble)
 
 
 def checkpoint_task(checkpoint) -> tuple[str, str]:
@@ -333,7 +342,7 @@ def main(argv=None) -> None:
             _run_topics(args, robot, task)
         else:
             _run_twin(args, task)
-    except (ObservationMismatch, StaleStreamError) as err:
+    except (ObservationMismatch, StaleStreamError, ValueError) as err:
         raise SystemExit(f"policy node: {err}") from None
     finally:
         rclpy.try_shutdown()
@@ -351,9 +360,7 @@ def _run_twin(args: argparse.Namespace, task: str) -> None:
     driver, policy = make_node(backend, driver_args), None
     try:
         driver.get_logger().info(driver.enable_torque(True)[1])
-        policy = PolicyNode(args.checkpoint, twin_observation(backend), rate_hz=args.rate,
-                            deterministic=not args.stochastic, poll_checkpoints_s=args.poll_checkpoints,
-                            node_name=args.name)
+        policy = PolicyNode(args.checkpoint, twin_observation(backend), **node_options(args))
         steps = args.steps or backend.env.max_steps
         _spin([driver, policy], until=lambda: policy.actions_published >= steps or _solved(backend))
         _report(policy, backend)
@@ -392,8 +399,7 @@ def _run_topics(args: argparse.Namespace, robot: str, task: str, ready_timeout: 
             time.sleep(0.05)
         if observe.stale():
             raise StaleStreamError(observe.stale(), args.stale_after)
-        policy = PolicyNode(args.checkpoint, observe, rate_hz=args.rate, deterministic=not args.stochastic,
-                            poll_checkpoints_s=args.poll_checkpoints, node_name=args.name)
+        policy = PolicyNode(args.checkpoint, observe, **node_options(args))
         _spin([policy], until=lambda: args.steps is not None and policy.actions_published >= args.steps)
         p50, p99 = policy.latency_percentiles_ms()
         print(f"{policy.actions_published} actions sent (checkpoint {policy.policy.folder}); inference latency "

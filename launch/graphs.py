@@ -50,6 +50,8 @@ class Options:
     instruction: str | None = None
     checkpoint: str | None = None  # deploy: a checkpoint, checkpoints/ or run folder
     steps: int | None = None       # deploy on the twin: actions to send (default: the task's step limit)
+    execute_steps: int | None = None  # deploy, action chunks: run k <= h actions per chunk (default h)
+    temporal_ensemble: bool = False   # deploy, action chunks: blend overlapping chunks every tick (ACT)
     seed: int = 0
 
     def __post_init__(self):
@@ -119,6 +121,10 @@ def deploy(o: Options) -> list[Process]:
     if not o.checkpoint:
         raise ValueError("deploy needs checkpoint=<checkpoint, checkpoints/ or run folder> (from `robot-rl train`)")
     policy = ["--checkpoint", str(o.checkpoint), "--rate", str(o.rate)]
+    if o.execute_steps:
+        policy += ["--execute-steps", str(o.execute_steps)]
+    if o.temporal_ensemble:
+        policy += ["--temporal-ensemble"]
     if o.backend == "twin":  # the twin, its driver and the policy in one process: the observation is the twin's
         steps = ["--steps", str(o.steps)] if o.steps else []
         return [Process("policy", "robot_rl.drivers.policy_node",
@@ -155,8 +161,10 @@ def options_from_strings(values: dict[str, str]) -> Options:
             parsed[key] = dict(pairs)
         elif key in ("rate", "camera_fps"):
             parsed[key] = float(text)
-        elif key in ("episodes", "seed", "steps"):
+        elif key in ("episodes", "seed", "steps", "execute_steps"):
             parsed[key] = int(text) if text else None
+        elif key == "temporal_ensemble":
+            parsed[key] = text.lower() in ("1", "true", "yes")
         else:
             parsed[key] = text or None
     return Options(**{k: v for k, v in parsed.items() if v is not None or known[k].default is None})

@@ -85,6 +85,10 @@ def test_deploy_on_hardware_reads_the_robot_and_cameras_from_their_topics():
     assert set(graph) == {"widowx", "camera_front", "policy"}
     args = policy_args(list(graph["policy"].args))
     assert (args.observation, args.cameras, args.checkpoint) == ("topics", ["front"], "run")
+    chunked = build_graph("deploy", Options(checkpoint="run", execute_steps=2))[0]
+    assert policy_args(list(chunked.args)).execute_steps == 2
+    blended = build_graph("deploy", Options(checkpoint="run", temporal_ensemble=True))[0]
+    assert policy_args(list(blended.args)).temporal_ensemble
 
 
 def test_launch_arguments_parse_to_the_same_options():

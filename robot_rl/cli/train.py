@@ -26,7 +26,7 @@ errors = Console(stderr=True, soft_wrap=True)
 
 
 def add_parser(verbs) -> None:
-    add_verb(verbs, "train", run, 'train SAC, CQL, Cal-QL, RLPD or WSRL on a twin task', __doc__.split("\n\n")[0],
+    add_verb(verbs, "train", run, 'train SAC, CQL, Cal-QL, RLPD, WSRL, H2O or CO-RFT on a twin task', __doc__.split("\n\n")[0],
              'algo=rlpd task=widowx_pick_place dataset=data/wx.zarr algo.schedule.online_steps=20000 resume=true')
 
 

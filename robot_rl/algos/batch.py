@@ -44,7 +44,7 @@ def to_batch(sample: dict, device: str | torch.device = "cpu") -> Batch:
     if "action_chunk" in sample:
         action = sample["action_chunk"].reshape(n, -1)
         reward, discount, valid = sample["chunk_reward"], sample["bootstrap_discount"], sample["td_valid"]
-        action_mask = sample["action_mask"]
+        action_mask = sample.get("action_mask", np.ones(sample["action_chunk"].shape[:2]))
     else:
         action, reward, discount, valid = sample["action"], sample["reward"], sample["discount"], np.ones(n)
         action_mask = np.ones((n, 1))

@@ -34,7 +34,7 @@ import torch
 
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.plan import Phase
-from robot_rl.algos.sac import ObservationShapes
+from robot_rl.algos.sac import ObservationShapes, config_from_dict
 from robot_rl.nets import CriticEnsemble
 from robot_rl.nets.text import resolve_text_encoder
 from robot_rl.nets.vla import CriticObservationEncoder, VLAPolicy
@@ -77,13 +77,7 @@ class CORFTConfig:
 
     @classmethod
     def from_dict(cls, d) -> CORFTConfig:
-        d = dict(d)
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"agent config: unknown keys {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        config = cls(**d)
+        config = config_from_dict(cls, d)
         if config.imitation_loss not in ("l1", "mse"):
             raise ValueError(f"algo.agent.imitation_loss: expected l1 or mse, found {config.imitation_loss!r}")
         if config.chunk < 1:

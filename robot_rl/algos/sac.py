@@ -42,13 +42,18 @@ class SACConfig:
 
     @classmethod
     def from_dict(cls, d) -> SACConfig:
-        d = dict(d)
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"agent config: unknown keys {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
+        return config_from_dict(cls, d)
+
+
+def config_from_dict(cls, d):
+    """An agent config dataclass from ``algo.agent``: unknown keys refused by name, lists made tuples."""
+    d = dict(d)
+    unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"agent config: unknown keys {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
+    if "hidden" in d:
+        d["hidden"] = tuple(d["hidden"])
+    return cls(**d)
 
 
 @dataclass

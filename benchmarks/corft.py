@@ -129,8 +129,10 @@ def checkpoint_after(run_dir: Path, updates: int) -> Path:
     return run_dir / "checkpoints" / f"step_{updates:010d}_{0:09d}"
 
 
-def run_seed(seed: int, dataset: Path, demos: int, n1: int, n2: int, chunk: int, episodes: int) -> list[dict]:
-    common = [f"dataset={dataset}", f"demos={demos}", f"seed={seed}", f"algo.agent.chunk={chunk}"]
+def run_seed(seed: int, dataset: Path, demos: int, n1: int, n2: int, chunk: int, episodes: int,
+             rl_weight: float | None = None) -> list[dict]:
+    common = [f"dataset={dataset}", f"demos={demos}", f"seed={seed}", f"algo.agent.chunk={chunk}",
+              *([f"algo.agent.rl_weight={rl_weight}"] if rl_weight is not None else [])]
     runs = {"imitation": (OUT / "runs" / f"imitation_s{seed}",
                           [f"algo.schedule.imitation_updates={n1 + n2}", "algo.schedule.rl_updates=0"]),
             "corft": (OUT / "runs" / f"corft_s{seed}",
@@ -245,6 +247,8 @@ def main() -> None:
     parser.add_argument("--rl-updates", type=int, default=None, help="N2 (stage 2 of CO-RFT)")
     parser.add_argument("--chunk", type=int, default=2, help="h (the default from --sweep-h)")
     parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes per condition")
+    parser.add_argument("--rl-weight", type=float, default=None,
+                        help="CO-RFT's alpha in lambda = alpha / mean|Q| (default: configs/algo/corft.yaml)")
     parser.add_argument("--sweep-h", action="store_true", help="imitation only for h in 1, 2, 4, 8")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from corft.csv")
     args = parser.parse_args()
@@ -268,7 +272,7 @@ def main() -> None:
         else:
             rows = []
             for seed in range(args.seeds or (1 if args.quick else 2)):
-                rows += run_seed(seed, dataset, demos, n1, n2, args.chunk, episodes)
+                rows += run_seed(seed, dataset, demos, n1, n2, args.chunk, episodes, args.rl_weight)
                 write_csv(rows, csv_path)  # after every seed: a stopped run keeps what it measured (--replot)
         write_csv(rows, csv_path)
     if args.sweep_h:

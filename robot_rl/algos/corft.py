@@ -65,7 +65,7 @@ class CORFTConfig:
     feature_dim: int = 50            # per-camera critic feature size
     tau: float = 0.005
     # stage 2
-    rl_weight: float = 2.5           # TD3+BC's alpha
+    rl_weight: float = 0.1           # alpha of TD3+BC's lambda = alpha / mean|Q| (2.5 there; see corft.yaml)
     target_noise: float = 0.2        # TD3 target policy smoothing (std), clipped at noise_clip
     noise_clip: float = 0.5
     cql_alpha: float = 5.0           # Cal-QL / WSRL's penalty weight

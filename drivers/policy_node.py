@@ -316,13 +316,18 @@ def node_options(args: argparse.Namespace) -> dict:
                 node_name=args.name, execute_steps=args.execute_steps, temporal_ensemble=args.temporal_ensemble)
 
 
-def checkpoint_task(checkpoint) -> tuple[str, str]:
-    """(robot, task) a checkpoint was trained on."""
+def checkpoint_config(checkpoint):
+    """The resolved training config a checkpoint was saved with (robot and task split)."""
     from omegaconf import OmegaConf
 
     from robot_rl.tasks import split_task
 
-    cfg = split_task(OmegaConf.load(resolve_checkpoint(checkpoint) / "config.yaml"))
+    return split_task(OmegaConf.load(resolve_checkpoint(checkpoint) / "config.yaml"))
+
+
+def checkpoint_task(checkpoint) -> tuple[str, str]:
+    """(robot, task) a checkpoint was trained on."""
+    cfg = checkpoint_config(checkpoint)
     return str(cfg.robot), str(cfg.task)
 
 
@@ -353,14 +358,16 @@ def _run_twin(args: argparse.Namespace, task: str) -> None:
     from robot_rl.drivers.widowx.node import make_node
     from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 
-    backend = WidowXTwinBackend(task=task, seed=args.seed)
+    trained = checkpoint_config(args.checkpoint)  # the twin renders the cameras it read, at its image size
+    backend = WidowXTwinBackend(task=task, seed=args.seed, image_size=tuple(trained.get("image_size", (128, 128))))
     backend.connect()
     driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend="twin", port="-",
                                      name="widowx_driver")
     driver, policy = make_node(backend, driver_args), None
     try:
         driver.get_logger().info(driver.enable_torque(True)[1])
-        policy = PolicyNode(args.checkpoint, twin_observation(backend), **node_options(args))
+        observe = twin_observation(backend, tuple(trained.get("cameras", ())))
+        policy = PolicyNode(args.checkpoint, observe, **node_options(args))
         steps = args.steps or backend.env.max_steps
         _spin([driver, policy], until=lambda: policy.actions_published >= steps or _solved(backend))
         _report(policy, backend)

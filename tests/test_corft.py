@@ -257,6 +257,18 @@ def test_policy_node_runs_a_corft_checkpoint_open_loop_or_temporally_ensembled(c
         node.destroy_node()
 
 
+def test_deploying_a_camera_policy_on_the_twin_renders_its_cameras_at_its_size(corft_run):
+    """`python -m robot_rl.drivers.policy_node` (what `robot-rl bringup deploy backend=twin` runs) gives the
+    checkpoint the cameras it was trained on, at its image size, and runs chunks temporally ensembled."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "robot_rl.drivers.policy_node", "--checkpoint", str(corft_run),
+                           "--steps", "4", "--temporal-ensemble"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "after 4 actions" in done.stdout and "over 4 queries" in done.stdout  # a query every tick
+
+
 def test_a_dataset_with_several_instructions_needs_one_named(tmp_path):
     from robot_rl.algos.corft import configure
 

@@ -19,10 +19,11 @@ from robot_rl.sim.widowx import robot as wx
 class WidowXTwinBackend:
     joint_names = wx.JOINT_NAMES
 
-    def __init__(self, task: str = "pick_place", seed: int = 0, real_time: bool = True):
+    def __init__(self, task: str = "pick_place", seed: int = 0, real_time: bool = True,
+                 image_size: tuple[int, int] = (128, 128)):
         from robot_rl.sim import make_env
 
-        self.env = make_env("widowx", task)
+        self.env = make_env("widowx", task, image_size=image_size)  # the size its cameras render at
         self.env.reset(seed=seed)
         model = self.env.model
         joints = (*wx.ARM_JOINTS, "left_finger")

@@ -369,15 +369,17 @@ def make_device(args: argparse.Namespace) -> TeleopDevice:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.device == "scripted":  # the expert reads the twin's state: it plays in the twin's process
+        from robot_rl.drivers.widowx import node
+
+        return node.main(["--backend", "twin", "--task", args.task, "--seed", str(args.seed), "--command-rate",
+                          str(args.rate), "--scripted-episodes", str(args.episodes)])
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
     import rclpy
 
     rclpy.init()
     try:
-        if args.device == "scripted":
-            _run_scripted(args)
-        else:
-            _run_device(make_device(args), args)
+        _run_device(make_device(args), args)
     except (ImportError, TeleopDeviceError) as err:
         raise SystemExit(f"teleop: {err}") from None
     finally:
@@ -396,29 +398,6 @@ def _run_device(device: TeleopDevice, args: argparse.Namespace) -> None:
         if node is not None:
             node.destroy_node()
         device.disconnect()
-
-
-def _run_scripted(args: argparse.Namespace) -> None:
-    """The expert drives a WidowX twin through a driver node in this process (the expert needs the env)."""
-    from robot_rl.drivers.widowx.node import make_node
-    from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
-
-    backend = WidowXTwinBackend(task=args.task, seed=args.seed)
-    backend.connect()
-    driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend="twin", port="-",
-                                     name="widowx_driver")
-    driver, node = make_node(backend, driver_args), None
-    try:
-        driver.get_logger().info(driver.enable_torque(True)[1])
-        device = ScriptedTeleop.for_twin_backend(backend, episodes=args.episodes, seed=args.seed)
-        node = TeleopNode(device, rate_hz=args.rate, deadband=args.deadband, node_name=args.name)
-        _spin([driver, node], until=lambda: device.finished)
-        node.get_logger().info(f"episodes (outcome, actions): {device.outcomes}")
-    finally:
-        driver.shutdown_backend()  # torque off, physics thread stopped
-        for created in (node, driver):
-            if created is not None:
-                created.destroy_node()
 
 
 def _spin(nodes: list, until) -> None:

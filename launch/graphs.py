@@ -108,7 +108,8 @@ def teleop_collect(o: Options) -> list[Process]:
     if scripted:
         # The operator keeps playing until the recorder has its episodes (an episode the recorder
         # refused, e.g. on a stale stream, is played again rather than leaving the job waiting).
-        robot_extra += ["--scripted-episodes", str(2 * o.episodes + 2 if o.episodes else 1_000_000)]
+        robot_extra += ["--scripted-episodes", str(2 * o.episodes + 2 if o.episodes else 1_000_000),
+                        "--wait-for-recorder"]
     processes = [Process("recorder", "robot_rl.drivers.recorder_node", tuple(recorder), completes_job=True),
                  robot_process(o, *robot_extra), *camera_processes(o)]
     if not scripted:

@@ -259,3 +259,13 @@ def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latenc
     assert "[policy] success:" in done.stdout and "after 10 actions" in done.stdout
     assert "[policy] inference latency: p50" in done.stdout
     assert "[bringup] policy finished: stopping the graph" in done.stdout
+
+
+def test_the_scripted_operator_alone_plays_its_episodes_and_exits():
+    """`python -m robot_rl.drivers.teleop --device scripted`: no recorder, so nothing to wait for."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "robot_rl.drivers.teleop", "--device", "scripted", "--task", "reach",
+                           "--episodes", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("episode start") == 2 and "scripted episodes (outcome, actions): [(" in done.stderr

@@ -3,14 +3,15 @@ the nodes that must share its physics (cameras, task state, the scripted operato
 
     python -m robot_rl.drivers.widowx.node --backend dynamixel --port /dev/ttyDXL --rate 50
     python -m robot_rl.drivers.widowx.node --backend twin --task pick_place --cameras front --twin-task
-    python -m robot_rl.drivers.widowx.node --backend twin --cameras front --twin-task --scripted-episodes 5
+    python -m robot_rl.drivers.widowx.node --backend twin --task reach --scripted-episodes 3
 
 With ``--backend twin`` the MuJoCo twin lives in this process, so everything that reads its state runs
 here too, on the same executor (ROS 2 composition, without the component containers of a full ROS
 install): ``--cameras`` adds a twin camera node per name, ``--twin-task`` the task node (privileged
 ``task_state``, reward and success, and the ``reset_task`` service: robot_rl.drivers.twin_task_node),
 and ``--scripted-episodes N`` a teleop node playing the task's scripted expert for N episodes (it needs
-the twin's true state). On hardware, cameras and teleop are processes of their own
+the twin's true state; the process exits after them, and ``--wait-for-recorder`` holds the first start
+until a recorder listens). On hardware, cameras and teleop are processes of their own
 (robot_rl.drivers.camera_node, robot_rl.drivers.teleop); ``robot-rl bringup`` starts them.
 
 DDS stays on this machine unless asked otherwise: ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST
@@ -29,7 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 
-TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes")
+TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,7 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     twin.add_argument("--twin-task", action="store_true", help="publish task_state, reward and success; "
                       "serve reset_task")
     twin.add_argument("--scripted-episodes", type=int, default=0,
-                      help="play the task's scripted expert as the operator for this many episodes")
+                      help="play the task's scripted expert as the operator for this many episodes, then exit")
+    twin.add_argument("--wait-for-recorder", action="store_true",
+                      help="the scripted operator starts once a recorder listens to its episode events")
     args, _ros_args = parser.parse_known_args(argv)
     for key in ("rate", "command_rate", "camera_fps"):
         if not getattr(args, key) > 0:
@@ -93,7 +96,7 @@ def make_node(backend, args: argparse.Namespace):
 
 
 def make_twin_companions(backend, args: argparse.Namespace) -> list:
-    """The nodes that share the twin's physics: cameras, the task node, the scripted operator."""
+    """The nodes that share the twin's physics besides the scripted operator: cameras, the task node."""
     from robot_rl.drivers.camera_node import twin_camera_node
 
     nodes = [twin_camera_node(backend, camera, args.camera_fps) for camera in args.cameras]
@@ -102,15 +105,20 @@ def make_twin_companions(backend, args: argparse.Namespace) -> list:
 
         # Faster than the commands: each recorded row takes the reward of the newest status after its action.
         nodes.append(TwinTaskNode(backend, rate_hz=4 * args.command_rate))
-    if args.scripted_episodes:
-        from robot_rl.drivers.teleop import ScriptedTeleop, TeleopNode
-
-        operator = ScriptedTeleop.for_twin_backend(backend, episodes=args.scripted_episodes, seed=args.seed)
-        waiting = WaitForListener(operator)
-        teleop = TeleopNode(waiting, rate_hz=args.command_rate, deadband=0.0, node_name="teleop")
-        waiting.listening = lambda: teleop.episode_pub.get_subscription_count() > 0
-        nodes.append(teleop)
     return nodes
+
+
+def scripted_operator_node(backend, args: argparse.Namespace):
+    """A teleop node playing the twin task's scripted expert for ``scripted_episodes`` episodes; with
+    ``wait_for_recorder`` it starts once someone listens to its episode events."""
+    from robot_rl.drivers.teleop import ScriptedTeleop, TeleopNode
+
+    operator = ScriptedTeleop.for_twin_backend(backend, episodes=args.scripted_episodes, seed=args.seed)
+    device = WaitForListener(operator) if args.wait_for_recorder else operator
+    teleop = TeleopNode(device, rate_hz=args.command_rate, deadband=0.0, node_name="teleop")
+    if args.wait_for_recorder:
+        device.listening = lambda: teleop.episode_pub.get_subscription_count() > 0
+    return teleop, operator
 
 
 class WaitForListener:
@@ -155,12 +163,18 @@ def main(argv=None) -> None:
         backend.close()
         raise SystemExit(f"widowx driver: {err}") from None
     rclpy.init()
-    nodes = []
+    nodes, operator = [], None
     try:
         nodes.append(make_node(backend, args))
         nodes.extend(make_twin_companions(backend, args) if args.backend == "twin" else [])
+        if args.scripted_episodes:
+            teleop, operator = scripted_operator_node(backend, args)
+            nodes.append(teleop)
         # The scripted operator cannot press the enable button.
-        spin(nodes, enable_torque=args.enable_torque or bool(args.scripted_episodes))
+        spin(nodes, enable_torque=args.enable_torque or bool(operator),
+             until=(lambda: operator.finished) if operator else (lambda: False))
+        if operator is not None:
+            nodes[0].get_logger().info(f"scripted episodes (outcome, actions): {operator.outcomes}")
     finally:
         if nodes:
             nodes[0].shutdown_backend()  # torque off, physics thread stopped, port closed
@@ -171,9 +185,10 @@ def main(argv=None) -> None:
         rclpy.try_shutdown()
 
 
-def spin(nodes: list, enable_torque: bool) -> None:
+def spin(nodes: list, enable_torque: bool, until=lambda: False) -> None:
     """Spin the driver (first) and its companions on one single-threaded executor (see
-    robot_rl.drivers.driver_node for why not a multi-threaded one) until Ctrl-C, SIGTERM or shutdown."""
+    robot_rl.drivers.driver_node for why not a multi-threaded one) until ``until()``, Ctrl-C, SIGTERM or
+    shutdown."""
     import signal
 
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -185,7 +200,8 @@ def spin(nodes: list, enable_torque: bool) -> None:
     for node in nodes:
         executor.add_node(node)
     try:
-        executor.spin()
+        while not until():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

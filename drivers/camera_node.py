@@ -37,7 +37,6 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
@@ -52,6 +51,7 @@ from robot_rl.drivers.camera import (
     TwinCamera,
     twin_renderer,
 )
+from robot_rl.drivers.spinning import spin_until
 
 IMAGE_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
@@ -232,12 +232,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _spin(node: CameraNode) -> None:
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until([node])
     finally:
-        executor.shutdown()
         node.destroy_node()

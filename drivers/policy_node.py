@@ -56,6 +56,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
+from robot_rl.drivers.spinning import spin_until
 from robot_rl.learner.checkpoint import latest_checkpoint, resolve_checkpoint
 from robot_rl.learner.chunking import ACT_DECAY, ChunkExecutor
 
@@ -369,7 +370,7 @@ def _run_twin(args: argparse.Namespace, task: str) -> None:
         observe = twin_observation(backend, tuple(trained.get("cameras", ())))
         policy = PolicyNode(args.checkpoint, observe, **node_options(args))
         steps = args.steps or backend.env.max_steps
-        _spin([driver, policy], until=lambda: policy.actions_published >= steps or _solved(backend))
+        spin_until([driver, policy], until=lambda: policy.actions_published >= steps or _solved(backend))
         _report(policy, backend)
     finally:
         driver.shutdown_backend()  # torque off, physics thread stopped
@@ -407,7 +408,7 @@ def _run_topics(args: argparse.Namespace, robot: str, task: str, ready_timeout: 
         if observe.stale():
             raise StaleStreamError(observe.stale(), args.stale_after)
         policy = PolicyNode(args.checkpoint, observe, **node_options(args))
-        _spin([policy], until=lambda: args.steps is not None and policy.actions_published >= args.steps)
+        spin_until([policy], until=lambda: args.steps is not None and policy.actions_published >= args.steps)
         p50, p99 = policy.latency_percentiles_ms()
         print(f"{policy.actions_published} actions sent (checkpoint {policy.policy.folder}); inference latency "
               f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
@@ -429,22 +430,6 @@ def _report(policy: PolicyNode, backend) -> None:
     print(f"success: {_solved(backend)} after {policy.actions_published} actions "
           f"(checkpoint {policy.policy.folder})")
     print(f"inference latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(policy.latencies_ms)} queries")
-
-
-def _spin(nodes: list, until) -> None:
-    """Spin the nodes on one single-threaded executor until ``until()``, Ctrl-C or shutdown."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    executor = SingleThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        while not until():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
 
 
 if __name__ == "__main__":

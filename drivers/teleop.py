@@ -58,6 +58,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
+from robot_rl.drivers.spinning import spin_until
 from robot_rl.drivers.twin_reset import reset_task_keeping_robot
 
 TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -393,27 +394,11 @@ def _run_device(device: TeleopDevice, args: argparse.Namespace) -> None:
         node = TeleopNode(device, rate_hz=args.rate, deadband=args.deadband, node_name=args.name)
         if isinstance(device, KeyboardDevice):
             node.get_logger().info(KeyboardDevice.HELP)
-        _spin([node], until=lambda: False)
+        spin_until([node], until=lambda: False)
     finally:
         if node is not None:
             node.destroy_node()
         device.disconnect()
-
-
-def _spin(nodes: list, until) -> None:
-    """Spin the nodes on one single-threaded executor until ``until()``, Ctrl-C or shutdown."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    executor = SingleThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        while not until():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
 
 
 if __name__ == "__main__":

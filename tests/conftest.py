@@ -18,3 +18,13 @@ def context():
     rclpy.init(context=ctx)
     yield ctx
     rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture
+def spinner(context):
+    """Nodes spun in a background thread (ros_helpers.Spinner), stopped and destroyed after the test."""
+    from ros_helpers import Spinner
+
+    spin = Spinner(context)
+    yield spin
+    spin.stop()

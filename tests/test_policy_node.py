@@ -33,7 +33,7 @@ from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 from robot_rl.learner.checkpoint import resolve_checkpoint
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
-from ros_helpers import Spinner, wait_for
+from ros_helpers import wait_for
 
 RATE_HZ = 5.0
 _namespaces = itertools.count()
@@ -110,13 +110,6 @@ class Listener(Node):
 
 def values(status: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
-
-
-@pytest.fixture
-def spinner(context):
-    spin = Spinner(context)
-    yield spin
-    spin.stop()
 
 
 def namespace() -> str:

@@ -31,7 +31,7 @@ from robot_rl.drivers.teleop_devices import GamepadDevice, SpaceMouseDevice
 from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
-from ros_helpers import Spinner, wait_for
+from ros_helpers import wait_for
 
 RATE_HZ = 5.0
 SPEED = 0.5
@@ -74,13 +74,6 @@ class FixedDevice:
 
     def read(self) -> TeleopInput:
         return TeleopInput(self.delta.copy())
-
-
-@pytest.fixture
-def spinner(context):
-    spin = Spinner(context)
-    yield spin
-    spin.stop()
 
 
 def namespace() -> str:

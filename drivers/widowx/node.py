@@ -186,30 +186,13 @@ def main(argv=None) -> None:
 
 
 def spin(nodes: list, enable_torque: bool, until=lambda: False) -> None:
-    """Spin the driver (first) and its companions on one single-threaded executor (see
-    robot_rl.drivers.driver_node for why not a multi-threaded one) until ``until()``, Ctrl-C, SIGTERM or
-    shutdown."""
-    import signal
-
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    """Torque on if asked, then spin the driver (first) and its companions until ``until()``, Ctrl-C,
+    SIGTERM or shutdown."""
+    from robot_rl.drivers.spinning import spin_until
 
     if enable_torque:
         nodes[0].get_logger().info(nodes[0].enable_torque(True)[1])
-    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's SIGTERM turns the torque off like Ctrl-C
-    executor = SingleThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        while not until():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    spin_until(nodes, until)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,15 @@ controller's own clipping (workspace box, tilt) and the safety filter.
 dx, dy, dz are the target position's move divided by ``scale.position`` (m per unit); droll, dpitch, dyaw
 are the rotation from the old to the new target orientation, about the fixed base axes (extrinsic
 x-y-z, the convention ``DeltaPoseController`` applies), divided by ``scale.rotation`` (rad per unit); the
-gripper entry is absolute (-1 closed, 1 open). Only numpy: quaternions are (w, x, y, z).
+gripper entry is absolute (-1 closed, 1 open). Quaternions are (w, x, y, z).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from robot_rl.sim.rotations import quat_conjugate, quat_mul
 
 
 @dataclass(frozen=True)
@@ -39,18 +41,6 @@ def applied_action(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarra
     delta_pos = (after[0] - before[0]) / scale.position
     rpy = extrinsic_rpy(quat_mul(after[1], quat_conjugate(before[1]))) / scale.rotation
     return np.concatenate([delta_pos, rpy, [float(gripper)]])
-
-
-def quat_conjugate(quat: np.ndarray) -> np.ndarray:
-    w, x, y, z = quat
-    return np.array([w, -x, -y, -z]) / float(np.dot(quat, quat))
-
-
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    return np.array([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw])
 
 
 def extrinsic_rpy(quat: np.ndarray) -> np.ndarray:

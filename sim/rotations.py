@@ -19,6 +19,13 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def quat_conjugate(quat: np.ndarray) -> np.ndarray:
+    """The inverse rotation of a unit quaternion."""
+    out = np.empty(4)
+    mujoco.mju_negQuat(out, np.asarray(quat, dtype=np.float64))
+    return out
+
+
 def local_rotvec(quat: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Rotation vector r, in ref's own frame, with quat = ref * exp(r)."""
     out = np.empty(3)

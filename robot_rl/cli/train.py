@@ -39,20 +39,20 @@ def run(args) -> int:
         return 2
 
 
-def resolve_run(overrides: list[str]):
-    """The config of a new run, or with ``resume=true`` the saved config of ``run_dir`` (default: the
-    newest run under runs/train/) with the other overrides applied on top."""
-    cfg = split_task(load_config("train", overrides))
-    if not cfg.resume:
+def resolve_run(overrides: list[str], verb: str = "train", saved_config: bool = False):
+    """The config of a new run, or with ``resume=true`` (or ``saved_config``) the saved config of
+    ``run_dir`` (default: the newest run beside it) with the other overrides applied on top."""
+    cfg = split_task(load_config(verb, overrides))
+    if not (cfg.resume or saved_config):
         return cfg
     given = {o.split("=", 1)[0] for o in overrides}
     run_dir = Path(cfg.run_dir) if "run_dir" in given else newest_run(Path(cfg.run_dir).parent)
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
-        raise ConfigError(f"resume=true: {saved_path} does not exist; give run_dir=<a folder made by robot-rl train>")
+        raise ConfigError(f"resume=true: {saved_path} does not exist; give run_dir=<a folder made by robot-rl {verb}>")
     saved = OmegaConf.load(saved_path)
     extra = [o for o in overrides if o.split("=", 1)[0] not in ("resume", "run_dir")]
-    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra), {"resume": True, "run_dir": str(run_dir)})
+    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra), {"resume": bool(cfg.resume), "run_dir": str(run_dir)})
     return split_task(cfg)
 
 
@@ -75,7 +75,7 @@ def train(cfg) -> int:
     with job_progress(console) as progress:
         trainer = Trainer(cfg, run_dir, progress)
         if trainer.resumed_from:
-            console.print(f"resuming from {trainer.resumed_from}")
+            console.print(f"resuming from {trainer.resumed_from}", soft_wrap=True)
         try:
             state = trainer.run()
         except KeyboardInterrupt:

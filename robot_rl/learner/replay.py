@@ -11,22 +11,28 @@ from robot_rl.datasets import (
     ChunkSampler,
     EmbodimentSpec,
     MixtureSampler,
+    SpecMismatchError,
     StoreWriter,
     TrajectoryReader,
     TransitionSampler,
+    create_store,
 )
+from robot_rl.datasets.layout import store_exists
 
 
 class Replay:
     def __init__(self, spec: EmbodimentSpec, keys: tuple[str, ...], online_url: str | os.PathLike,
                  offline_url: str | os.PathLike | None, *, batch_size: int, discount: float, n_step: int,
-                 chunk: int, seed: int, offline_in_memory: bool = True, device: str = "cpu"):
+                 chunk: int, seed: int, offline_in_memory: bool = True, device: str = "cpu", writer: bool = True):
         self.keys, self.batch_size, self.device = keys, batch_size, device
         self.sampler_args = dict(keys=keys, discount=discount, **(
             {"horizon": chunk} if chunk > 1 else {"n_step": n_step}))
         self.sampler_class = ChunkSampler if chunk > 1 else TransitionSampler
-        # The in-progress episode of a killed run is dropped; every committed one is kept.
-        self.writer = StoreWriter.open_or_create(online_url, spec, on_tail="drop")
+        # ``writer=False``: another process (the actor of `robot-rl finetune`) is the store's writer and
+        # this one only reads it. Otherwise the in-progress episode of a killed run is dropped on open.
+        self.writer = StoreWriter.open_or_create(online_url, spec, on_tail="drop") if writer else None
+        if not writer:
+            open_for_reading(online_url, spec)
         self.online_reader = TrajectoryReader(online_url)
         seeds = np.random.SeedSequence(seed).spawn(2)
         self.online = self.sampler_class(self.online_reader, batch_size, seed=np.random.default_rng(seeds[0]),
@@ -84,7 +90,20 @@ class Replay:
             self.offline.rng.bit_generator.state = state["rng"]["offline"]
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def open_for_reading(url, spec: EmbodimentSpec) -> None:
+    """Create the online store if it does not exist yet; else check it holds ``spec``'s episodes. Never
+    opens a writer: the rows after the last commit belong to a writer that may be running."""
+    if not store_exists(url):
+        create_store(url, spec)
+        return
+    found = TrajectoryReader(url).spec
+    if found.to_dict() != spec.to_dict():
+        raise SpecMismatchError(f"{url} holds episodes of another embodiment spec than this run's twin: "
+                                "give the run a new run_dir, or record with the run's robot, task and cameras")
 
 
 def check_dataset(found: EmbodimentSpec, expected: EmbodimentSpec, keys: tuple[str, ...], url) -> None:

@@ -5,9 +5,18 @@ Counters (``state``): ``phase`` (index into the plan), ``progress`` (updates or 
 that phase), ``env_steps``, ``critic_updates`` and ``cycles`` (UTD cycles) over the run. A resumed run
 restores them, the weights, optimizers and RNGs from the last checkpoint; the online store keeps every
 episode committed before the kill, including those after the checkpoint.
+
+``actor=external`` (what `robot-rl finetune` runs): no twin steps here. Another process, the actor,
+acts with the newest checkpoint and appends episodes to ``run_dir/online.zarr``; online phases consume
+them in order (``env_steps`` counts the rows consumed) at the phase's UTD, waiting while the actor has
+sent nothing new, and a checkpoint is published every ``publish_every`` consumed steps for the actor to
+hot-reload. The store and the run folder are the only link, so the two can run on different machines.
+Each checkpoint's ``actor`` entry says whether the actor should act yet (``acting``: an online phase
+has begun, so not during offline pretraining) and whether training is over (``finished``).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +54,11 @@ def make_twin(cfg: DictConfig):
     return make_env(cfg.robot, cfg.task, reward_type=cfg.reward_type, cameras=tuple(cfg.cameras),
                     image_size=tuple(cfg.image_size), dynamics=dict(cfg.sim.dynamics), max_steps=cfg.max_steps,
                     terminate_on_success=cfg.terminate_on_success)
+
+
+def online_store(run_dir) -> Path:
+    """The run's online episodes (the actor's), next to its checkpoints."""
+    return Path(run_dir) / "online.zarr"
 
 
 def observation_shapes(spec, keys: tuple[str, ...]) -> ObservationShapes:
@@ -90,16 +104,19 @@ class Trainer:
             raise ValueError(f"algo={cfg.algo.name} trains on an offline dataset: give dataset=<store path> "
                              "(record one with `robot-rl collect`)")
         torch.manual_seed(cfg.seed)
-        envs = [make_twin(cfg) for _ in range(cfg.num_envs)]
+        self.external = cfg.get("actor", "internal") == "external"
+        envs = [] if self.external else [make_twin(cfg) for _ in range(cfg.num_envs)]
         self.eval_env = make_twin(cfg)
-        spec = envs[0].embodiment
+        spec = self.eval_env.embodiment
         self.keys = (*cfg.obs_keys, *cfg.cameras)
         if hasattr(algo, "configure"):  # settings the run decides (e.g. CO-RFT's instruction), saved with it
-            algo.configure(cfg, envs[0], dataset_instructions(cfg.dataset, cfg.get("demos")) if cfg.dataset else [])
+            algo.configure(cfg, self.eval_env,
+                           dataset_instructions(cfg.dataset, cfg.get("demos")) if cfg.dataset else [])
         self.agent = build_agent(cfg, spec).to(cfg.device)
-        self.replay = Replay(spec, self.keys, self.run_dir / "online.zarr", cfg.dataset,
+        self.replay = Replay(spec, self.keys, online_store(self.run_dir), cfg.dataset,
                              batch_size=cfg.algo.batch_size, discount=cfg.algo.discount, n_step=cfg.algo.n_step,
-                             chunk=self.agent.config.chunk, seed=cfg.seed, device=cfg.device)
+                             chunk=self.agent.config.chunk, seed=cfg.seed, device=cfg.device,
+                             writer=not self.external)
         if cfg.get("demos") is not None:
             keep_first_episodes(self.replay, cfg.demos, cfg.dataset)
         self.state = TrainState()
@@ -107,12 +124,16 @@ class Trainer:
         if checkpoint is not None:
             saved = load_checkpoint(checkpoint, self.agent, self.agent.optimizers)
             self.replay.restore(saved.pop("replay"))
+            saved.pop("actor", None)
             self.state = TrainState(**saved)
-        self.rollouts = Rollouts(envs, self.replay.writer, seed=TRAIN_SEED_OFFSET + 1000 * cfg.seed,
-                                 first_episode=self.replay.writer.num_episodes)
+        self.rollouts = None if self.external else Rollouts(
+            envs, self.replay.writer, seed=TRAIN_SEED_OFFSET + 1000 * cfg.seed,
+            first_episode=self.replay.writer.num_episodes)
         self.metrics = Metrics(self.run_dir)
         self.resumed_from = checkpoint
         self.last_eval: dict | None = None
+        self.waiting = False  # actor=external: every step the actor sent is consumed
+        self._last_line = time.monotonic()
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainState:
@@ -129,12 +150,18 @@ class Trainer:
                 if self.progress else None
             drawn_before, updates_before = dict(self.replay.drawn), s.critic_updates
             while s.progress < phase.length:
-                advanced = self.online_tick(phase) if phase.online else self.offline_tick(phase)
+                if not phase.online:
+                    advanced = self.offline_tick(phase)
+                else:
+                    advanced = self.external_tick(phase) if self.external else self.online_tick(phase)
                 s.progress += advanced
                 if bar is not None:
                     self.progress.update(bar, advance=advanced, status=self.status())
+                    self.print_progress_line(phase)
                 if self.eval_due(phase, advanced):
                     self.evaluate_and_checkpoint(phase.name)
+                elif self.publish_due(phase, advanced):
+                    self.checkpoint()
             s.phase_log.append({"phase": phase.name, "critic_updates": s.critic_updates - updates_before,
                                 **{f"{k}_rows": self.replay.drawn[k] - drawn_before[k] for k in self.replay.drawn}})
             s.phase, s.progress = s.phase + 1, 0
@@ -163,6 +190,34 @@ class Trainer:
                 self.learn(phase)
         return n
 
+    def external_tick(self, phase: Phase) -> int:
+        """Consume up to 64 steps the actor appended (one UTD cycle each, as online_tick); wait for the
+        actor when every committed step is consumed."""
+        s = self.state
+        if self.replay.online_steps <= s.env_steps:
+            self.waiting = not self.replay.refresh()
+            if self.waiting:
+                time.sleep(self.cfg.actor_poll_s)
+                return 0
+            self.log_actor_episodes()
+        n = min(self.replay.online_steps - s.env_steps, phase.length - s.progress, 64)
+        s.env_steps += n
+        if phase.learn and self.replay.online_ready():
+            for _ in range(n):
+                self.learn(phase)
+        return n
+
+    def log_actor_episodes(self) -> None:
+        s, reader = self.state, self.replay.online_reader
+        rewards, ends = reader.column("reward"), reader.episode_ends
+        for i in range(s.episodes, reader.num_episodes):
+            start = int(ends[i - 1]) if i else 0
+            s.last_episode = {"return": float(rewards[start:ends[i]].sum()),
+                              "success": float(bool(reader.episode_info(i).get("success"))),
+                              "length": int(ends[i]) - start}
+            self.metrics.scalars("rollout", s.last_episode, int(ends[i]))
+        s.episodes = reader.num_episodes
+
     def learn(self, phase: Phase) -> None:
         s = self.state
         batches = [self.replay.sample(phase.offline_ratio) for _ in range(phase.utd)]
@@ -177,6 +232,11 @@ class Trainer:
         every = self.cfg.eval.every_env_steps if phase.online else self.cfg.eval.every_updates
         done = self.state.progress
         return bool(every) and done < phase.length and done // every > (done - advanced) // every
+
+    def publish_due(self, phase: Phase, advanced: int) -> bool:
+        """actor=external: a checkpoint for the actor every ``publish_every`` consumed steps."""
+        every, done = self.cfg.publish_every, self.state.env_steps
+        return self.external and phase.online and done // every > (done - advanced) // every
 
     def evaluate_and_checkpoint(self, phase_name: str, video: bool = False) -> dict:
         s, cfg = self.state, self.cfg
@@ -198,13 +258,24 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         s = self.state
-        state = {**s.__dict__, "replay": self.replay.state()}
+        acting = s.phase >= len(self.phases) or self.phases[s.phase].online
+        state = {**s.__dict__, "replay": self.replay.state(),
+                 "actor": {"acting": acting, "finished": s.phase >= len(self.phases)}}
         name = f"step_{s.critic_updates:010d}_{s.env_steps:09d}"
         return save_checkpoint(self.run_dir / "checkpoints", name, self.agent, self.agent.optimizers, state,
                                OmegaConf.to_yaml(self.cfg), keep=self.cfg.keep_checkpoints)
 
+    def print_progress_line(self, phase: Phase, every_s: float = 15.0) -> None:
+        """A line every ``every_s`` where the bar cannot redraw (a log, or a supervisor's pipe)."""
+        now = time.monotonic()
+        if self.progress.console.is_terminal or now - self._last_line < every_s:
+            return
+        self._last_line = now
+        self.progress.console.print(f"{phase.name}: {self.state.progress}/{phase.length} {self.status()}",
+                                    markup=False, highlight=False)
+
     def status(self) -> str:
-        s, parts = self.state, []
+        s, parts = self.state, ["waiting for the actor's episodes"] if self.waiting else []
         if s.last_episode:
             parts.append(f"return {s.last_episode['return']:.2f} success {s.last_episode['success']:.0f}")
         if self.last_eval:
@@ -212,7 +283,8 @@ class Trainer:
         return " | ".join(parts)
 
     def close(self) -> None:
-        self.rollouts.close()
+        if self.rollouts is not None:
+            self.rollouts.close()
         self.eval_env.close()
         self.replay.close()
         self.metrics.close()

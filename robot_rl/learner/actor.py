@@ -1,0 +1,135 @@
+"""The actor of ``robot-rl finetune`` on the twin without ROS: the run's twin stepped as fast as the CPU
+allows, acting with the learner's newest checkpoint and appending each finished episode to the run's
+online store. The ROS actor (driver, cameras, policy node, recorder) does the same at the robot's real
+rate; this one is for demos and sweeps, where real time would take hours.
+
+    python -m robot_rl.learner.actor --run-dir runs/finetune/<run> --max-lag 200
+
+The checkpoints and the store are the only link to the learner, so the actor waits for the first
+checkpoint whose ``actor.acting`` is set (an online phase has begun), reloads the weights whenever
+``checkpoints/latest`` moves, and exits once a checkpoint says ``finished``. A real robot is slower than
+the learner; the twin is not, so the actor pauses when it has committed ``max_lag`` steps more than the
+newest checkpoint has consumed: otherwise it would fill the store with the actions of a stale policy,
+and UTD would lose its meaning. While the learner is down it therefore pauses too, and it picks up where
+it was when the learner's next checkpoint arrives.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from robot_rl.datasets import StoreWriter
+from robot_rl.learner.checkpoint import latest_checkpoint, load_weights
+from robot_rl.learner.rollout import Rollouts
+from robot_rl.learner.trainer import online_store
+
+ACTOR_SEED_OFFSET = 2_000_000  # the actor's episodes never reuse the seeds of demonstrations or evaluations
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the learner's newest checkpoint tells the actor."""
+    folder: Path
+    env_steps: int   # online steps the learner had consumed when it wrote the checkpoint
+    acting: bool     # an online phase has begun: act with these weights
+    finished: bool   # training is over: stop
+
+
+def newest_published(run_dir: str | Path) -> Published | None:
+    """The newest complete checkpoint of a run, or None (none yet, or pruned while being read)."""
+    folder = latest_checkpoint(Path(run_dir) / "checkpoints")
+    try:
+        state = json.loads((folder / "state.json").read_text()) if folder else None
+    except OSError:
+        return None
+    if state is None:
+        return None
+    actor = state.get("actor", {"acting": True, "finished": False})  # a run trained in one process
+    return Published(folder, int(state["env_steps"]), bool(actor["acting"]), bool(actor["finished"]))
+
+
+def wait_until_acting(run_dir: str | Path, poll_s: float = 0.5, echo=print) -> Published:
+    """Block until the learner publishes a checkpoint to act with (after offline pretraining)."""
+    echo(f"actor: waiting for the learner's first online checkpoint in {Path(run_dir) / 'checkpoints'}")
+    while True:
+        published = newest_published(run_dir)
+        if published is not None and (published.acting or published.finished):
+            return published
+        time.sleep(poll_s)
+
+
+class TwinActor:
+    def __init__(self, run_dir: str | Path, *, max_lag: int = 200, poll_s: float = 0.05, echo=print):
+        from robot_rl.learner.policy import load_policy
+
+        self.run_dir, self.max_lag, self.poll_s, self.echo = Path(run_dir), max_lag, poll_s, echo
+        self.published = wait_until_acting(run_dir, echo=echo)
+        self.agent, env, cfg, _ = load_policy(self.published.folder)  # the run's twin: its task and dynamics
+        self.writer = StoreWriter.open_or_create(online_store(run_dir), env.embodiment, on_tail="drop")
+        self.rollouts = Rollouts([env], self.writer, seed=ACTOR_SEED_OFFSET + 1000 * int(cfg.seed),
+                                 first_episode=self.writer.num_episodes, source="policy")
+        self.reloads, self.episodes = 0, 0
+        echo(f"actor: acting with {self.published.folder.name} on {cfg.robot}/{cfg.task}")
+
+    def run(self) -> int:
+        """Act until the learner says it is finished; returns the episodes committed."""
+        policy = lambda obs: self.agent.act(obs)  # noqa: E731  sampled actions: the policy explores
+        while True:
+            self._reload_if_newer()
+            if self.published.finished:
+                self.echo(f"actor: the learner finished; {self.episodes} episodes committed, "
+                          f"{self.reloads} checkpoints reloaded")
+                return self.episodes
+            if self.writer.num_steps - self.published.env_steps >= self.max_lag:
+                time.sleep(self.poll_s)
+                continue
+            for episode in self.rollouts.step(policy):
+                self.episodes += 1
+                if self.episodes % 25 == 0:
+                    self.echo(f"actor: {self.writer.num_steps} steps, {self.episodes} episodes, last return "
+                              f"{episode.episode_return:.2f}, policy {self.published.folder.name}")
+
+    def _reload_if_newer(self) -> None:
+        published = newest_published(self.run_dir)
+        if published is None or published.folder == self.published.folder:
+            return
+        try:
+            load_weights(self.agent, published.folder)
+        except (OSError, RuntimeError) as err:  # pruned or half-visible: the next look gets a newer one
+            self.echo(f"actor: could not load {published.folder.name} ({err}); keeping {self.published.folder.name}")
+            return
+        self.published = published
+        self.reloads += 1
+
+    def close(self) -> None:
+        self.rollouts.close()
+        self.writer.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m robot_rl.learner.actor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", required=True, help="the finetune run folder (checkpoints/, online.zarr)")
+    parser.add_argument("--max-lag", type=int, default=200,
+                        help="committed steps the actor may run ahead of the newest checkpoint's consumption")
+    args = parser.parse_args(argv)
+    if args.max_lag < 1:
+        parser.error(f"--max-lag: expected a positive number of steps, found {args.max_lag}")
+    import torch
+
+    torch.set_num_threads(1)  # one core for the twin and the policy, the other for the learner
+    actor = TwinActor(args.run_dir, max_lag=args.max_lag)
+    try:
+        actor.run()
+    except KeyboardInterrupt:  # the episode in progress is dropped; every committed one is kept
+        return 130
+    finally:
+        actor.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

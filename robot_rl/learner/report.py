@@ -1,0 +1,75 @@
+"""The report of a fine-tuning run, from what the learner left in its run folder:
+
+    report/success.png   evaluation success rate against online env steps: the fine-tuned policy, and the
+                         pretrained-only policy (the last offline evaluation: its weights no longer change)
+    report/report.md     the final numbers of both, and links to the rest
+    report/rollout.mp4   the fine-tuned policy's last evaluation episode, from the twin camera
+    report/config.yaml   the run's resolved config
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from robot_rl.learner.metrics import read_evaluations
+
+OFFLINE = "offline"  # the phase name of offline pretraining in every algorithm's plan
+
+
+def final_rows(evaluations: list[dict]) -> tuple[dict | None, dict | None]:
+    """(pretrained-only, fine-tuned): the last offline evaluation and the last one after it."""
+    offline = [row for row in evaluations if row["phase"] == OFFLINE]
+    pretrained = offline[-1] if offline else None
+    online = [row for row in evaluations if row["phase"] not in (OFFLINE, "start")]
+    return pretrained, (online[-1] if online else None)
+
+
+def write_report(run_dir: str | Path, title: str) -> Path:
+    """Write ``run_dir/report/`` (see the module docstring); returns the path of report.md."""
+    run_dir = Path(run_dir)
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    evaluations = read_evaluations(run_dir)
+    pretrained, finetuned = final_rows(evaluations)
+    if finetuned is None:
+        raise ValueError(f"{run_dir}: no online evaluation in evaluations.csv yet; the learner has not fine-tuned")
+    plot_success(evaluations, pretrained, out / "success.png", title)
+    shutil.copyfile(run_dir / "config.yaml", out / "config.yaml")
+    videos = sorted((run_dir / "videos").glob("eval_*.mp4"))
+    if videos:
+        shutil.copyfile(videos[-1], out / "rollout.mp4")
+    lines = [f"# {title}", "", "| policy | online env steps | critic updates | success | return |", "|---|---|---|---|---|"]
+    for name, row in (("pretrained only", pretrained), ("fine-tuned", finetuned)):
+        if row is not None:
+            lines.append(f"| {name} | {row['env_steps']:.0f} | {row['updates']:.0f} | {row['success_rate']:.0%} "
+                         f"| {row['return']:.2f} |")
+    lines += ["", "![success rate against online env steps](success.png)", "",
+              f"- rollout of the fine-tuned policy: {'[rollout.mp4](rollout.mp4)' if videos else 'none (eval.video=false)'}",
+              "- resolved config: [config.yaml](config.yaml)",
+              f"- every evaluation: {run_dir / 'evaluations.csv'}; TensorBoard: `tensorboard --logdir {run_dir / 'tb'}`"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out / "report.md"
+
+
+def plot_success(evaluations: list[dict], pretrained: dict | None, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    online = [row for row in evaluations if row["phase"] not in (OFFLINE, "start")]
+    steps = [row["env_steps"] for row in online]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(steps, [100 * row["success_rate"] for row in online], marker="o", label="fine-tuned (online)")
+    if pretrained is not None:
+        ax.plot([0, max(steps)], [100 * pretrained["success_rate"]] * 2, linestyle="--", color="gray",
+                label="pretrained only (offline)")
+    ax.set_xlabel("online env steps")
+    ax.set_ylabel("evaluation success (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

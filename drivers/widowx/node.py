@@ -4,6 +4,7 @@ the nodes that must share its physics (cameras, task state, the scripted operato
     python -m robot_rl.drivers.widowx.node --backend dynamixel --port /dev/ttyDXL --rate 50
     python -m robot_rl.drivers.widowx.node --backend twin --task pick_place --cameras front --twin-task
     python -m robot_rl.drivers.widowx.node --backend twin --task reach --scripted-episodes 3
+    python -m robot_rl.drivers.widowx.node --backend twin --task reach --twin-task --policy runs/finetune/<run>
 
 With ``--backend twin`` the MuJoCo twin lives in this process, so everything that reads its state runs
 here too, on the same executor (ROS 2 composition, without the component containers of a full ROS
@@ -11,7 +12,9 @@ install): ``--cameras`` adds a twin camera node per name, ``--twin-task`` the ta
 ``task_state``, reward and success, and the ``reset_task`` service: robot_rl.drivers.twin_task_node),
 and ``--scripted-episodes N`` a teleop node playing the task's scripted expert for N episodes (it needs
 the twin's true state; the process exits after them, and ``--wait-for-recorder`` holds the first start
-until a recorder listens). On hardware, cameras and teleop are processes of their own
+until a recorder listens). ``--policy <run folder>`` adds the policy node of a fine-tuning run
+(robot_rl.drivers.policy_node, reading the twin's observation): it waits for the learner's first online
+checkpoint, samples its actions, and reloads each newer checkpoint. On hardware, cameras and teleop are processes of their own
 (robot_rl.drivers.camera_node, robot_rl.drivers.teleop); ``robot-rl bringup`` starts them.
 
 DDS stays on this machine unless asked otherwise: ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST
@@ -30,7 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 
-TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder")
+TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "policy", "dynamics")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="play the task's scripted expert as the operator for this many episodes, then exit")
     twin.add_argument("--wait-for-recorder", action="store_true",
                       help="the scripted operator starts once a recorder listens to its episode events")
+    twin.add_argument("--dynamics", default=None, help="a robot_rl/configs/sim/dynamics preset, e.g. perturbed")
+    twin.add_argument("--policy", default=None, metavar="RUN_DIR",
+                      help="act with the newest checkpoint of this fine-tuning run (sampled actions, hot reload)")
     args, _ros_args = parser.parse_known_args(argv)
     for key in ("rate", "command_rate", "camera_fps"):
         if not getattr(args, key) > 0:
@@ -71,7 +77,8 @@ def make_backend(args: argparse.Namespace):
     if args.backend == "twin":
         from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 
-        return WidowXTwinBackend(task=getattr(args, "task", "pick_place"), seed=getattr(args, "seed", 0))
+        return WidowXTwinBackend(task=getattr(args, "task", "pick_place"), seed=getattr(args, "seed", 0),
+                                 dynamics=getattr(args, "dynamics", None))
     from robot_rl.drivers.widowx.dynamixel_backend import WidowXDynamixelBackend
 
     return WidowXDynamixelBackend(port=args.port)
@@ -121,6 +128,16 @@ def scripted_operator_node(backend, args: argparse.Namespace):
     return teleop, operator
 
 
+def finetune_policy_node(backend, args: argparse.Namespace):
+    """The policy node of a fine-tuning run on the twin: from the learner's first online checkpoint on,
+    sampled actions at the command rate, each newer checkpoint reloaded within a second."""
+    from robot_rl.drivers.policy_node import PolicyNode, checkpoint_config, twin_observation
+
+    cameras = tuple(checkpoint_config(args.policy).get("cameras", ()))
+    return PolicyNode(args.policy, twin_observation(backend, cameras), rate_hz=args.command_rate,
+                      deterministic=False, poll_checkpoints_s=1.0)
+
+
 class WaitForListener:
     """A teleop device that stays idle until someone listens to ``episode_control`` (the recorder) and
     has had ``settle_s`` to receive the other streams: a scripted operator starts at its first tick, and a
@@ -156,6 +173,10 @@ def main(argv=None) -> None:
 
     from robot_rl.drivers.backend import BackendFault
 
+    if args.policy:  # nothing runs before the learner's first online checkpoint: no stream for a recorder to start on
+        from robot_rl.learner.actor import wait_until_acting
+
+        wait_until_acting(args.policy)
     backend = make_backend(args)
     try:
         backend.connect()
@@ -170,6 +191,8 @@ def main(argv=None) -> None:
         if args.scripted_episodes:
             teleop, operator = scripted_operator_node(backend, args)
             nodes.append(teleop)
+        if args.policy:
+            nodes.append(finetune_policy_node(backend, args))
         # The scripted operator cannot press the enable button.
         spin(nodes, enable_torque=args.enable_torque or bool(operator),
              until=(lambda: operator.finished) if operator else (lambda: False))

@@ -20,10 +20,13 @@ class WidowXTwinBackend:
     joint_names = wx.JOINT_NAMES
 
     def __init__(self, task: str = "pick_place", seed: int = 0, real_time: bool = True,
-                 image_size: tuple[int, int] = (128, 128)):
+                 image_size: tuple[int, int] = (128, 128), dynamics: str | dict | None = None):
         from robot_rl.sim import make_env
 
-        self.env = make_env("widowx", task, image_size=image_size)  # the size its cameras render at
+        # dynamics: a robot_rl.sim.dynamics preset or knobs. The model's masses, friction, damping and gains
+        # apply; the action latency and noise knobs act in env.step, which the driver bypasses (its
+        # commands reach the actuators through the message path, with its own latency).
+        self.env = make_env("widowx", task, image_size=image_size, dynamics=dynamics)
         self.env.reset(seed=seed)
         model = self.env.model
         joints = (*wx.ARM_JOINTS, "left_finger")

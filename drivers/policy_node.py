@@ -1,6 +1,6 @@
 """The policy node: a learner checkpoint drives the robot through the driver node's safety filter.
 
-    python -m robot_rl.drivers.policy_node --checkpoint runs/train/<run> --backend twin --rate 5
+    python -m robot_rl.drivers.policy_node --checkpoint runs/train/<run> --backend twin --rate 5 --report r.json
 
     node = PolicyNode(checkpoint, twin_observation(backend), rate_hz=5.0)   # next to a DriverNode
 
@@ -16,6 +16,7 @@ query; ``temporal_ensemble=True`` queries every tick and averages the overlappin
 | `ee_delta_command`    | publish | std_msgs/Float64MultiArray (7)  | the control rate (default 5 Hz) | reliable, volatile, last 10       |
 | `diagnostics`         | publish | diagnostic_msgs/DiagnosticArray | 1 Hz, and at once on a reload   | reliable, volatile, last 10       |
 | `checkpoint_announce` | subscr. | std_msgs/String                 | event: a new checkpoint         | reliable, transient local, last 1 |
+| `ee_command_applied`  | subscr. | sensor_msgs/JointState (7)      | the driver's answer per command | reliable, volatile, last 10       |
 
 - `ee_delta_command`: the agent's 7-D action (dxyz, drpy, gripper), clipped to [-1, 1]: the Bridge
   convention of robot_rl.drivers.driver_node. If this node stops, the driver's watchdog holds the arm.
@@ -27,9 +28,27 @@ query; ``temporal_ensemble=True`` queries every tick and averages the overlappin
   the reason, until a later checkpoint loads. Transient local: a node started after the announcement
   still gets the last one. ``poll_checkpoints_s`` > 0 also checks the running checkpoint's
   `checkpoints/latest` every so many seconds (for setups without the topic).
+- `ee_command_applied`: the driver node publishes one for each ee_delta_command it executed (see
+  robot_rl.drivers.driver_node); the node uses it only to time commands (below).
 - `diagnostics`: one status "<node>: policy" with the checkpoint in use, inference latency p50/p99 in
-  ms (time.perf_counter around agent.act, over the last 1000 queries), actions published, the control
-  rate achieved, reloads done and the last refusal.
+  ms (time.perf_counter around agent.act, over the last 1000 queries), command latency p50/p99 in ms
+  (over the last 1000 answered commands) and the commands left unanswered, actions published, the
+  control rate achieved, reloads done and the last refusal.
+
+*Command latency* is a round trip, timed in this process with time.perf_counter: from just before a
+command is published to the arrival of the driver's `ee_command_applied` for it, i.e. DDS delivery to
+the driver, its safety filter, IK and backend write (in the command's callback), the applied message's
+publication and DDS delivery back, plus any wait for this process's executor. It is an upper bound on
+publish -> backend write (the way back is about one more DDS delivery), not the time the arm takes to
+move. Answers carry no command id: they are matched to commands in FIFO order (the driver answers in
+order, within its callback). A command the driver refused (torque off, a fault, a malformed or NaN
+command) gets no answer, so when an answer arrives, the pending commands older than half a control
+period that have a newer one pending are dropped and counted as unanswered: the newer command is the
+one answered, given round trips well within a control period (about 2 ms p50 on the twin here, 200 ms
+at 5 Hz). The price: a round trip longer than a control period is not measured as such but shows up
+as unanswered commands (and its answer timed from the newer command). The matching assumes the node
+is the only publisher of ee_delta_command in its namespace (the deploy graph's case). ``--report PATH``
+writes the run's numbers as JSON when the node stops (write_report).
 
 The observation source is a callable ``() -> dict[str, np.ndarray]`` (unbatched) giving at least the keys
 the checkpoint reads (its config's ``obs_keys`` and ``cameras``). ``twin_observation(backend)`` reads the
@@ -54,6 +73,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from robot_rl.drivers.spinning import spin_until
@@ -65,7 +85,8 @@ ANNOUNCE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 EE_ACTION_DIM = 7
 DIAGNOSTICS_PERIOD = 1.0  # s
-LATENCY_WINDOW = 1000     # inference timings kept for p50/p99
+LATENCY_WINDOW = 1000     # inference and command timings kept for p50/p99
+MAX_UNANSWERED = 100      # commands awaiting the driver's answer; older ones count as unanswered
 PRIVILEGED_KEYS = {"task_state": "twin-only privileged object and goal state; retrain with obs_keys=[state]"}
 
 ObservationSource = Callable[[], dict[str, np.ndarray]]
@@ -154,7 +175,9 @@ class PolicyNode(Node):
         self._pending: LoadedPolicy | None = None
         self._chunks = ChunkExecutor(execute_steps, temporal_ensemble, ensemble_decay)
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self.actions_published, self.reloads = 0, 0
+        self.command_latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._awaiting_answer: deque[float] = deque()  # perf_counter at publish, oldest first
+        self.actions_published, self.reloads, self.commands_unanswered = 0, 0, 0
         self.refusal: str | None = None
         self._refused_path: Path | None = None
         self._ticks, self._window_start, self._control_rate = 0, time.monotonic(), 0.0
@@ -166,6 +189,7 @@ class PolicyNode(Node):
         self.command_pub = self.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", COMMAND_QOS)
         self.create_subscription(String, "checkpoint_announce", self._on_announce, ANNOUNCE_QOS)
+        self.create_subscription(JointState, "ee_command_applied", self._on_command_applied, COMMAND_QOS)
         self.control_timer = self.create_timer(1.0 / self.rate_hz, self.tick)
         self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics)
         self.poll_timer = self.create_timer(poll_checkpoints_s, self._poll) if poll_checkpoints_s > 0 else None
@@ -178,8 +202,28 @@ class PolicyNode(Node):
         if self._chunks.needs_query():
             self._chunks.push(self._query(self.observe()))
         action = np.clip(np.asarray(self._chunks.next_action(), dtype=float), -1.0, 1.0)
-        self.command_pub.publish(Float64MultiArray(data=action.tolist()))
+        msg = Float64MultiArray(data=action.tolist())
+        if len(self._awaiting_answer) >= MAX_UNANSWERED:
+            self._awaiting_answer.popleft()
+            self.commands_unanswered += 1
+        self._awaiting_answer.append(time.perf_counter())
+        self.command_pub.publish(msg)
         self.actions_published += 1
+
+    def _on_command_applied(self, _msg: JointState) -> None:
+        """The driver's answer to the oldest pending command (FIFO; see the module docstring)."""
+        now = time.perf_counter()
+        pending = self._awaiting_answer
+        while len(pending) > 1 and now - pending[0] > 0.5 / self.rate_hz:
+            pending.popleft()  # refused by the driver: the answer is the newer command's
+            self.commands_unanswered += 1
+        if pending:  # else an answer to a command already counted unanswered
+            self.command_latencies_ms.append(1e3 * (now - pending.popleft()))
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """A command was published and the driver's ee_command_applied for it has not arrived (yet)."""
+        return bool(self._awaiting_answer)
 
     def _query(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         start = time.perf_counter()
@@ -199,10 +243,20 @@ class PolicyNode(Node):
 
     def latency_percentiles_ms(self) -> tuple[float, float]:
         """(p50, p99) of the recent inference latencies in ms; NaN before the first query."""
-        if not self.latencies_ms:
-            return float("nan"), float("nan")
-        p50, p99 = np.percentile(np.fromiter(self.latencies_ms, float), [50, 99])
-        return float(p50), float(p99)
+        return _percentiles(self.latencies_ms)
+
+    def command_latency_percentiles_ms(self) -> tuple[float, float]:
+        """(p50, p99) of the recent command round trips in ms (module docstring); NaN before the first."""
+        return _percentiles(self.command_latencies_ms)
+
+    def summary(self) -> dict:
+        """The run's numbers: what --report writes (NaN where nothing was measured yet)."""
+        (p50, p99), (c50, c99) = self.latency_percentiles_ms(), self.command_latency_percentiles_ms()
+        return {"checkpoint": str(self.policy.folder), "task": f"{self.policy.robot}/{self.policy.task}",
+                "actions_published": self.actions_published, "inference_p50_ms": p50, "inference_p99_ms": p99,
+                "inference_samples": len(self.latencies_ms), "command_p50_ms": c50, "command_p99_ms": c99,
+                "command_samples": len(self.command_latencies_ms), "commands_unanswered": self.commands_unanswered,
+                "commands_pending": len(self._awaiting_answer), "reloads": self.reloads}
 
     # --- hot reload ---------------------------------------------------------------------------
 
@@ -255,12 +309,14 @@ class PolicyNode(Node):
         self.diagnostics_pub.publish(msg)
 
     def _status(self) -> DiagnosticStatus:
-        p50, p99 = self.latency_percentiles_ms()
+        (p50, p99), (c50, c99) = self.latency_percentiles_ms(), self.command_latency_percentiles_ms()
         level, message = ((DiagnosticStatus.ERROR, self.refusal) if self.refusal
                           else (DiagnosticStatus.OK, f"running {self.policy.folder.name}"))
         values = {"checkpoint": str(self.policy.folder), "task": f"{self.policy.robot}/{self.policy.task}",
                   "inference_p50_ms": f"{p50:.2f}", "inference_p99_ms": f"{p99:.2f}",
-                  "inference_samples": len(self.latencies_ms), "actions_published": self.actions_published,
+                  "inference_samples": len(self.latencies_ms), "command_p50_ms": f"{c50:.2f}",
+                  "command_p99_ms": f"{c99:.2f}", "command_samples": len(self.command_latencies_ms),
+                  "commands_unanswered": self.commands_unanswered, "actions_published": self.actions_published,
                   "control_rate_hz": f"{self._control_rate:.1f}", "control_rate_target_hz": f"{self.rate_hz:.1f}",
                   "deterministic": self.deterministic, "reloads": self.reloads, "last_refusal": self.refusal or ""}
         return DiagnosticStatus(level=level, name=f"{self.get_name()}: policy", message=message,
@@ -272,6 +328,13 @@ class PolicyNode(Node):
         for timer in (self.control_timer, self.diagnostics_timer, self.poll_timer):
             if timer is not None:
                 timer.cancel()
+
+
+def _percentiles(window) -> tuple[float, float]:
+    if not window:
+        return float("nan"), float("nan")
+    p50, p99 = np.percentile(np.fromiter(window, float), [50, 99])
+    return float(p50), float(p99)
 
 
 def _resolved_or_none(path) -> Path | None:
@@ -299,6 +362,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="actions to send (default: the task's step limit)")
     parser.add_argument("--seed", type=int, default=0, help="the twin's task seed")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    parser.add_argument("--wait-for-acting", action="store_true",
+                        help="--checkpoint is a fine-tuning run folder: start once its learner publishes its first "
+                             "online checkpoint (robot-rl finetune)")
     parser.add_argument("--poll-checkpoints", type=float, default=0.0,
                         help="seconds between checks of checkpoints/latest (0: only the announce topic)")
     parser.add_argument("--execute-steps", type=int, default=None,
@@ -306,6 +372,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--temporal-ensemble", action="store_true",
                         help="action chunks: query every tick and blend the overlapping chunks (ACT)")
     parser.add_argument("--name", default="policy", help="the node name")
+    parser.add_argument("--report", default=None, metavar="PATH",
+                        help="write a JSON report here when the node stops (twin: after its steps or success; "
+                             "topics: at exit, Ctrl-C included): success, actions, inference and command latency")
     args, _ros_args = parser.parse_known_args(argv)
     if not args.rate > 0:
         parser.error(f"--rate: expected a positive rate in Hz, found {args.rate}")
@@ -337,6 +406,10 @@ def main(argv=None) -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
     import rclpy
 
+    if args.wait_for_acting:
+        from robot_rl.learner.actor import wait_until_acting
+
+        wait_until_acting(args.checkpoint)
     robot, task = checkpoint_task(args.checkpoint)
     if robot != "widowx":
         raise SystemExit(f"policy node: checkpoint={args.checkpoint} drives {robot!r}; --backend twin is the WidowX")
@@ -371,7 +444,8 @@ def _run_twin(args: argparse.Namespace, task: str) -> None:
         policy = PolicyNode(args.checkpoint, observe, **node_options(args))
         steps = args.steps or backend.env.max_steps
         spin_until([driver, policy], until=lambda: policy.actions_published >= steps or _solved(backend))
-        _report(policy, backend)
+        _await_answers([driver, policy], policy)
+        _report(policy, _solved(backend), args.report)
     finally:
         driver.shutdown_backend()  # torque off, physics thread stopped
         for created in (policy, driver):
@@ -409,10 +483,10 @@ def _run_topics(args: argparse.Namespace, robot: str, task: str, ready_timeout: 
             raise StaleStreamError(observe.stale(), args.stale_after)
         policy = PolicyNode(args.checkpoint, observe, **node_options(args))
         spin_until([policy], until=lambda: args.steps is not None and policy.actions_published >= args.steps)
-        p50, p99 = policy.latency_percentiles_ms()
-        print(f"{policy.actions_published} actions sent (checkpoint {policy.policy.folder}); inference latency "
-              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        _await_answers([policy], policy)
     finally:
+        if policy is not None:  # also on Ctrl-C, SIGTERM or a stale stream
+            _report(policy, None, args.report)
         streams_executor.shutdown()
         thread.join(timeout=5.0)
         for created in (policy, streams_node):
@@ -425,11 +499,42 @@ def _solved(backend) -> bool:
         return bool(backend.env._evaluate(sparse=True).success)
 
 
-def _report(policy: PolicyNode, backend) -> None:
-    p50, p99 = policy.latency_percentiles_ms()
-    print(f"success: {_solved(backend)} after {policy.actions_published} actions "
-          f"(checkpoint {policy.policy.folder})")
-    print(f"inference latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(policy.latencies_ms)} queries")
+def _await_answers(nodes: list, policy: PolicyNode) -> None:
+    """Spin up to one control period (at most 1 s) more for the driver's answer to the last command."""
+    if policy.context.ok():  # not after an rclpy shutdown (Ctrl-C)
+        deadline = time.monotonic() + min(1.0, 1.0 / policy.rate_hz)
+        spin_until(nodes, until=lambda: not policy.awaiting_answer or time.monotonic() > deadline)
+
+
+def _report(policy: PolicyNode, success: bool | None, path: str | None) -> None:
+    """Print the run's outcome and latencies; with ``path``, write them as JSON (write_report)."""
+    s = policy.summary()
+    actions, checkpoint = s["actions_published"], s["checkpoint"]
+    print(f"{actions} actions sent (checkpoint {checkpoint})" if success is None
+          else f"success: {success} after {actions} actions (checkpoint {checkpoint})")
+    print(f"inference latency: p50 {s['inference_p50_ms']:.2f} ms, p99 {s['inference_p99_ms']:.2f} ms over "
+          f"{s['inference_samples']} queries")
+    print(f"command latency: p50 {s['command_p50_ms']:.2f} ms, p99 {s['command_p99_ms']:.2f} ms over "
+          f"{s['command_samples']} commands (round trip ee_delta_command -> ee_command_applied; "
+          f"{s['commands_unanswered'] + s['commands_pending']} unanswered)", flush=True)
+    if path:
+        write_report(path, policy, success)
+
+
+def write_report(path: str | os.PathLike, policy: PolicyNode, success: bool | None) -> Path:
+    """PolicyNode.summary() and ``success`` (None: not known, on hardware) as JSON, written atomically;
+    a latency not measured is null."""
+    import json
+    import math
+
+    report = {"success": success, **{k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                     for k, v in policy.summary().items()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 
     teleop_collect   the robot, its cameras, a teleop device and the recorder: episodes into ``out``
     deploy           the robot, its cameras and the policy node driving it from ``checkpoint``
+    finetune_actor   the actor side of ``robot-rl finetune``: the robot acting with the newest checkpoint
+                     of the run folder ``checkpoint``, and the recorder appending each episode to ``out``
 
 With ``backend=twin`` the MuJoCo twin lives in the robot process, and so do the nodes that read its
 state (cameras, task state, the scripted operator): see robot_rl.drivers.widowx.node. With
@@ -52,7 +54,9 @@ class Options:
     steps: int | None = None       # deploy on the twin: actions to send (default: the task's step limit)
     execute_steps: int | None = None  # deploy, action chunks: run k <= h actions per chunk (default h)
     temporal_ensemble: bool = False   # deploy, action chunks: blend overlapping chunks every tick (ACT)
+    report: str | None = None      # deploy: the policy node writes its JSON report here when it stops
     seed: int = 0
+    dynamics: str | None = None    # the twin's robot_rl.sim.dynamics preset (finetune: the "real" stand-in)
 
     def __post_init__(self):
         _check_choice("robot", self.robot, tuple(ROBOT_PROCESSES))
@@ -73,7 +77,7 @@ def robot_process(o: Options, *extra: str) -> Process:
     args = ["--backend", o.backend, "--command-rate", str(o.rate), "--enable-torque", *extra]
     if o.backend == "twin":
         args += ["--task", o.task, "--seed", str(o.seed), "--cameras", ",".join(o.cameras),
-                 "--camera-fps", str(o.camera_fps)]
+                 "--camera-fps", str(o.camera_fps), *(["--dynamics", o.dynamics] if o.dynamics else [])]
     else:
         args += ["--port", o.port]
     return Process(o.robot, ROBOT_PROCESSES[o.robot], tuple(args))
@@ -126,6 +130,8 @@ def deploy(o: Options) -> list[Process]:
         policy += ["--execute-steps", str(o.execute_steps)]
     if o.temporal_ensemble:
         policy += ["--temporal-ensemble"]
+    if o.report:
+        policy += ["--report", str(o.report)]
     if o.backend == "twin":  # the twin, its driver and the policy in one process: the observation is the twin's
         steps = ["--steps", str(o.steps)] if o.steps else []
         return [Process("policy", "robot_rl.drivers.policy_node",
@@ -133,6 +139,25 @@ def deploy(o: Options) -> list[Process]:
     cameras = ("--cameras", *o.cameras) if o.cameras else ()
     return [robot_process(o), *camera_processes(o),
             Process("policy", "robot_rl.drivers.policy_node", (*policy, "--observation", "topics", *cameras))]
+
+
+def finetune_actor(o: Options) -> list[Process]:
+    """The robot acting with the newest checkpoint of the run folder ``o.checkpoint`` (sampled actions, hot
+    reload) and the recorder committing each episode of ``o.steps`` actions to ``o.out``. On the twin the
+    recorder resets the task and starts the next episode itself; on hardware it waits for the operator."""
+    if not (o.checkpoint and o.out and o.steps):
+        raise ValueError("finetune_actor needs checkpoint=<run folder>, out=<its online store> and steps=<episode length>")
+    twin = o.backend == "twin"
+    recorder = ["--robot", o.robot, "--task", o.task, "--out", str(o.out), *(("--cameras", *o.cameras) if o.cameras else ()),
+                "--rate", str(o.rate), "--max-steps", str(o.steps), "--source", "policy",
+                *(["--twin-task", "--auto-start"] if twin else ["--no-twin-task"])]
+    processes = [Process("recorder", "robot_rl.drivers.recorder_node", tuple(recorder))]
+    if twin:  # the policy reads the twin's state, so it runs in the robot process
+        return [*processes, robot_process(o, "--twin-task", "--policy", str(o.checkpoint))]
+    cameras = ("--cameras", *o.cameras) if o.cameras else ()
+    policy = ("--checkpoint", str(o.checkpoint), "--rate", str(o.rate), "--observation", "topics", *cameras,
+              "--stochastic", "--poll-checkpoints", "1.0", "--wait-for-acting")
+    return [*processes, robot_process(o), *camera_processes(o), Process("policy", "robot_rl.drivers.policy_node", policy)]
 
 
 GRAPHS = {"teleop_collect": teleop_collect, "deploy": deploy}

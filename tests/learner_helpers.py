@@ -27,3 +27,17 @@ def demo_store(path: Path, task: str = "reach", episodes: int = 4, noise: float 
 
 def train_config(tmp_path: Path, *overrides: str):
     return split_task(load_config("train", [*TINY, f"run_dir={tmp_path / 'run'}", *overrides]))
+
+
+# A tiny SAC run on the WidowX reach twin: an untrained checkpoint for the tests of the policy node and the
+# deploy graph (they check plumbing, not skill).
+TINY_SAC = ["algo=sac", "task=widowx_reach", "algo.agent.hidden=[32,32]", "algo.batch_size=16",
+            "algo.schedule.random_steps=40", "algo.schedule.online_steps=80", "eval.episodes=1", "eval.video=false"]
+
+
+def tiny_checkpoint(run_dir: Path, *overrides: str) -> Path:
+    """The run folder of a `robot-rl train` run with TINY_SAC and ``overrides`` (its checkpoints/ inside)."""
+    from robot_rl.cli.main import main
+
+    main(["train", *TINY_SAC, *overrides, f"run_dir={run_dir}"])
+    return run_dir

@@ -91,6 +91,37 @@ def test_deploy_on_hardware_reads_the_robot_and_cameras_from_their_topics():
     assert policy_args(list(blended.args)).temporal_ensemble
 
 
+def test_the_finetune_actor_on_the_twin_is_a_recorder_and_the_robot_with_its_policy():
+    from robot_rl.drivers.recorder_node import parse_args as recorder_args
+    from robot_rl.launch.graphs import finetune_actor
+
+    recorder, robot = finetune_actor(Options(task="reach", cameras=(), checkpoint="run", out="run/online.zarr",
+                                             steps=40, dynamics="perturbed"))
+    assert not recorder.completes_job and not robot.completes_job  # the learner ends the job
+    args = recorder_args(list(recorder.args))
+    assert (args.out, args.max_steps, args.source, args.auto_start, args.cameras) == \
+           ("run/online.zarr", 40, "policy", True, [])
+    robot_args = parse_args(list(robot.args))
+    assert (robot_args.policy, robot_args.dynamics, robot_args.twin_task) == ("run", "perturbed", True)
+
+
+def test_the_finetune_actor_on_hardware_waits_for_the_operator_and_the_learner():
+    from robot_rl.drivers.policy_node import parse_args as policy_args
+    from robot_rl.drivers.recorder_node import parse_args as recorder_args
+    from robot_rl.launch.graphs import finetune_actor
+
+    graph = {p.name: p for p in finetune_actor(Options(backend="dynamixel", checkpoint="run", out="run/online.zarr",
+                                                       steps=40, camera_devices={"front": "0"}))}
+    assert set(graph) == {"recorder", "widowx", "camera_front", "policy"}
+    assert not recorder_args(list(graph["recorder"].args)).auto_start
+    policy = policy_args(list(graph["policy"].args))
+    assert (policy.checkpoint, policy.observation, policy.wait_for_acting, policy.stochastic) == \
+           ("run", "topics", True, True)
+    assert policy.poll_checkpoints > 0
+    with pytest.raises(ValueError, match="steps=<episode length>"):
+        finetune_actor(Options(checkpoint="run", out="x.zarr"))
+
+
 def test_launch_arguments_parse_to_the_same_options():
     options = options_from_strings({"backend": "dynamixel", "cameras": "front,wrist", "rate": "10",
                                     "camera_devices": "front=/dev/video0,wrist=2", "episodes": "4", "steps": "",
@@ -246,18 +277,16 @@ def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episode
 def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latency(tmp_path):
     import subprocess
 
-    from robot_rl.cli.main import main
+    from learner_helpers import tiny_checkpoint
 
-    run = tmp_path / "train"
-    main(["train", "algo=sac", "task=widowx_reach", "algo.agent.hidden=[32,32]", "algo.batch_size=16",
-          "algo.schedule.random_steps=40", "algo.schedule.online_steps=80", "eval.episodes=1",
-          "eval.video=false", f"run_dir={run}"])
+    run = tiny_checkpoint(tmp_path / "train")
     done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "deploy", "backend=twin",
                            f"checkpoint={run}", "steps=10", f"run_dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[policy] success:" in done.stdout and "after 10 actions" in done.stdout
     assert "[policy] inference latency: p50" in done.stdout
+    assert "[policy] command latency: p50" in done.stdout  # the round trip to the driver's ee_command_applied
     assert "[bringup] policy finished: stopping the graph" in done.stdout
 
 

@@ -44,13 +44,10 @@ _namespaces = itertools.count()
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """(run folder A, checkpoint folder B): a tiny SAC run on widowx_reach, and a perturbed copy of it."""
-    from robot_rl.cli.main import main
+    from learner_helpers import tiny_checkpoint
 
     root = tmp_path_factory.mktemp("policy_node")
-    run_a = root / "run_a"
-    main(["train", "algo=sac", "task=widowx_reach", "algo.agent.hidden=[32,32]", "algo.batch_size=16",
-          "algo.schedule.random_steps=40", "algo.schedule.online_steps=80", "eval.episodes=1",
-          "eval.video=false", f"run_dir={run_a}"])
+    run_a = tiny_checkpoint(root / "run_a")
     checkpoint_b = root / "run_b" / "checkpoints" / "step_b"
     shutil.copytree(resolve_checkpoint(run_a), checkpoint_b)
     perturb_weights(checkpoint_b, seed=1)

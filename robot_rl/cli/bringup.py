@@ -10,12 +10,13 @@ every committed episode).
 """
 from __future__ import annotations
 
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from robot_rl.cli.config import ConfigError, load_config, save_run_config
 
 errors = Console(stderr=True, soft_wrap=True)
+BAD_INPUT = (ConfigError, ValueError, TypeError)  # what graph_options and build_graph raise for bad input
 
 
 def add_parser(verbs) -> None:
@@ -30,19 +31,41 @@ def add_parser(verbs) -> None:
 
 
 def run(args) -> int:
-    from robot_rl.launch.graphs import Options, build_graph
-    from robot_rl.launch.supervisor import run_graph
+    from robot_rl.launch.graphs import build_graph
 
     try:
-        cfg = load_config("bringup", args.overrides)
-        settings = OmegaConf.to_container(cfg)
-        grace_s, run_dir = settings.pop("grace_s"), settings.pop("run_dir")
-        settings["cameras"] = tuple(settings["cameras"])
-        processes = build_graph(args.graph, Options(**settings))
-    except (ConfigError, ValueError, TypeError) as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False)
-        return 2
+        cfg, options = graph_options(args.graph, args.overrides)
+        processes = build_graph(args.graph, options)
+    except BAD_INPUT as e:
+        return bad_input(e)
+    return run_processes(cfg, processes)
+
+
+def graph_options(graph: str, overrides: list[str]):
+    """(the resolved bringup config, with ``graph`` kept in it; the graph Options it gives) from
+    robot_rl/configs/bringup.yaml and ``overrides``. Raises one of BAD_INPUT for bad input."""
+    from robot_rl.launch.graphs import Options
+
+    cfg = load_config("bringup", overrides)
+    settings = OmegaConf.to_container(cfg)
+    for key in ("grace_s", "run_dir"):  # the supervisor's, not the graph's
+        settings.pop(key)
+    settings["cameras"] = tuple(settings["cameras"])
+    options = Options(**settings)
     with open_dict(cfg):
-        cfg.graph = args.graph  # kept in the run's config.yaml
+        cfg.graph = graph  # kept in the run's config.yaml
+    return cfg, options
+
+
+def run_processes(cfg: DictConfig, processes) -> int:
+    """Write the config into its run folder and run the processes to the graph's end (logs in
+    <run_dir>/logs/); the graph's exit status."""
+    from robot_rl.launch.supervisor import run_graph
+
     run_dir = save_run_config(cfg)
-    return run_graph(processes, run_dir / "logs", grace_s=grace_s)
+    return run_graph(processes, run_dir / "logs", grace_s=cfg.grace_s)
+
+
+def bad_input(err: Exception) -> int:
+    errors.print(f"[bold red]error:[/] {err}", highlight=False)
+    return 2

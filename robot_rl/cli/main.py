@@ -1,12 +1,13 @@
 """``robot-rl``: one command, a verb per job. ``robot-rl data --help`` lists the store verbs;
-``robot-rl collect`` records twin demonstrations; ``robot-rl train`` trains a policy and ``robot-rl eval`` evaluates one; ``robot-rl bringup``
-runs a robot job's ROS 2 node graph."""
+``robot-rl collect`` records twin demonstrations; ``robot-rl train`` trains a policy and ``robot-rl eval``
+evaluates one; ``robot-rl bringup`` runs a robot job's ROS 2 node graph; ``robot-rl deploy`` runs a policy on
+the robot and reports its success and latencies."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from robot_rl.cli import bringup, collect, data, evaluate, train
+from robot_rl.cli import bringup, collect, data, deploy, evaluate, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(verbs)
     evaluate.add_parser(verbs)
     bringup.add_parser(verbs)
+    deploy.add_parser(verbs)
     return parser
 
 

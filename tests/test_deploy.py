@@ -1,0 +1,208 @@
+"""`robot-rl deploy` and the policy node's command latency: real processes, real DDS on loopback.
+
+Command latency is the round trip ee_delta_command -> the driver's ee_command_applied
+(robot_rl.drivers.policy_node). The checkpoints come from tiny `robot-rl train` runs (untrained: these
+tests check plumbing, not skill).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from learner_helpers import tiny_checkpoint
+from robot_rl.drivers.driver_node import DriverNode
+from robot_rl.drivers.policy_node import COMMAND_QOS, PolicyNode, twin_observation
+from robot_rl.drivers.safety import SafetyFilter, widowx_limits
+from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+from robot_rl.sim.widowx import robot as wx
+from robot_rl.sim.widowx.control import DeltaPoseController
+from ros_helpers import wait_for
+
+RATE_HZ = 5.0
+_namespaces = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("deploy") / "train")
+
+
+def namespace() -> str:
+    return f"/deploy_test_{os.getpid()}_{next(_namespaces)}"
+
+
+def twin_driver(backend, context, ns: str) -> DriverNode:
+    safety = SafetyFilter(widowx_limits(control_period=1 / RATE_HZ), control_period=1 / RATE_HZ)
+    driver = DriverNode(backend, safety, np.append(wx.HOME_QPOS, wx.FINGER_LIMITS[1]),
+                        ee_controller=DeltaPoseController(),
+                        opening_from_gripper=lambda finger: float(wx.width_to_opening(2 * finger)),
+                        context=context, namespace=ns)
+    assert driver.enable_torque(True)[0]
+    return driver
+
+
+def finite_positive(values) -> bool:
+    return len(values) > 0 and all(math.isfinite(v) and v > 0 for v in values)
+
+
+# --- the verb, end to end -------------------------------------------------------------------------
+
+def test_deploy_on_the_twin_reports_success_and_both_latencies(tmp_path, checkpoint):
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "robot_rl.cli.main", "deploy", "backend=twin",
+                           f"checkpoint={checkpoint}", "steps=15", f"run_dir={run_dir}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((run_dir / "deploy.json").read_text())
+    assert isinstance(report["success"], bool)
+    assert 1 <= report["actions_published"] <= 15 and (report["success"] or report["actions_published"] == 15)
+    for key in ("inference_p50_ms", "inference_p99_ms", "command_p50_ms", "command_p99_ms"):
+        assert math.isfinite(report[key]) and report[key] > 0, (key, report)
+    assert report["inference_p50_ms"] <= report["inference_p99_ms"]
+    assert report["command_p50_ms"] <= report["command_p99_ms"] < 1e3 / RATE_HZ  # answered within a period
+    assert 0 < report["command_samples"] <= report["actions_published"]
+    assert report["checkpoint"].startswith(str(checkpoint))
+    # the policy node's own lines, then the verb's table
+    assert "[policy] command latency: p50" in done.stdout
+    table = done.stdout[done.stdout.index("deploy: widowx on twin (exit status 0)"):]
+    for row in ("checkpoint", "robot / backend", "task", "success", "actions sent", "inference latency",
+                "command latency", "run folder", "logs"):
+        assert f"│ {row}" in table, (row, table)
+    assert f"p50 {report['command_p50_ms']:.2f} ms" in table
+    assert "graph: deploy" in (run_dir / "config.yaml").read_text()
+    assert (run_dir / "logs" / "policy.log").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ([], "checkpoint="),
+    (["checkpoint=/nonexistent/run"], "checkpoint=/nonexistent/run: no such file"),
+    (["checkpoint=/nonexistent/run", "backend=usb"], "backend='usb' is unknown"),
+])
+def test_deploy_refuses_bad_input_with_status_2(overrides, message, capsys, tmp_path):
+    from robot_rl.cli.main import main
+
+    assert main(["deploy", *overrides, f"run_dir={tmp_path / 'run'}"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists(), "nothing is started or written for bad input"
+
+
+# --- command latency in the node ------------------------------------------------------------------
+
+def test_policy_node_times_its_commands_through_a_real_driver(context, spinner, checkpoint):
+    backend = WidowXTwinBackend(task="reach", seed=3)
+    backend.connect()
+    spinner.backends.append(backend)
+    ns = namespace()
+    spinner.add(twin_driver(backend, context, ns))
+    diagnostics = []
+    listener = spinner.add(Node("deploy_test_diagnostics", context=context, namespace=ns))
+    listener.create_subscription(DiagnosticArray, "diagnostics",
+                                 lambda msg: diagnostics.extend(s for s in msg.status if s.name.endswith(": policy")),
+                                 COMMAND_QOS)
+    node = spinner.add(PolicyNode(checkpoint, twin_observation(backend), rate_hz=RATE_HZ, context=context,
+                                  namespace=ns))
+    spinner.start()
+    wait_for(lambda: len(node.command_latencies_ms) >= 8, 10.0, "8 answered commands")
+    status = wait_for(lambda: next((s for s in reversed(diagnostics)
+                                    if int({kv.key: kv.value for kv in s.values}["command_samples"]) > 0), None),
+                      3.0, "diagnostics with command latencies")
+    spinner.stop()
+
+    samples = list(node.command_latencies_ms)
+    assert finite_positive(samples)
+    assert max(samples) < 1e3 / RATE_HZ, f"round trips {samples} ms: the driver answers in its callback"
+    assert node.commands_unanswered == 0, "a driver with torque on answers every command"
+    assert len(samples) + node.summary()["commands_pending"] == node.actions_published
+    p50, p99 = node.command_latency_percentiles_ms()
+    assert 0 < p50 <= p99
+    values = {kv.key: kv.value for kv in status.values}
+    assert math.isfinite(float(values["command_p50_ms"])) and values["commands_unanswered"] == "0"
+    print(f"\ncommand latency (round trip) p50 {p50:.2f} ms, p99 {p99:.2f} ms over {len(samples)} commands")
+
+
+class RefusingDriver(Node):
+    """Answers only every other ee_delta_command, as a driver that drops commands (torque off, fault)."""
+
+    def __init__(self, context, ns):
+        super().__init__("refusing_driver", context=context, namespace=ns)
+        self.received = 0
+        self.applied_pub = self.create_publisher(JointState, "ee_command_applied", COMMAND_QOS)
+        self.create_subscription(Float64MultiArray, "ee_delta_command", self._on_command, COMMAND_QOS)
+
+    def _on_command(self, msg):
+        self.received += 1
+        if self.received % 2 == 0:
+            self.applied_pub.publish(JointState(position=list(msg.data)))
+
+
+def test_commands_the_driver_does_not_answer_are_counted_not_timed(context, spinner, checkpoint):
+    backend = WidowXTwinBackend(task="reach", seed=5)
+    try:
+        obs = twin_observation(backend)()
+    finally:
+        backend.close()
+    ns, rate = namespace(), 10.0
+    driver = spinner.add(RefusingDriver(context, ns))
+    node = spinner.add(PolicyNode(checkpoint, lambda: obs, rate_hz=rate, context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: len(node.command_latencies_ms) >= 4, 10.0, "4 answered commands")
+    spinner.stop()
+
+    samples = list(node.command_latencies_ms)
+    # FIFO matching alone would time each answer from the refused command before it (a control period).
+    assert finite_positive(samples) and max(samples) < 0.5e3 / rate, samples
+    assert node.commands_unanswered >= len(samples) - 1 >= 3
+    assert node.commands_unanswered + len(samples) + node.summary()["commands_pending"] == node.actions_published
+    assert driver.received <= node.actions_published
+
+
+# --- the hardware path: observations from topics, the report written at Ctrl-C --------------------
+
+def test_policy_node_on_topics_writes_its_report_at_ctrl_c(context, spinner, tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "train", "obs_keys=[state]")  # what hardware can give
+    backend = WidowXTwinBackend(task="reach", seed=2)
+    backend.connect()
+    ns = namespace()
+    driver = twin_driver(backend, context, ns)
+    spinner.add(driver, close=driver.shutdown_backend)
+    applied = []
+    listener = spinner.add(Node("deploy_test_applied", context=context, namespace=ns))
+    listener.create_subscription(JointState, "ee_command_applied", applied.append, COMMAND_QOS)
+    spinner.start()
+    report = tmp_path / "deploy.json"
+    policy = subprocess.Popen([sys.executable, "-m", "robot_rl.drivers.policy_node", "--checkpoint", str(checkpoint),
+                               "--observation", "topics", "--report", str(report), "--name", "topics_policy",
+                               "--ros-args", "-r", f"__ns:={ns}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(policy.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: len(applied) >= 5 or policy.poll() is not None, 60.0, "5 commands applied")
+        assert policy.poll() is None, "".join(output)[-3000:]
+        policy.send_signal(signal.SIGINT)
+        assert policy.wait(timeout=30) == 0, "".join(output)[-3000:]
+    finally:
+        if policy.poll() is None:
+            policy.kill()
+        reader.join(timeout=5)
+        spinner.stop()
+    result = json.loads(report.read_text())
+    assert result["success"] is None, "no success on hardware"
+    assert result["actions_published"] >= 5 and result["command_samples"] >= 4
+    assert finite_positive([result[k] for k in ("inference_p50_ms", "inference_p99_ms", "command_p50_ms",
+                                                 "command_p99_ms")]), result
+    assert f"{result['actions_published']} actions sent" in "".join(output)

@@ -1,6 +1,7 @@
 # robot_rl: the README's commands. `make demo`, `make test`, `make bench`, `make curves`.
 #
 #   make test FAST=1                      skip tests marked `slow`
+#   make demo QUICK=1                     the demo's path with tiny budgets (a minute; CI runs it)
 #   make test PYTEST_ARGS="-k store -x"   extra pytest arguments
 #   make venv TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cuXXX"
 #   make venv APT_PACKAGES=""             skip the system packages (MuJoCo's offscreen EGL rendering)
@@ -70,14 +71,11 @@ test: venv
 	@rc=0; $(VENV)/bin/python -m pytest -q $(if $(FAST),-m "not slow") $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
-# Scripted pick-and-place demonstrations on the WidowX twin into runs/demo/, the store's summary, and
-# the quick twin benchmark (runs/demo/ is rewritten).
+# The main job on the WidowX twin (robot-rl demo): 50 scripted reach demonstrations, Cal-QL pretraining,
+# WSRL fine-tuning on a perturbed twin standing in for the real robot, and a report in
+# runs/demo/finetune/report/ (runs/demo/ is rewritten). QUICK=1 shrinks every budget (what CI runs).
 demo: venv
-	rm -rf runs/demo/widowx_pick_place.zarr
-	$(VENV)/bin/robot-rl collect robot=widowx task=pick_place episodes=20 'cameras=[front]' \
-	  out=runs/demo/widowx_pick_place.zarr run_dir=runs/demo/collect
-	$(VENV)/bin/robot-rl data info runs/demo/widowx_pick_place.zarr
-	$(VENV)/bin/python benchmarks/sim_bench.py --quick
+	$(VENV)/bin/robot-rl demo $(if $(QUICK),quick=true)
 
 lint: venv
 	$(VENV)/bin/ruff check .

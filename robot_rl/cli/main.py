@@ -1,13 +1,14 @@
 """``robot-rl``: one command, a verb per job. ``robot-rl data --help`` lists the store verbs;
 ``robot-rl collect`` records twin demonstrations; ``robot-rl train`` trains a policy and ``robot-rl eval``
-evaluates one; ``robot-rl bringup`` runs a robot job's ROS 2 node graph; ``robot-rl deploy`` runs a policy on
-the robot and reports its success and latencies."""
+evaluates one; ``robot-rl bringup`` runs a robot job's ROS 2 node graph; ``robot-rl finetune`` pretrains and
+fine-tunes on the robot or its twin; ``robot-rl deploy`` runs a policy on the robot and reports its success
+and latencies; ``robot-rl demo`` runs all of it on the twin (``make demo``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from robot_rl.cli import bringup, collect, data, deploy, evaluate, train
+from robot_rl.cli import bringup, collect, data, demo, deploy, evaluate, finetune, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(verbs)
     bringup.add_parser(verbs)
     deploy.add_parser(verbs)
+    finetune.add_parser(verbs)
+    demo.add_parser(verbs)
     return parser
 
 

@@ -1,0 +1,129 @@
+"""``robot-rl finetune key=value ...``: pretrain offline, then fine-tune online on the robot (or its twin).
+
+    robot-rl finetune robot=widowx task=reach algo=wsrl dataset=data/wx.zarr backend=twin
+    robot-rl finetune ... backend=twin realtime=false       # the twin as fast as the CPU allows, no ROS
+    robot-rl finetune role=learner resume=true run_dir=runs/finetune/<run>   # restart the learner only
+    robot-rl finetune role=actor run_dir=runs/finetune/<run>                 # restart the actor only
+
+Two sides, separate processes, linked only by the run folder (so they may run on two machines that
+mount it): the *learner* (``robot-rl train actor=external``) pretrains, then consumes the episodes in
+``online.zarr`` and writes checkpoints; the *actor* acts with the newest checkpoint and appends episodes.
+The actor is the robot's ROS 2 graph (robot_rl.launch.graphs.finetune_actor: driver, cameras, policy
+node, recorder), or with ``realtime=false`` on the twin one process stepping it without ROS
+(robot_rl.learner.actor). On the twin each episode resets itself; on hardware the recorder waits for
+the operator's start (its ``start`` service or a teleop button) before each episode.
+
+The job ends when the learner has run every phase; it then writes ``run_dir/report/`` (success against
+steps for the pretrained-only and the fine-tuned policy, the table, a rollout video, the config).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+
+from robot_rl.cli.config import ConfigError, add_verb, save_run_config
+from robot_rl.cli.train import resolve_run
+from robot_rl.datasets import StoreError
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+ROLES = ("all", "learner", "actor")
+
+
+def add_parser(verbs) -> None:
+    add_verb(verbs, "finetune", run, "pretrain offline, then fine-tune on the robot or its twin (learner + actor)",
+             __doc__.split("\n\n")[0], "task=widowx_reach algo=wsrl dataset=data/reach.zarr backend=twin realtime=false")
+
+
+def run(args) -> int:
+    try:
+        return finetune(resolve(args.overrides))
+    except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
+        errors.print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+
+
+def resolve(overrides: list[str]):
+    """A new run's config; with resume=true or role=actor, the saved config of ``run_dir``."""
+    actor_only = any(o.replace(" ", "") == "role=actor" for o in overrides)
+    cfg = resolve_run(overrides, "finetune", saved_config=actor_only)
+    if cfg.role not in ROLES:
+        raise ConfigError(f"role={cfg.role!r}: expected one of {', '.join(ROLES)}")
+    if cfg.actor != "external":
+        raise ConfigError("actor=external is what finetune runs (the actor is its own process); "
+                          "`robot-rl train` steps the twin in the learner's process")
+    if not cfg.realtime and cfg.backend != "twin":
+        raise ConfigError("realtime=false steps the twin faster than real time: it needs backend=twin")
+    return cfg
+
+
+def finetune(cfg) -> int:
+    from robot_rl.launch.supervisor import run_graph
+
+    run_dir = Path(cfg.run_dir)
+    if cfg.role != "actor":
+        save_run_config(cfg)
+    episode_steps = prepare_online_store(cfg)
+    processes = []
+    if cfg.role in ("all", "learner"):
+        processes.append(learner_process(run_dir))
+    if cfg.role in ("all", "actor"):
+        processes += actor_processes(cfg, run_dir, episode_steps)
+    status = run_graph(processes, run_dir / "logs", grace_s=cfg.grace_s)
+    if status == 0 and cfg.role != "actor":
+        from robot_rl.learner.report import write_report
+
+        report = write_report(run_dir, f"{cfg.algo.name} on {cfg.robot}/{cfg.task} ({cfg.backend}, "
+                                       f"sim.dynamics {dynamics_name(cfg)})")
+        console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"report: {report}", soft_wrap=True)
+    return status
+
+
+def prepare_online_store(cfg) -> int:
+    """Create the run's online store with the twin's spec (before either side opens it, so neither races
+    the other to create it); returns the episode length in actions."""
+    from robot_rl.learner.replay import open_for_reading
+    from robot_rl.learner.trainer import make_twin, online_store
+
+    env = make_twin(cfg)
+    try:
+        open_for_reading(online_store(cfg.run_dir), env.embodiment)
+        return int(env.unwrapped.max_steps)
+    finally:
+        env.close()
+
+
+def learner_process(run_dir: Path):
+    from robot_rl.launch.graphs import Process
+
+    # `robot-rl train` on this run's saved config; resume=true continues from its last checkpoint, if any.
+    return Process("learner", "robot_rl.cli.main", ("train", "resume=true", f"run_dir={run_dir}"), completes_job=True)
+
+
+def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
+    from robot_rl.launch.graphs import Options, Process, finetune_actor
+
+    if not cfg.realtime:
+        return [Process("actor", "robot_rl.learner.actor", ("--run-dir", str(run_dir), "--max-lag", str(cfg.max_lag)))]
+    options = Options(robot=cfg.robot, backend=cfg.backend, task=cfg.task, cameras=tuple(cfg.cameras),
+                      camera_devices=dict(cfg.camera_devices), camera_fps=cfg.camera_fps, port=cfg.port, rate=cfg.rate,
+                      checkpoint=str(run_dir), out=str(run_dir / "online.zarr"), steps=episode_steps, seed=cfg.seed,
+                      dynamics=dynamics_name(cfg))
+    if options.dynamics == "custom":
+        raise ConfigError("the ROS twin takes a sim.dynamics preset (nominal, noisy, perturbed), not single knobs; "
+                          "use a preset, or realtime=false")
+    return finetune_actor(options)
+
+
+def dynamics_name(cfg) -> str:
+    """The preset name of the run's dynamics when its knobs equal one (else "custom")."""
+    from robot_rl.sim.dynamics import Dynamics
+
+    knobs = Dynamics.from_dict(OmegaConf.to_container(cfg.sim.dynamics))
+    for name in ("nominal", "noisy", "perturbed"):
+        if Dynamics.preset(name) == knobs:
+            return name
+    return "custom"

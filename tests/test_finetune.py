@@ -1,0 +1,164 @@
+"""`robot-rl finetune` end to end with real processes: the learner, and the actor as the ROS 2 graph on
+the twin (driver, policy node, recorder over DDS on loopback) or as the fast twin actor; a real zarr
+store on disk between them. Budgets are tiny: these check the plumbing, not the learning."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from learner_helpers import demo_store
+from robot_rl.datasets import TrajectoryReader
+from robot_rl.datasets.repair import validate
+
+REPO = Path(__file__).resolve().parents[1]
+ROBOT_RL = str(REPO / ".venv" / "bin" / "robot-rl")
+TINY = ["robot=widowx", "task=reach", "algo=wsrl", "algo.agent.hidden=[32,32]", "algo.agent.ensemble_size=2",
+        "algo.batch_size=16", "algo.schedule.offline_updates=20", "algo.schedule.utd=1", "eval.episodes=1", "eval.every_updates=0",
+        "threads=1", "grace_s=3"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return demo_store(tmp_path_factory.mktemp("finetune") / "reach.zarr", episodes=3)
+
+
+def finetune(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([ROBOT_RL, "finetune", *overrides], capture_output=True, text=True, timeout=timeout)
+
+
+def checkpoint_state(run: Path) -> dict:
+    """The newest checkpoint's state.json ({"env_steps": -1} before the first one)."""
+    try:
+        latest = (run / "checkpoints" / "latest").read_text().strip()
+        return json.loads((run / "checkpoints" / latest / "state.json").read_text())
+    except FileNotFoundError:  # none yet, or pruned between the two reads
+        return {"env_steps": -1}
+
+
+def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints(tmp_path, dataset):
+    run = tmp_path / "run"
+    done = finetune(*TINY, f"dataset={dataset}", "backend=twin", "realtime=true", "max_steps=10",
+                    "algo.schedule.warmup_steps=10", "algo.schedule.online_steps=40", "publish_every=10",
+                    "eval.every_env_steps=0", "eval.video=false", f"run_dir={run}")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    assert "[bringup] learner finished: stopping the graph" in done.stdout
+    assert validate(run / "online.zarr") == []
+    reader = TrajectoryReader(run / "online.zarr")
+    assert reader.num_episodes >= 4 and {reader.episode_info(i)["source"] for i in range(4)} == {"policy"}
+    state = checkpoint_state(run)
+    assert state["env_steps"] == 40 and state["actor"]["finished"]
+    assert state["critic_updates"] == 20 + 30  # offline, then one per consumed step after the warmup
+    reloads = re.findall(r"\[widowx\] .*now running checkpoint (\S+)", done.stdout)
+    assert reloads, done.stdout[-4000:]  # the policy node switched to a checkpoint the learner published online
+    report = (run / "report" / "report.md").read_text()
+    assert "| pretrained only |" in report and "| fine-tuned | 40 |" in report
+    assert (run / "report" / "success.png").stat().st_size > 0
+
+
+def start(*overrides: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([ROBOT_RL, "finetune", *overrides], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def started_pid(log: Path, name: str) -> int:
+    found = re.search(rf"\[bringup\] started {name} \(pid (\d+)\)", log.read_text())
+    return int(found.group(1)) if found else 0
+
+
+def stop(popen: subprocess.Popen) -> None:
+    if popen.poll() is None:
+        os.killpg(popen.pid, signal.SIGINT)
+        popen.wait(timeout=30)
+
+
+def test_the_ros_actor_keeps_acting_while_a_killed_learner_resumes(tmp_path, dataset):
+    """The two sides started on their own, as on two machines. SIGKILL the learner after it went online:
+    the actor keeps committing episodes with the last policy, and the restarted learner resumes from its
+    last checkpoint and consumes them."""
+    run = tmp_path / "run"
+    common = [f"run_dir={run}", "grace_s=3"]
+    learner_log, actor_log = tmp_path / "learner.log", tmp_path / "actor.log"
+    learner = start(*TINY, f"dataset={dataset}", "backend=twin", "max_steps=10", "algo.schedule.warmup_steps=0",
+                    "algo.schedule.online_steps=80", "publish_every=10", "eval.every_env_steps=0",
+                    "eval.video=false", "role=learner", *common, log=learner_log)
+    wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
+    actor = start("role=actor", *common, log=actor_log)
+    try:
+        wait_for(lambda: started_pid(learner_log, "learner"), 30, "the learner process")
+        wait_for(lambda: checkpoint_state(run)["env_steps"] >= 20, 120, "an online checkpoint")
+        os.kill(started_pid(learner_log, "learner"), signal.SIGKILL)
+        learner.wait(timeout=30)
+        assert learner.returncode == 1 and "learner exited with status -9" in learner_log.read_text()
+        before = checkpoint_state(run)
+        committed = TrajectoryReader(run / "online.zarr").num_episodes
+        wait_for(lambda: TrajectoryReader(run / "online.zarr").num_episodes >= committed + 2, 60,
+                 "the actor's episodes while the learner is down")
+
+        resumed_log = tmp_path / "learner2.log"
+        learner = start("role=learner", "resume=true", *common, log=resumed_log)
+        learner.wait(timeout=180)
+        assert learner.returncode == 0, resumed_log.read_text()[-4000:]
+        assert f"resuming from {run / 'checkpoints'}" in resumed_log.read_text()
+    finally:
+        stop(actor)
+        stop(learner)
+    after = checkpoint_state(run)
+    assert after["env_steps"] == 80 and after["actor"]["finished"]
+    assert after["critic_updates"] == 20 + 80 > before["critic_updates"]
+    assert validate(run / "online.zarr") == []
+    assert (run / "report" / "report.md").exists()
+
+
+def test_the_learner_waits_for_a_killed_fast_actor_and_picks_up_its_successor(tmp_path, dataset):
+    """realtime=false: SIGKILL the actor mid-run (its open episode is lost, nothing else); the learner
+    waits without failing, and finishes on the episodes of the restarted actor."""
+    run = tmp_path / "run"
+    common = [f"run_dir={run}", "grace_s=3"]
+    learner_log, actor_log = tmp_path / "learner.log", tmp_path / "actor.log"
+    learner = start(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
+                    "algo.schedule.online_steps=600", "publish_every=40", "eval.every_env_steps=0",
+                    "eval.video=false", "max_lag=40", "role=learner", *common, log=learner_log)
+    wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
+    actor = start("role=actor", *common, log=actor_log)
+    try:
+        wait_for(lambda: started_pid(actor_log, "actor"), 30, "the actor process")
+        wait_for(lambda: checkpoint_state(run)["env_steps"] >= 120,
+                 180, "an online checkpoint")
+        os.kill(started_pid(actor_log, "actor"), signal.SIGKILL)
+        actor.wait(timeout=30)
+        committed = TrajectoryReader(run / "online.zarr").num_steps
+        time.sleep(3.0)  # the learner consumes what was committed, then waits
+        assert learner.poll() is None and checkpoint_state(run)["env_steps"] <= committed
+        actor = start("role=actor", *common, log=tmp_path / "actor2.log")
+        learner.wait(timeout=240)
+        assert learner.returncode == 0, learner_log.read_text()[-4000:]
+    finally:
+        stop(actor)
+        stop(learner)
+    after = checkpoint_state(run)
+    assert after["env_steps"] == 600 and after["critic_updates"] == 20 + 600 and after["actor"]["finished"]
+    assert validate(run / "online.zarr") == []  # the killed actor's open episode left no damage
+    assert TrajectoryReader(run / "online.zarr").num_steps >= 600
+
+
+def test_bad_finetune_settings_name_the_fix(tmp_path, dataset):
+    done = finetune("backend=dynamixel", "realtime=false", f"dataset={dataset}", f"run_dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "needs backend=twin" in done.stderr
+    done = finetune("role=observer", f"dataset={dataset}", f"run_dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "role='observer'" in done.stderr
+    done = finetune("role=actor", f"run_dir={tmp_path / 'nothing'}")
+    assert done.returncode == 2 and "does not exist" in done.stderr

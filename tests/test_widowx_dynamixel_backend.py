@@ -110,6 +110,23 @@ def test_torque_on_does_not_jump_and_writes_move_the_arm(arm, backend):
     assert arm.bus.servo(3).torque_enabled and arm.bus.servo(5).torque_enabled  # shadows too
 
 
+def test_ctrl_c_inside_a_transaction_still_lets_the_torque_go_off(arm, backend):
+    """SIGINT lands while the SDK holds the port (its busy flag set): the shutdown's torque-off must still go out."""
+    backend.set_torque(True)
+
+    def interrupted_transaction():
+        backend._port.is_using = True  # what the SDK sets at the start of every packet
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        backend._call("a sync read", interrupted_transaction)
+    backend.set_torque(False)  # a sync write: no status packet, so the servos apply it a moment later
+    deadline = time.monotonic() + 1.0
+    while any(arm.bus.servo(i).torque_enabled for i in backend.servo_ids):
+        assert time.monotonic() < deadline, "the torque-off never reached the servos"
+        time.sleep(0.01)
+
+
 def test_write_rejects_a_wrong_shape(backend):
     with pytest.raises(ValueError, match="expected 7 values"):
         backend.write(np.zeros(6))

@@ -289,6 +289,10 @@ class WidowXDynamixelBackend:
             port.is_using = False  # the SDK leaves the port marked busy when the tty call raises
             raise BackendFault(f"lost the serial port {self.port_name} during {what} ({error}): check the U2D2 "
                                "cable, then call clear_fault()") from error
+        except KeyboardInterrupt:  # Ctrl-C inside a transaction: free the port for the torque-off that follows
+            port.is_using = False
+            port.clearPort()
+            raise
 
     def _check(self, what: str, result: int, error: int = 0) -> None:
         if result != dxl.COMM_SUCCESS:

@@ -13,10 +13,11 @@ written as episodes into the trajectory store, with the embodiment spec.
 | `ee_command_applied` | subscr. | sensor_msgs/JointState (7, named)     | the command rate      | reliable, last 100           |
 | `task_state`         | subscr. | sensor_msgs/JointState (twin only)    | the twin task node's  | reliable, last 10            |
 | `task_status`        | subscr. | sensor_msgs/JointState (twin only)    | the twin task node's  | reliable, last 10            |
-| `episode_control`    | subscr. | std_msgs/String: start, stop, discard | event (teleop)        | reliable, volatile, last 10  |
+| `episode_control`    | subscr. | std_msgs/String: start, stop, success, discard | event (teleop) | reliable, volatile, last 10 |
 | `diagnostics`        | publish | diagnostic_msgs/DiagnosticArray       | 1 Hz, at once on news | reliable, volatile, last 10  |
 | `start_episode`      | service | std_srvs/Trigger                      | -                     | services default             |
 | `stop_episode`       | service | std_srvs/Trigger                      | -                     | services default             |
+| `success_episode`    | service | std_srvs/Trigger                      | -                     | services default             |
 | `discard_episode`    | service | std_srvs/Trigger                      | -                     | services default             |
 | `reset_task`         | client  | std_srvs/Trigger (twin only)          | after each episode    | services default             |
 
@@ -36,7 +37,10 @@ command source's and put 0 or 2 commands in some of its periods.
   message stamped after t0 (no row shows the scene from before a task reset; the commands skipped are
   counted in ``leading_commands_skipped``, typically the one a teleop sends with "start"). "stop" closes
   it at its time: commands applied before it are its rows (a teleop's command sent with "stop" is not),
-  and it is committed, truncated (the operator ended it). "discard" drops it. An episode also ends when
+  and it is committed, truncated (the operator ended it). "success" is a stop by which the operator says
+  the task was done: on hardware the last row gets reward 1 and ``terminated`` (a sparse reward the
+  learner can fine-tune on) and the episode's ``success`` is True; on the twin its task status decides
+  and "success" is a plain stop. "discard" drops it. An episode also ends when
   the twin task reports ``terminated`` (committed, terminated) or after ``max_steps`` rows (committed,
   truncated). ``max_episodes`` kept episodes end the session (``done``).
 - Refusals: "start" is refused, with the reason in the log, the service response and diagnostics, while
@@ -53,8 +57,9 @@ command source's and put 0 or 2 commands in some of its periods.
   to), and as each episode ends (at the stop or discard event, before the commit) it calls
   ``reset_task`` (when the service exists and ``reset_task`` is True), so the next task is drawn
   without an operator; with ``auto_start`` it then starts the next
-  episode itself (for a policy-driven actor). On hardware (no ``task_state`` in the spec) reward is 0,
-  the operator's stop ends each episode (truncated), and the recorder waits for the next "start".
+  episode itself (for a policy-driven actor). On hardware (no ``task_state`` in the spec) reward is 0
+  but for the operator's "success", the operator ends each episode, and the recorder waits for the next
+  "start".
   ``main`` decides: ``--twin-task`` / ``--no-twin-task``, or by default waits up to 3 s for a
   ``task_state`` publisher (pass the flag explicitly where nodes start in parallel).
 - Latency: for every row, each observation stream's age (t - stamp), the task status's age at the
@@ -91,7 +96,7 @@ from robot_rl.drivers.streams import (
     StreamBuffer,
     stale_reasons,
 )
-from robot_rl.drivers.teleop import EPISODE_DISCARD, EPISODE_START, EPISODE_STOP, TELEOP_QOS
+from robot_rl.drivers.teleop import EPISODE_DISCARD, EPISODE_START, EPISODE_STOP, EPISODE_SUCCESS, TELEOP_QOS
 from robot_rl.drivers.twin_task_node import STATUS_NAMES
 
 APPLIED_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -131,6 +136,7 @@ class RecorderNode(Node):
         self._events: deque[tuple[str, float]] = deque()
         self._episode = None
         self._stop_at: float | None = None
+        self._operator_success = False
         self._reset_future = None
         self._create_interfaces()
         kind = "twin (task_state, reward from task_status)" if self.twin else "hardware (no task_state, reward 0)"
@@ -161,6 +167,7 @@ class RecorderNode(Node):
         self.create_subscription(String, "episode_control", self._on_episode_control, TELEOP_QOS)
         self.create_service(Trigger, "start_episode", self._on_start_service)
         self.create_service(Trigger, "stop_episode", lambda req, res: self._on_end_service(res, EPISODE_STOP))
+        self.create_service(Trigger, "success_episode", lambda req, res: self._on_end_service(res, EPISODE_SUCCESS))
         self.create_service(Trigger, "discard_episode", lambda req, res: self._on_end_service(res, EPISODE_DISCARD))
         self.reset_client = self.create_client(Trigger, "reset_task")
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", DIAGNOSTICS_QOS)
@@ -204,8 +211,8 @@ class RecorderNode(Node):
         self.status.add(_seconds(msg), np.asarray(msg.position, dtype=float))
 
     def _on_episode_control(self, msg: String, info):
-        if msg.data not in (EPISODE_START, EPISODE_STOP, EPISODE_DISCARD):
-            self.get_logger().warning(f"episode_control: expected start, stop or discard, found {msg.data!r}")
+        if msg.data not in (EPISODE_START, EPISODE_STOP, EPISODE_SUCCESS, EPISODE_DISCARD):
+            self.get_logger().warning(f"episode_control: expected start, stop, success or discard, found {msg.data!r}")
             return
         now = time.time()
         sent = info["source_timestamp"] * 1e-9
@@ -217,7 +224,8 @@ class RecorderNode(Node):
         return response
 
     def _on_end_service(self, response, kind: str):
-        response.success, response.message = self.end(time.time(), discard=kind == EPISODE_DISCARD)
+        response.success, response.message = self.end(time.time(), discard=kind == EPISODE_DISCARD,
+                                                       success=kind == EPISODE_SUCCESS)
         self.advance()
         return response
 
@@ -235,7 +243,7 @@ class RecorderNode(Node):
         self._t0, self._cursor, self._pending, self._rows, self._skipped = t, t, None, 0, 0
         self._stamps = [np.inf, -np.inf]  # first and last row's t
         self._ages: dict[str, list[float]] = {}
-        self._success = False
+        self._success = self._operator_success = False
         message = f"episode {self.writer.num_episodes} started"
         self.get_logger().info(message)
         self.publish_diagnostics()
@@ -265,8 +273,9 @@ class RecorderNode(Node):
             return None
         return 1.0 / float(np.median(np.diff([s.stamp for s in recent])))
 
-    def end(self, t: float, *, discard: bool) -> tuple[bool, str]:
-        """Stop (keep the rows applied before ``t``) or discard the episode in progress."""
+    def end(self, t: float, *, discard: bool, success: bool = False) -> tuple[bool, str]:
+        """Stop (keep the rows applied before ``t``; ``success``: the operator says the task was done) or
+        discard the episode in progress."""
         if not self.recording or self._stop_at is not None:
             # Not a fault: a teleop's stop after an episode the twin task or max_steps already ended.
             message = f"{'discard' if discard else 'stop'} ignored: " + (
@@ -277,6 +286,7 @@ class RecorderNode(Node):
         if discard:
             return self._discard("discarded by the operator", level="info")
         self._stop_at = t
+        self._operator_success = success and not self.twin  # on the twin, its task status decides
         return True, "stopping: the episode is committed once its last commands are in"
 
     def advance(self) -> None:
@@ -300,7 +310,7 @@ class RecorderNode(Node):
             if kind == EPISODE_START:
                 self.start(t)
             else:
-                self.end(t, discard=kind == EPISODE_DISCARD)
+                self.end(t, discard=kind == EPISODE_DISCARD, success=kind == EPISODE_SUCCESS)
             if kind != EPISODE_START and self.recording:
                 self._record(time.time())
 
@@ -359,6 +369,9 @@ class RecorderNode(Node):
             self._success |= bool(success)
             terminated = bool(terminated)
             ages[STATUS_STREAM] = reward_time - status.stamp
+        ended_by = "terminated"
+        if self._operator_success and reward_time == self._stop_at:  # the last row of a labelled success
+            reward, terminated, self._success, ended_by = 1.0, True, True, "success"
         self._episode.add({**obs, "action": command.value, "reward": np.float32(reward), "terminated": terminated,
                            "truncated": False, "timestamp": t})
         self._rows += 1
@@ -367,7 +380,7 @@ class RecorderNode(Node):
             self._ages.setdefault(name, []).append(age)
             self.latency.setdefault(name, deque(maxlen=LATENCY_WINDOW)).append(age)
         if terminated:
-            self._finish("terminated")
+            self._finish(ended_by)
             self._request_reset()
             return False
         if self.max_steps is not None and self._rows >= self.max_steps:
@@ -383,11 +396,11 @@ class RecorderNode(Node):
             return
         info = {"ended_by": ended_by, "rows": self._rows, "latency_ms": _percentiles_ms(self._ages),
                 "command_rate_hz": self._rows_rate(), "leading_commands_skipped": self._skipped}
-        index = episode.commit(success=self._success if self.twin else None, **info)
+        index = episode.commit(success=self._success if self.twin or self._operator_success else None, **info)
         self._episode = None
         self.kept += 1
         self.get_logger().info(f"episode {index} kept: {self._rows} rows, ended by {ended_by}"
-                               + (f", success {self._success}" if self.twin else ""))
+                               + (f", success {self._success}" if self.twin or self._operator_success else ""))
         self.publish_diagnostics()
 
     def _rows_rate(self) -> float | None:

@@ -4,22 +4,25 @@
     python -m robot_rl.drivers.teleop --device spacemouse          # pip install pyspacemouse (or hidapi)
     python -m robot_rl.drivers.teleop --device gamepad             # pip install pygame
     python -m robot_rl.drivers.teleop --device scripted --task reach --episodes 3   # no hardware at all
+    python -m robot_rl.drivers.teleop --device keyboard --buttons-only   # episode events only (a policy acts)
 
 ``TeleopNode`` reads a ``TeleopDevice`` once per control tick and publishes:
 
 | name               | kind    | type                           | rate                                | QoS                         |
 |--------------------|---------|--------------------------------|-------------------------------------|-----------------------------|
 | `ee_delta_command` | publish | std_msgs/Float64MultiArray (7) | the control rate (default 5 Hz)     | reliable, volatile, last 10 |
-| `episode_control`  | publish | std_msgs/String                | event: "start", "stop" or "discard" | reliable, volatile, last 10 |
+| `episode_control`  | publish | std_msgs/String                | event: start, stop, success, discard | reliable, volatile, last 10 |
 
 - `ee_delta_command`: dx, dy, dz, droll, dpitch, dyaw in [-1, 1] (normalized; the driver scales them,
   the WidowX by MAX_DELTA_POS / MAX_DELTA_ROT), then the gripper: +1 open, -1 closed. Deltas smaller
   than the deadband (default 0.05: a SpaceMouse or a stick at rest is never exactly 0) are 0, the others
   pass unchanged (not rescaled: a key's or an expert's value arrives as sent). The gripper is a latched
   state the device toggles (it starts open). One message every tick, zeros included; if this node dies
-  the driver's watchdog holds the arm.
+  the driver's watchdog holds the arm. ``buttons_only`` (``--buttons-only``): nothing on this topic, for an
+  operator who labels episodes while a policy acts (``robot-rl finetune`` on hardware).
 - `episode_control`: what the operator asked of the recorder. "start" begins an episode, "stop" ends and
-  keeps it, "discard" ends and drops it. When several come in one tick they go out in the order stop,
+  keeps it, "success" ends and keeps it as a success (on hardware the recorder rewards its last step),
+  "discard" ends and drops it. When several come in one tick they go out in the order success, stop,
   discard, start (end the old episode before beginning the next). Volatile: a recorder that starts
   later does not see earlier events.
 
@@ -32,6 +35,7 @@ Keyboard keys (a terminal in cbreak mode: no echo, Ctrl-C still stops the node):
 | r / f                     | +z / -z (up)         | j / l, arrow left / right | +yaw / -yaw          |
 | space                     | toggle the gripper   | Enter or 1                | start an episode     |
 | 2 or Backspace            | stop (keep) episode  | 3 or x                    | discard the episode  |
+| 4                         | stop: a success      |                           |                      |
 
 Terminals send no key-up events, so each key press moves for one control tick; holding a key moves
 continuously through the terminal's auto-repeat (typically 30 presses/s after a 0.5 s delay: the first
@@ -64,7 +68,7 @@ from robot_rl.drivers.twin_reset import reset_task_keeping_robot
 TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
 EE_DELTA_DIM = 6
-EPISODE_START, EPISODE_STOP, EPISODE_DISCARD = "start", "stop", "discard"
+EPISODE_START, EPISODE_STOP, EPISODE_DISCARD, EPISODE_SUCCESS = "start", "stop", "discard", "success"
 GRIPPER_OPEN, GRIPPER_CLOSED = 1.0, -1.0
 
 
@@ -81,6 +85,7 @@ class TeleopInput:
     start: bool = False
     stop: bool = False
     discard: bool = False
+    success: bool = False  # stop, and the operator says the task was done
 
 
 class TeleopDevice(Protocol):
@@ -106,7 +111,7 @@ class TeleopNode(Node):
     The caller connects and disconnects the device (the node only reads it)."""
 
     def __init__(self, device: TeleopDevice, *, rate_hz: float = 5.0, deadband: float = 0.05,
-                 node_name: str = "teleop", **node_kwargs):
+                 buttons_only: bool = False, node_name: str = "teleop", **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected a positive control rate in Hz, found {rate_hz}")
@@ -114,7 +119,8 @@ class TeleopNode(Node):
             raise ValueError(f"deadband: expected a value in [0, 1), found {deadband}")
         self.device, self.rate_hz, self.deadband = device, float(rate_hz), float(deadband)
         self.gripper_open = True
-        self.ee_delta_pub = self.create_publisher(Float64MultiArray, "ee_delta_command", TELEOP_QOS)
+        self.ee_delta_pub = None if buttons_only else \
+            self.create_publisher(Float64MultiArray, "ee_delta_command", TELEOP_QOS)
         self.episode_pub = self.create_publisher(String, "episode_control", TELEOP_QOS)
         self.timer = self.create_timer(1.0 / self.rate_hz, self.tick)
 
@@ -127,15 +133,16 @@ class TeleopNode(Node):
         self._publish_episode_events(teleop_input)
         if teleop_input.gripper_toggle:
             self.gripper_open = not self.gripper_open
-        self.ee_delta_pub.publish(Float64MultiArray(data=self.command(teleop_input).tolist()))
+        if self.ee_delta_pub is not None:
+            self.ee_delta_pub.publish(Float64MultiArray(data=self.command(teleop_input).tolist()))
 
     def command(self, teleop_input: TeleopInput) -> np.ndarray:
         gripper = GRIPPER_OPEN if self.gripper_open else GRIPPER_CLOSED
         return np.append(apply_deadband(teleop_input.delta, self.deadband), gripper)
 
     def _publish_episode_events(self, teleop_input: TeleopInput) -> None:
-        for event, asked in ((EPISODE_STOP, teleop_input.stop), (EPISODE_DISCARD, teleop_input.discard),
-                             (EPISODE_START, teleop_input.start)):
+        for event, asked in ((EPISODE_SUCCESS, teleop_input.success), (EPISODE_STOP, teleop_input.stop),
+                             (EPISODE_DISCARD, teleop_input.discard), (EPISODE_START, teleop_input.start)):
             if asked:
                 self.get_logger().info(f"episode {event}")
                 self.episode_pub.publish(String(data=event))
@@ -152,6 +159,7 @@ GRIPPER_KEYS = {" "}
 START_KEYS = {"\n", "\r", "1"}
 STOP_KEYS = {"2", "\x7f", "\x08"}  # Backspace sends DEL (0x7f) on most terminals, BS on some
 DISCARD_KEYS = {"3", "x"}
+SUCCESS_KEYS = {"4"}
 ARROWS = {"A": "UP", "B": "DOWN", "C": "RIGHT", "D": "LEFT"}
 ESC = "\x1b"
 
@@ -178,7 +186,7 @@ class KeyboardDevice:
     """Keys from a terminal file descriptor (stdin by default), read without blocking."""
 
     HELP = ("keys: w/s x, a/d y, r/f z, u/o roll, i/k or up/down pitch, j/l or left/right yaw, "
-            "space gripper, Enter/1 start, 2/Backspace stop, 3/x discard, Ctrl-C quit")
+            "space gripper, Enter/1 start, 2/Backspace stop, 4 stop as a success, 3/x discard, Ctrl-C quit")
 
     def __init__(self, fd: int | None = None, speed: float = 0.5):
         if not 0 < speed <= 1:
@@ -218,7 +226,7 @@ class KeyboardDevice:
         toggles = sum(key in GRIPPER_KEYS for key in keys)
         return TeleopInput(self.speed * np.clip(delta, -1.0, 1.0), gripper_toggle=toggles % 2 == 1,
                            start=any(k in START_KEYS for k in keys), stop=any(k in STOP_KEYS for k in keys),
-                           discard=any(k in DISCARD_KEYS for k in keys))
+                           discard=any(k in DISCARD_KEYS for k in keys), success=any(k in SUCCESS_KEYS for k in keys))
 
     def _drain(self) -> bytes:
         chunks = []
@@ -349,6 +357,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--task", default="reach", help="scripted: the WidowX twin task")
     parser.add_argument("--episodes", type=int, default=3, help="scripted: episodes to play")
     parser.add_argument("--seed", type=int, default=0, help="scripted: seed of the first episode")
+    parser.add_argument("--buttons-only", action="store_true",
+                        help="publish episode events only, no motion (an operator labelling a policy's episodes)")
     parser.add_argument("--name", default="teleop", help="the node name")
     args, _ros_args = parser.parse_known_args(argv)
     if not args.rate > 0:
@@ -391,7 +401,8 @@ def _run_device(device: TeleopDevice, args: argparse.Namespace) -> None:
     device.connect()
     node = None
     try:
-        node = TeleopNode(device, rate_hz=args.rate, deadband=args.deadband, node_name=args.name)
+        node = TeleopNode(device, rate_hz=args.rate, deadband=args.deadband, buttons_only=args.buttons_only,
+                          node_name=args.name)
         if isinstance(device, KeyboardDevice):
             node.get_logger().info(KeyboardDevice.HELP)
         spin_until([node], until=lambda: False)

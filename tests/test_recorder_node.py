@@ -245,6 +245,30 @@ def test_discard_drops_the_episode_stop_keeps_it_and_the_twin_task_resets(contex
     np.testing.assert_allclose(reader.column("action")[:, :6], 0.0, atol=1e-6)
 
 
+def test_on_hardware_the_operators_success_rewards_the_last_step_and_a_stop_does_not(context, spinner, tmp_path):
+    ns = namespace()
+    backend, driver = twin_driver(spinner, context, ns)  # no twin task node: the recorder sees hardware
+    assert driver.enable_torque(True)[0]
+    spinner.add(CommandSource(context, ns))
+    client = spinner.add(Client(context, ns))
+    store = tmp_path / "hw.zarr"
+    recorder = spinner.add(RecorderNode(recorded_spec("reach", twin=False), store, context=context, namespace=ns))
+    spinner.start()
+    wait_for(lambda: not recorder._start_refusal(), 5.0, "every stream live")
+    for ending in ("stop", "success"):
+        client.events.publish(String(data="start"))
+        wait_for(lambda: recorder.recording and recorder._rows >= 3, 3.0, "rows")
+        client.events.publish(String(data=ending))
+        wait_for(lambda n=recorder.kept: recorder.kept == n + 1 and not recorder.recording, 3.0, f"the {ending}")
+    reader = assert_matches_spec(store, recorded_spec("reach", twin=False))
+    stopped, succeeded = reader.episode(0), reader.episode(1)
+    assert reader.episode_info(0)["success"] is None and not stopped["terminated"].any()
+    np.testing.assert_array_equal(stopped["reward"], 0.0)
+    assert reader.episode_info(1)["success"] is True and reader.episode_info(1)["ended_by"] == "success"
+    np.testing.assert_array_equal(succeeded["reward"][:-1], 0.0)
+    assert succeeded["reward"][-1] == 1.0 and succeeded["terminated"][-1] and not succeeded["terminated"][:-1].any()
+
+
 def test_a_stream_going_stale_mid_episode_discards_it_naming_the_stream(context, spinner, tmp_path):
     ns = namespace()
     backend, driver = twin_driver(spinner, context, ns)

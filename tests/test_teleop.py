@@ -145,13 +145,27 @@ def test_keyboard_space_toggles_the_gripper_and_keys_control_episodes(context, s
     assert [c[6] for c in reopened] == [1.0, 1.0]
 
     for keys, expected in ((b"\r", "start"), (b"2", "stop"), (b"3", "discard"), (b"1", "start"),
-                           (b"\x7f", "stop"), (b"x", "discard")):
+                           (b"\x7f", "stop"), (b"x", "discard"), (b"4", "success")):
         before = len(listener.event_list())
         type_and_collect(listener, master, keys, 1)
         wait_for(lambda n=before: len(listener.event_list()) > n, 2.0, f"an episode event after {keys!r}")
         assert listener.event_list()[before:] == [expected], f"{keys!r} gave {listener.event_list()[before:]}"
     assert all(np.array_equal(c[:6], np.zeros(6)) for c in listener.commands_since(0.0)), \
         "episode and gripper keys must not move the arm"
+
+
+def test_buttons_only_sends_episode_events_and_never_a_motion(context, spinner, pty_keyboard):
+    """An operator labelling a policy's episodes: its keys must not command the arm the policy drives."""
+    device, master, _ = pty_keyboard
+    ns = namespace()
+    spinner.add(TeleopNode(device, rate_hz=RATE_HZ, buttons_only=True, context=context, namespace=ns))
+    listener = spinner.add(Listener(context, ns))
+    spinner.start()
+    time.sleep(0.5)
+    os.write(master, b"w4")
+    wait_for(lambda: listener.event_list() == ["success"], 3.0, "the success event")
+    time.sleep(3.0 / RATE_HZ)
+    assert listener.commands_since(0.0) == []
 
 
 def test_keyboard_restores_the_terminal_mode_on_disconnect():

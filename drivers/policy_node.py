@@ -472,7 +472,7 @@ def _run_topics(args: argparse.Namespace, robot: str, task: str, ready_timeout: 
     observe = topic_observation(streams_node, spec, stale_after_s=args.stale_after)
     streams_executor = SingleThreadedExecutor()
     streams_executor.add_node(streams_node)
-    thread = threading.Thread(target=streams_executor.spin, name="observation-streams", daemon=True)
+    thread = threading.Thread(target=_spin_quietly, args=(streams_executor,), name="observation-streams", daemon=True)
     thread.start()
     policy = None
     try:
@@ -492,6 +492,18 @@ def _run_topics(args: argparse.Namespace, robot: str, task: str, ready_timeout: 
         for created in (policy, streams_node):
             if created is not None:
                 created.destroy_node()
+
+
+def _spin_quietly(executor) -> None:
+    """Spin until the executor or the context shuts down. Ctrl-C shuts the context down under a running
+    spin, which then fails in one of several ways; only a failure with the context still up is an error."""
+    import rclpy
+
+    try:
+        executor.spin()
+    except Exception:
+        if rclpy.ok():
+            raise
 
 
 def _solved(backend) -> bool:

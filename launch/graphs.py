@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 ROBOT_PROCESSES = {"widowx": "robot_rl.drivers.widowx.node"}
 BACKENDS = ("twin", "dynamixel")
-TELEOP_DEVICES = ("keyboard", "spacemouse", "gamepad", "scripted")
+TELEOP_DEVICES = ("keyboard", "spacemouse", "gamepad", "scripted", "none")  # none: the recorder's services only
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def teleop_collect(o: Options) -> list[Process]:
                         "--wait-for-recorder"]
     processes = [Process("recorder", "robot_rl.drivers.recorder_node", tuple(recorder), completes_job=True),
                  robot_process(o, *robot_extra), *camera_processes(o)]
-    if not scripted:
+    if not scripted and o.teleop != "none":
         processes.append(Process("teleop", "robot_rl.drivers.teleop", ("--device", o.teleop, "--rate", str(o.rate)),
                                  terminal=o.teleop == "keyboard"))
     return processes
@@ -143,8 +143,10 @@ def deploy(o: Options) -> list[Process]:
 
 def finetune_actor(o: Options) -> list[Process]:
     """The robot acting with the newest checkpoint of the run folder ``o.checkpoint`` (sampled actions, hot
-    reload) and the recorder committing each episode of ``o.steps`` actions to ``o.out``. On the twin the
-    recorder resets the task and starts the next episode itself; on hardware it waits for the operator."""
+    reload) and the recorder committing each episode of at most ``o.steps`` actions to ``o.out``. On the
+    twin the recorder resets the task and starts the next episode itself, and the twin task gives the
+    reward; on hardware the operator starts each episode and ends it, as a success (reward 1 on its last
+    step) or not, with the ``o.teleop`` device's buttons."""
     if not (o.checkpoint and o.out and o.steps):
         raise ValueError("finetune_actor needs checkpoint=<run folder>, out=<its online store> and steps=<episode length>")
     twin = o.backend == "twin"
@@ -157,7 +159,15 @@ def finetune_actor(o: Options) -> list[Process]:
     cameras = ("--cameras", *o.cameras) if o.cameras else ()
     policy = ("--checkpoint", str(o.checkpoint), "--rate", str(o.rate), "--observation", "topics", *cameras,
               "--stochastic", "--poll-checkpoints", "1.0", "--wait-for-acting")
-    return [*processes, robot_process(o), *camera_processes(o), Process("policy", "robot_rl.drivers.policy_node", policy)]
+    # The operator's device sends only episode events (start, stop, success, discard): the policy moves the arm.
+    if o.teleop == "scripted":
+        raise ValueError("teleop=scripted plays the twin's expert: on hardware the operator's device is keyboard, "
+                         "spacemouse, gamepad, or none (the recorder's services)")
+    processes += [robot_process(o), *camera_processes(o), Process("policy", "robot_rl.drivers.policy_node", policy)]
+    if o.teleop != "none":
+        processes.append(Process("operator", "robot_rl.drivers.teleop", ("--device", o.teleop, "--rate", str(o.rate),
+                                                                          "--buttons-only"), terminal=o.teleop == "keyboard"))
+    return processes
 
 
 GRAPHS = {"teleop_collect": teleop_collect, "deploy": deploy}

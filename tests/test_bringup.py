@@ -112,8 +112,10 @@ def test_the_finetune_actor_on_hardware_waits_for_the_operator_and_the_learner()
 
     graph = {p.name: p for p in finetune_actor(Options(backend="dynamixel", checkpoint="run", out="run/online.zarr",
                                                        steps=40, camera_devices={"front": "0"}))}
-    assert set(graph) == {"recorder", "widowx", "camera_front", "policy"}
+    assert set(graph) == {"recorder", "widowx", "camera_front", "policy", "operator"}
     assert not recorder_args(list(graph["recorder"].args)).auto_start
+    operator = graph["operator"]
+    assert operator.terminal and "--buttons-only" in operator.args  # the keyboard labels; the policy moves
     policy = policy_args(list(graph["policy"].args))
     assert (policy.checkpoint, policy.observation, policy.wait_for_acting, policy.stochastic) == \
            ("run", "topics", True, True)

@@ -155,6 +155,53 @@ def test_the_learner_waits_for_a_killed_fast_actor_and_picks_up_its_successor(tm
     assert TrajectoryReader(run / "online.zarr").num_steps >= 600
 
 
+def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes(tmp_path, dataset, context, spinner):
+    """The hardware path: the real dynamixel-sdk driver against the emulated servo chain, the policy node on
+    topics, the recorder without a twin task. The operator (this test, through the recorder's services)
+    starts each episode and labels one a success; the learner consumes them with obs_keys=[state]."""
+    from rclpy.node import Node
+    from std_srvs.srv import Trigger
+
+    from robot_rl.sim.dynamixel import EmulatedWidowX
+
+    run = tmp_path / "run"
+    arm = EmulatedWidowX(link_path=tmp_path / "ttyDXL").start()
+    operator = spinner.add(Node("operator", context=context))
+    services = {name: operator.create_client(Trigger, name) for name in ("start_episode", "success_episode")}
+    spinner.start()
+
+    def call(name: str) -> bool:
+        assert services[name].wait_for_service(timeout_sec=10.0), f"{name} not available"
+        future = services[name].call_async(Trigger.Request())
+        wait_for(future.done, 5.0, f"the {name} response")
+        return future.result().success
+
+    finetuning = start(*TINY, f"dataset={dataset}", "backend=dynamixel", f"port={arm.port}", "obs_keys=[state]",
+                       "cameras=[]", "teleop=none", "max_steps=10", "algo.schedule.warmup_steps=0",
+                       "algo.schedule.online_steps=16", "publish_every=8", "eval.every_env_steps=0", "eval.video=false",
+                       f"run_dir={run}", log=tmp_path / "finetune.log")
+    try:
+        wait_for(lambda: "[policy]: policy from" in (tmp_path / "finetune.log").read_text(), 120,
+                 "the policy node to act (after pretraining)")
+        wait_for(lambda: call("start_episode"), 30, "the first episode to start")
+        time.sleep(1.0)
+        assert call("success_episode")
+        wait_for(lambda: call("start_episode"), 30, "the second episode to start")  # it ends at max_steps
+        finetuning.wait(timeout=120)
+        log = (tmp_path / "finetune.log").read_text()
+        assert finetuning.returncode == 0, log[-4000:]
+    finally:
+        stop(finetuning)
+        arm.stop()
+    reader = TrajectoryReader(run / "online.zarr")
+    assert "task_state" not in reader.spec.state and validate(run / "online.zarr") == []
+    labelled = reader.episode(0)
+    assert reader.episode_info(0)["success"] is True and reader.episode_info(0)["source"] == "policy"
+    assert labelled["reward"][-1] == 1.0 and labelled["terminated"][-1] and labelled["reward"][:-1].sum() == 0
+    assert reader.episode_info(1)["ended_by"] == "max_steps" and reader.episode_info(1)["success"] is None
+    assert checkpoint_state(run)["env_steps"] == 16 and checkpoint_state(run)["actor"]["finished"]
+
+
 def test_bad_finetune_settings_name_the_fix(tmp_path, dataset):
     done = finetune("backend=dynamixel", "realtime=false", f"dataset={dataset}", f"run_dir={tmp_path / 'run'}")
     assert done.returncode == 2 and "needs backend=twin" in done.stderr
@@ -162,3 +209,5 @@ def test_bad_finetune_settings_name_the_fix(tmp_path, dataset):
     assert done.returncode == 2 and "role='observer'" in done.stderr
     done = finetune("role=actor", f"run_dir={tmp_path / 'nothing'}")
     assert done.returncode == 2 and "does not exist" in done.stderr
+    done = finetune("backend=dynamixel", f"dataset={dataset}", f"run_dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "obs_keys=[state]" in done.stderr  # task_state is twin-only

@@ -11,11 +11,9 @@ every committed episode).
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-from rich.console import Console
 
-from robot_rl.cli.config import ConfigError, load_config, save_run_config
+from robot_rl.cli.config import ConfigError, load_config, report_error, save_run_config
 
-errors = Console(stderr=True, soft_wrap=True)
 BAD_INPUT = (ConfigError, ValueError, TypeError)  # what graph_options and build_graph raise for bad input
 
 
@@ -37,7 +35,7 @@ def run(args) -> int:
         cfg, options = graph_options(args.graph, args.overrides)
         processes = build_graph(args.graph, options)
     except BAD_INPUT as e:
-        return bad_input(e)
+        return report_error(e)
     return run_processes(cfg, processes)
 
 
@@ -64,8 +62,3 @@ def run_processes(cfg: DictConfig, processes) -> int:
 
     run_dir = save_run_config(cfg)
     return run_graph(processes, run_dir / "logs", grace_s=cfg.grace_s)
-
-
-def bad_input(err: Exception) -> int:
-    errors.print(f"[bold red]error:[/] {err}", highlight=False)
-    return 2

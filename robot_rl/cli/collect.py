@@ -14,13 +14,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
+from robot_rl.cli.config import ConfigError, add_verb, errors, load_config, report_error, save_run_config
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError, StoreWriter
 from robot_rl.datasets.layout import local_path
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 SOURCES = ("scripted",)
 
 
@@ -37,8 +36,7 @@ def run(args) -> int:
                               "on the robot by the recorder node")
         return collect(cfg)
     except (ConfigError, StoreError, ValueError) as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False)
-        return 2
+        return report_error(e)
 
 
 def make_env_and_expert(cfg):

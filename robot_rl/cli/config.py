@@ -9,6 +9,8 @@ from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from rich.console import Console
+from rich.markup import escape
 
 # Config groups that users also address with a dot, as in `sim.dynamics=perturbed`.
 GROUP_ALIASES = {"sim.dynamics": "sim/dynamics"}
@@ -16,6 +18,16 @@ GROUP_ALIASES = {"sim.dynamics": "sim/dynamics"}
 
 class ConfigError(ValueError):
     pass
+
+
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def report_error(err: Exception | str) -> int:
+    """Print a bad-input error on stderr (its text verbatim: ``obs_keys=[state]`` is not markup); the
+    exit status for bad input, 2."""
+    errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+    return 2
 
 
 def load_config(verb: str, overrides: list[str]) -> DictConfig:

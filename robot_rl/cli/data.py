@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from robot_rl.cli.config import report_error
 from robot_rl.datasets.errors import StoreError
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 
 def add_parser(verbs) -> None:
@@ -54,8 +54,7 @@ def _guarded(run):
         try:
             return run(args)
         except StoreError as e:
-            errors.print(f"[bold red]error:[/] {e}", highlight=False)
-            return 2
+            return report_error(e)
     return wrapped
 
 

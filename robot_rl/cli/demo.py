@@ -24,10 +24,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from robot_rl.cli.config import ConfigError, load_config
+from robot_rl.cli.config import ConfigError, load_config, report_error
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 DEMO_DIR = Path("runs/demo")
 STORE = DEMO_DIR / "widowx_reach.zarr"
 
@@ -65,9 +64,8 @@ def run(args) -> int:
 
     unknown = [o for o in args.overrides if o.split("=", 1)[0] != "quick"]
     if unknown:
-        errors.print(f"[bold red]error:[/] robot-rl demo takes only quick=true|false, found {unknown}; "
-                     "for other settings run `robot-rl collect` and `robot-rl finetune` yourself")
-        return 2
+        return report_error(f"robot-rl demo takes only quick=true|false, found {unknown}; for other settings "
+                            "run `robot-rl collect` and `robot-rl finetune` yourself")
     quick = any(o.split("=", 1)[1].lower() in ("1", "true", "yes") for o in args.overrides)
     started = time.perf_counter()
     for stale in (STORE, DEMO_DIR / "finetune", DEMO_DIR / "collect"):
@@ -79,8 +77,7 @@ def run(args) -> int:
             console.rule("2/3 Cal-QL pretraining, then WSRL fine-tuning on the perturbed twin")
             status = finetune(resolve(FINETUNE + (QUICK["finetune"] if quick else [])))
     except ConfigError as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False)
-        return 2
+        return report_error(e)
     if status == 0:
         console.rule("3/3 report")
         console.print(f"demo finished in {time.perf_counter() - started:.0f} s; report: "

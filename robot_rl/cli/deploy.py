@@ -22,7 +22,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.cli.bringup import BAD_INPUT, bad_input, graph_options, run_processes
+from robot_rl.cli.bringup import BAD_INPUT, graph_options, run_processes
+from robot_rl.cli.config import report_error
 
 console = Console()
 GRAPH = "deploy"
@@ -50,7 +51,7 @@ def run(args) -> int:
             raise ValueError(f"checkpoint={options.checkpoint}: no such file or folder (expected a checkpoint, "
                              "checkpoints/ or run folder from `robot-rl train`)")
     except BAD_INPUT as e:
-        return bad_input(e)
+        return report_error(e)
     report.unlink(missing_ok=True)  # a run_dir given twice: never show the last run's report
     status = run_processes(cfg, processes)
     console.print(report_table(cfg, report, status))

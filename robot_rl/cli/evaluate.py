@@ -9,10 +9,9 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
+from robot_rl.cli.config import ConfigError, add_verb, load_config, report_error, save_run_config
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 
 def add_parser(verbs) -> None:
@@ -24,8 +23,7 @@ def run(args) -> int:
     try:
         return evaluate_checkpoint(load_config("eval", args.overrides))
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False)
-        return 2
+        return report_error(e)
 
 
 def evaluate_checkpoint(cfg) -> int:

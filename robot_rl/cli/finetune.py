@@ -10,8 +10,9 @@ mount it): the *learner* (``robot-rl train actor=external``) pretrains, then con
 ``online.zarr`` and writes checkpoints; the *actor* acts with the newest checkpoint and appends episodes.
 The actor is the robot's ROS 2 graph (robot_rl.launch.graphs.finetune_actor: driver, cameras, policy
 node, recorder), or with ``realtime=false`` on the twin one process stepping it without ROS
-(robot_rl.learner.actor). On the twin each episode resets itself; on hardware the recorder waits for
-the operator's start (its ``start`` service or a teleop button) before each episode.
+(robot_rl.learner.actor). On the twin each episode resets itself and the twin task gives the reward; on
+hardware the operator starts and ends each episode, labelling successes (reward 1 on the last step),
+with a teleop device's buttons (``teleop=keyboard``; it sends no motion) or the recorder's services.
 
 The job ends when the learner has run every phase; it then writes ``run_dir/report/`` (success against
 steps for the pretrained-only and the fine-tuned policy, the table, a rollout video, the config).
@@ -23,12 +24,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from robot_rl.cli.config import ConfigError, add_verb, save_run_config
+from robot_rl.cli.config import ConfigError, add_verb, report_error, save_run_config
 from robot_rl.cli.train import resolve_run
 from robot_rl.datasets import StoreError
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 ROLES = ("all", "learner", "actor")
 
 
@@ -41,8 +41,7 @@ def run(args) -> int:
     try:
         return finetune(resolve(args.overrides))
     except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False)
-        return 2
+        return report_error(e)
 
 
 def resolve(overrides: list[str]):
@@ -56,6 +55,10 @@ def resolve(overrides: list[str]):
                           "`robot-rl train` steps the twin in the learner's process")
     if not cfg.realtime and cfg.backend != "twin":
         raise ConfigError("realtime=false steps the twin faster than real time: it needs backend=twin")
+    if cfg.backend != "twin" and "task_state" in cfg.obs_keys:
+        raise ConfigError(f"backend={cfg.backend}: obs_keys={list(cfg.obs_keys)} reads task_state, the twin's "
+                          "privileged object and goal state, which hardware does not have: give obs_keys=[state] "
+                          "and cameras=[front]")
     return cfg
 
 
@@ -83,14 +86,19 @@ def finetune(cfg) -> int:
 
 
 def prepare_online_store(cfg) -> int:
-    """Create the run's online store with the twin's spec (before either side opens it, so neither races
-    the other to create it); returns the episode length in actions."""
+    """Create the run's online store with the spec its recorder writes (before either side opens it, so
+    neither races the other to create it); returns the episode length in actions."""
     from robot_rl.learner.replay import open_for_reading
     from robot_rl.learner.trainer import make_twin, online_store
 
     env = make_twin(cfg)
     try:
-        open_for_reading(online_store(cfg.run_dir), env.embodiment)
+        spec = env.embodiment
+        if cfg.backend != "twin":  # the hardware recorder has no twin task state
+            from robot_rl.drivers.recorder_node import without_task_state
+
+            spec = without_task_state(spec)
+        open_for_reading(online_store(cfg.run_dir), spec, (*cfg.obs_keys, *cfg.cameras))
         return int(env.unwrapped.max_steps)
     finally:
         env.close()
@@ -110,6 +118,7 @@ def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
         return [Process("actor", "robot_rl.learner.actor", ("--run-dir", str(run_dir), "--max-lag", str(cfg.max_lag)))]
     options = Options(robot=cfg.robot, backend=cfg.backend, task=cfg.task, cameras=tuple(cfg.cameras),
                       camera_devices=dict(cfg.camera_devices), camera_fps=cfg.camera_fps, port=cfg.port, rate=cfg.rate,
+                      teleop=cfg.teleop,
                       checkpoint=str(run_dir), out=str(run_dir / "online.zarr"), steps=episode_steps, seed=cfg.seed,
                       dynamics=dynamics_name(cfg))
     if options.dynamics == "custom":

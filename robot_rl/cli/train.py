@@ -16,13 +16,12 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from robot_rl.cli.config import ConfigError, add_verb, load_config, save_run_config
+from robot_rl.cli.config import ConfigError, add_verb, errors, load_config, report_error, save_run_config
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError
 from robot_rl.tasks import split_task
 
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 
 def add_parser(verbs) -> None:
@@ -35,8 +34,7 @@ def run(args) -> int:
         cfg = resolve_run(args.overrides)
         return train(cfg)
     except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False)
-        return 2
+        return report_error(e)
 
 
 def resolve_run(overrides: list[str], verb: str = "train", saved_config: bool = False):

@@ -11,7 +11,6 @@ from robot_rl.datasets import (
     ChunkSampler,
     EmbodimentSpec,
     MixtureSampler,
-    SpecMismatchError,
     StoreWriter,
     TrajectoryReader,
     TransitionSampler,
@@ -32,7 +31,7 @@ class Replay:
         # this one only reads it. Otherwise the in-progress episode of a killed run is dropped on open.
         self.writer = StoreWriter.open_or_create(online_url, spec, on_tail="drop") if writer else None
         if not writer:
-            open_for_reading(online_url, spec)
+            open_for_reading(online_url, spec, keys)
         self.online_reader = TrajectoryReader(online_url)
         seeds = np.random.SeedSequence(seed).spawn(2)
         self.online = self.sampler_class(self.online_reader, batch_size, seed=np.random.default_rng(seeds[0]),
@@ -94,16 +93,14 @@ class Replay:
             self.writer.close()
 
 
-def open_for_reading(url, spec: EmbodimentSpec) -> None:
-    """Create the online store if it does not exist yet; else check it holds ``spec``'s episodes. Never
-    opens a writer: the rows after the last commit belong to a writer that may be running."""
+def open_for_reading(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> None:
+    """Create the online store with ``spec`` if it does not exist yet; else check it holds ``keys`` (and
+    actions) in the twin's shapes: a hardware recorder's store has no ``task_state``, for one. Never opens
+    a writer: the rows after the last commit belong to a writer that may be running."""
     if not store_exists(url):
         create_store(url, spec)
         return
-    found = TrajectoryReader(url).spec
-    if found.to_dict() != spec.to_dict():
-        raise SpecMismatchError(f"{url} holds episodes of another embodiment spec than this run's twin: "
-                                "give the run a new run_dir, or record with the run's robot, task and cameras")
+    check_dataset(TrajectoryReader(url).spec, spec, keys, url)
 
 
 def check_dataset(found: EmbodimentSpec, expected: EmbodimentSpec, keys: tuple[str, ...], url) -> None:

@@ -361,6 +361,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=5.0, help="control rate in Hz (Bridge: 5)")
     parser.add_argument("--steps", type=int, default=None, help="actions to send (default: the task's step limit)")
     parser.add_argument("--seed", type=int, default=0, help="the twin's task seed")
+    parser.add_argument("--dynamics", default=None, help="the twin's robot_rl/configs/sim/dynamics preset, e.g. perturbed")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument("--wait-for-acting", action="store_true",
                         help="--checkpoint is a fine-tuning run folder: start once its learner publishes its first "
@@ -433,7 +434,8 @@ def _run_twin(args: argparse.Namespace, task: str) -> None:
     from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 
     trained = checkpoint_config(args.checkpoint)  # the twin renders the cameras it read, at its image size
-    backend = WidowXTwinBackend(task=task, seed=args.seed, image_size=tuple(trained.get("image_size", (128, 128))))
+    backend = WidowXTwinBackend(task=task, seed=args.seed, image_size=tuple(trained.get("image_size", (128, 128))),
+                                dynamics=args.dynamics, control_period=1.0 / args.rate)
     backend.connect()
     driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend="twin", port="-",
                                      name="widowx_driver")

@@ -135,7 +135,8 @@ def deploy(o: Options) -> list[Process]:
     if o.backend == "twin":  # the twin, its driver and the policy in one process: the observation is the twin's
         steps = ["--steps", str(o.steps)] if o.steps else []
         return [Process("policy", "robot_rl.drivers.policy_node",
-                        (*policy, "--backend", "twin", "--seed", str(o.seed), *steps), completes_job=True)]
+                        (*policy, "--backend", "twin", "--seed", str(o.seed), *steps,
+                         *(["--dynamics", o.dynamics] if o.dynamics else [])), completes_job=True)]
     cameras = ("--cameras", *o.cameras) if o.cameras else ()
     return [robot_process(o), *camera_processes(o),
             Process("policy", "robot_rl.drivers.policy_node", (*policy, "--observation", "topics", *cameras))]

@@ -78,7 +78,7 @@ def make_backend(args: argparse.Namespace):
         from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 
         return WidowXTwinBackend(task=getattr(args, "task", "pick_place"), seed=getattr(args, "seed", 0),
-                                 dynamics=getattr(args, "dynamics", None))
+                                 dynamics=getattr(args, "dynamics", None), control_period=1.0 / args.command_rate)
     from robot_rl.drivers.widowx.dynamixel_backend import WidowXDynamixelBackend
 
     return WidowXDynamixelBackend(port=args.port)

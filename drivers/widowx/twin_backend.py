@@ -1,6 +1,11 @@
 """The WidowX backend that is its MuJoCo twin, in-process: physics steps in a thread paced to wall-clock
 time, so the arm moves while nobody reads it, as a real one does.
 
+With ``dynamics`` (a robot_rl.sim.dynamics preset or knobs) the model's masses, friction, damping and
+gains change as in the gym twin, and ``action_latency`` delays every write by that many control periods
+(``control_period``, the command period), so a "real" stand-in lags as the gym twin's does. Action and
+sensor noise act in the gym twin's step and observation, which the driver bypasses: not applied here.
+
 Torque off cannot make the twin go limp safely (it would fold onto the table and the next torque-on
 would start from there); instead the position actuators hold where torque went off, and write() is
 ignored until torque is on again.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -20,13 +26,13 @@ class WidowXTwinBackend:
     joint_names = wx.JOINT_NAMES
 
     def __init__(self, task: str = "pick_place", seed: int = 0, real_time: bool = True,
-                 image_size: tuple[int, int] = (128, 128), dynamics: str | dict | None = None):
+                 image_size: tuple[int, int] = (128, 128), dynamics: str | dict | None = None,
+                 control_period: float = 0.2):
         from robot_rl.sim import make_env
 
-        # dynamics: a robot_rl.sim.dynamics preset or knobs. The model's masses, friction, damping and gains
-        # apply; the action latency and noise knobs act in env.step, which the driver bypasses (its
-        # commands reach the actuators through the message path, with its own latency).
         self.env = make_env("widowx", task, image_size=image_size, dynamics=dynamics)
+        self.action_delay_s = self.env.dynamics.action_latency * control_period
+        self._delayed: deque[tuple[float, np.ndarray]] = deque()  # (due time, targets), oldest first
         self.env.reset(seed=seed)
         model = self.env.model
         joints = (*wx.ARM_JOINTS, "left_finger")
@@ -62,12 +68,16 @@ class WidowXTwinBackend:
                              f"found shape {targets.shape}")
         if self.torque:
             with self._lock:
-                self.env.data.ctrl[self._ctrl] = targets
+                if self.action_delay_s > 0:
+                    self._delayed.append((time.monotonic() + self.action_delay_s, targets))
+                else:
+                    self.env.data.ctrl[self._ctrl] = targets
 
     def set_torque(self, enabled: bool) -> None:
         with self._lock:
             if enabled and not self.torque:  # no jump: start from where the joints are
                 self.env.data.ctrl[self._ctrl] = self.env.data.qpos[self._qpos]
+            self._delayed.clear()
             self.torque = enabled
 
     def clear_fault(self) -> None:
@@ -79,6 +89,9 @@ class WidowXTwinBackend:
 
         steps = max(1, round(seconds / self.env.model.opt.timestep))
         with self._lock:
+            now = time.monotonic()
+            while self._delayed and self._delayed[0][0] <= now:  # delayed writes that are due
+                self.env.data.ctrl[self._ctrl] = self._delayed.popleft()[1]
             mujoco.mj_step(self.env.model, self.env.data, nstep=steps)
 
     def close(self) -> None:

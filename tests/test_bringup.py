@@ -147,11 +147,11 @@ def test_launch_files_parse(name):
 NODE = """
 import signal, sys, time
 name = sys.argv[1]
-print(f"{name} up", flush=True)
 def stop(signum, frame):
     print(f"{name} got {signal.Signals(signum).name}", flush=True)
     sys.exit(0)
 signal.signal(signal.SIGINT, stop)
+print(f"{name} up", flush=True)  # after the handler: a SIGINT right after "up" must reach it
 time.sleep(60)
 """
 FINISHES = "import sys, time; time.sleep(0.5); print('done'); sys.exit(int(sys.argv[1]))"
@@ -220,7 +220,7 @@ def test_sigterm_to_the_supervisor_stops_every_node(tmp_path, programs):
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=30) == 130
     reader.join(timeout=5)
-    assert {"[a] a got SIGINT\n", "[b] b got SIGINT\n"} <= set(seen)
+    assert {"[a] a got SIGINT\n", "[b] b got SIGINT\n"} <= set(seen), seen
 
 
 # --- the WidowX robot process ------------------------------------------------------------------------

@@ -85,6 +85,7 @@ bench: venv
 	$(VENV)/bin/python benchmarks/sim_bench.py
 	$(VENV)/bin/python benchmarks/learner_bench.py
 	$(VENV)/bin/python benchmarks/control_bench.py
+	$(VENV)/bin/python benchmarks/finetune_bench.py
 
 # SAC, Cal-QL, RLPD and WSRL on the WidowX pick-and-place twin (CSV + PNG under runs/bench/; long)
 curves: venv

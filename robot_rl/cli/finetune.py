@@ -113,14 +113,14 @@ def learner_process(run_dir: Path):
 
 def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
     from robot_rl.launch.graphs import Options, Process, finetune_actor
+    from robot_rl.learner.trainer import online_store
 
     if not cfg.realtime:
         return [Process("actor", "robot_rl.learner.actor", ("--run-dir", str(run_dir), "--max-lag", str(cfg.max_lag)))]
     options = Options(robot=cfg.robot, backend=cfg.backend, task=cfg.task, cameras=tuple(cfg.cameras),
                       camera_devices=dict(cfg.camera_devices), camera_fps=cfg.camera_fps, port=cfg.port, rate=cfg.rate,
-                      teleop=cfg.teleop,
-                      checkpoint=str(run_dir), out=str(run_dir / "online.zarr"), steps=episode_steps, seed=cfg.seed,
-                      dynamics=dynamics_name(cfg))
+                      teleop=cfg.teleop, checkpoint=str(run_dir), out=str(online_store(run_dir)), steps=episode_steps,
+                      seed=cfg.seed, dynamics=dynamics_name(cfg))
     if options.dynamics == "custom":
         raise ConfigError("the ROS twin takes a sim.dynamics preset (nominal, noisy, perturbed), not single knobs; "
                           "use a preset, or realtime=false")

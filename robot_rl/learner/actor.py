@@ -27,6 +27,7 @@ from robot_rl.learner.rollout import Rollouts
 from robot_rl.learner.trainer import online_store
 
 ACTOR_SEED_OFFSET = 2_000_000  # the actor's episodes never reuse the seeds of demonstrations or evaluations
+CHECK_EVERY = 10               # env steps between looks at checkpoints/latest
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,19 @@ class TwinActor:
     def run(self) -> int:
         """Act until the learner says it is finished; returns the episodes committed."""
         policy = lambda obs: self.agent.act(obs)  # noqa: E731  sampled actions: the policy explores
+        steps = 0
         while True:
-            self._reload_if_newer()
+            if steps % CHECK_EVERY == 0:  # two small file reads: not on every step
+                self._reload_if_newer()
             if self.published.finished:
                 self.echo(f"actor: the learner finished; {self.episodes} episodes committed, "
                           f"{self.reloads} checkpoints reloaded")
                 return self.episodes
             if self.writer.num_steps - self.published.env_steps >= self.max_lag:
                 time.sleep(self.poll_s)
+                steps = 0  # look for a newer checkpoint at once
                 continue
+            steps += 1
             for episode in self.rollouts.step(policy):
                 self.episodes += 1
                 if self.episodes % 25 == 0:

@@ -40,7 +40,7 @@ FINETUNE = [
     "algo.agent.actor_lr=1e-3", "algo.agent.critic_lr=1e-3",
     "algo.batch_size=128", "algo.discount=0.9", "algo.n_step=3",
     "algo.schedule.offline_updates=3000", "algo.schedule.warmup_steps=400",
-    "algo.schedule.online_steps=12000", "algo.schedule.utd=1",
+    "algo.schedule.online_steps=16000", "algo.schedule.utd=1",
     "eval.every_env_steps=2000", "eval.every_updates=1500", "eval.episodes=20",
 ]
 QUICK = {  # CI: the same path in about a minute

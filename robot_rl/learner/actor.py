@@ -3,7 +3,7 @@ allows, acting with the learner's newest checkpoint and appending each finished 
 online store. The ROS actor (driver, cameras, policy node, recorder) does the same at the robot's real
 rate; this one is for demos and sweeps, where real time would take hours.
 
-    python -m robot_rl.learner.actor --run-dir runs/finetune/<run> --max-lag 200
+    python -m robot_rl.learner.actor --run-dir runs/finetune/<run> --max-lag 50
 
 The checkpoints and the store are the only link to the learner, so the actor waits for the first
 checkpoint whose ``actor.acting`` is set (an online phase has begun), reloads the weights whenever
@@ -63,7 +63,7 @@ def wait_until_acting(run_dir: str | Path, poll_s: float = 0.5, echo=print) -> P
 
 
 class TwinActor:
-    def __init__(self, run_dir: str | Path, *, max_lag: int = 200, poll_s: float = 0.05, echo=print):
+    def __init__(self, run_dir: str | Path, *, max_lag: int = 50, poll_s: float = 0.05, echo=print):
         from robot_rl.learner.policy import load_policy
 
         self.run_dir, self.max_lag, self.poll_s, self.echo = Path(run_dir), max_lag, poll_s, echo
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m robot_rl.learner.actor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", required=True, help="the finetune run folder (checkpoints/, online.zarr)")
-    parser.add_argument("--max-lag", type=int, default=200,
+    parser.add_argument("--max-lag", type=int, default=50,
                         help="committed steps the actor may run ahead of the newest checkpoint's consumption")
     args = parser.parse_args(argv)
     if args.max_lag < 1:

@@ -309,16 +309,11 @@ class PolicyNode(Node):
         self.diagnostics_pub.publish(msg)
 
     def _status(self) -> DiagnosticStatus:
-        (p50, p99), (c50, c99) = self.latency_percentiles_ms(), self.command_latency_percentiles_ms()
         level, message = ((DiagnosticStatus.ERROR, self.refusal) if self.refusal
                           else (DiagnosticStatus.OK, f"running {self.policy.folder.name}"))
-        values = {"checkpoint": str(self.policy.folder), "task": f"{self.policy.robot}/{self.policy.task}",
-                  "inference_p50_ms": f"{p50:.2f}", "inference_p99_ms": f"{p99:.2f}",
-                  "inference_samples": len(self.latencies_ms), "command_p50_ms": f"{c50:.2f}",
-                  "command_p99_ms": f"{c99:.2f}", "command_samples": len(self.command_latencies_ms),
-                  "commands_unanswered": self.commands_unanswered, "actions_published": self.actions_published,
+        values = {**{k: f"{v:.2f}" if isinstance(v, float) else v for k, v in self.summary().items()},
                   "control_rate_hz": f"{self._control_rate:.1f}", "control_rate_target_hz": f"{self.rate_hz:.1f}",
-                  "deterministic": self.deterministic, "reloads": self.reloads, "last_refusal": self.refusal or ""}
+                  "deterministic": self.deterministic, "last_refusal": self.refusal or ""}
         return DiagnosticStatus(level=level, name=f"{self.get_name()}: policy", message=message,
                                 hardware_id=self.policy.robot,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

@@ -30,9 +30,7 @@ class Replay:
         # ``writer=False``: another process (the actor of `robot-rl finetune`) is the store's writer and
         # this one only reads it. Otherwise the in-progress episode of a killed run is dropped on open.
         self.writer = StoreWriter.open_or_create(online_url, spec, on_tail="drop") if writer else None
-        if not writer:
-            open_for_reading(online_url, spec, keys)
-        self.online_reader = TrajectoryReader(online_url)
+        self.online_reader = TrajectoryReader(online_url) if writer else open_for_reading(online_url, spec, keys)
         seeds = np.random.SeedSequence(seed).spawn(2)
         self.online = self.sampler_class(self.online_reader, batch_size, seed=np.random.default_rng(seeds[0]),
                                          **self.sampler_args)
@@ -93,14 +91,15 @@ class Replay:
             self.writer.close()
 
 
-def open_for_reading(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> None:
+def open_for_reading(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> TrajectoryReader:
     """Create the online store with ``spec`` if it does not exist yet; else check it holds ``keys`` (and
     actions) in the twin's shapes: a hardware recorder's store has no ``task_state``, for one. Never opens
-    a writer: the rows after the last commit belong to a writer that may be running."""
+    a writer: the rows after the last commit belong to a writer that may be running. Returns a reader."""
     if not store_exists(url):
         create_store(url, spec)
-        return
-    check_dataset(TrajectoryReader(url).spec, spec, keys, url)
+    reader = TrajectoryReader(url)
+    check_dataset(reader.spec, spec, keys, url)
+    return reader
 
 
 def check_dataset(found: EmbodimentSpec, expected: EmbodimentSpec, keys: tuple[str, ...], url) -> None:

@@ -16,12 +16,15 @@ from robot_rl.learner.metrics import read_evaluations
 OFFLINE = "offline"  # the phase name of offline pretraining in every algorithm's plan
 
 
+def online_rows(evaluations: list[dict]) -> list[dict]:
+    """The evaluations of the online phases (the fine-tuned policy)."""
+    return [row for row in evaluations if row["phase"] not in (OFFLINE, "start")]
+
+
 def final_rows(evaluations: list[dict]) -> tuple[dict | None, dict | None]:
     """(pretrained-only, fine-tuned): the last offline evaluation and the last one after it."""
-    offline = [row for row in evaluations if row["phase"] == OFFLINE]
-    pretrained = offline[-1] if offline else None
-    online = [row for row in evaluations if row["phase"] not in (OFFLINE, "start")]
-    return pretrained, (online[-1] if online else None)
+    offline, online = [row for row in evaluations if row["phase"] == OFFLINE], online_rows(evaluations)
+    return (offline[-1] if offline else None), (online[-1] if online else None)
 
 
 def write_report(run_dir: str | Path, title: str) -> Path:
@@ -57,7 +60,7 @@ def plot_success(evaluations: list[dict], pretrained: dict | None, path: Path, t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    online = [row for row in evaluations if row["phase"] not in (OFFLINE, "start")]
+    online = online_rows(evaluations)
     steps = [row["env_steps"] for row in online]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot(steps, [100 * row["success_rate"] for row in online], marker="o", label="fine-tuned (online)")

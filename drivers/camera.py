@@ -194,7 +194,7 @@ class TwinCamera:
 
 class TwinRenderer:
     """Renders one camera of a MuJoCo twin backend (anything with ``.env``, a TwinEnv, and optionally a
-    ``_lock`` that its physics thread holds while stepping).
+    ``lock`` that its physics thread holds while stepping).
 
     It owns its mujoco.Renderer, made on the first call so the GL context belongs to the thread that
     renders, and separate from the env's own renderer. The backend's lock is held only while the scene is
@@ -209,7 +209,7 @@ class TwinRenderer:
         self.backend = backend
         self.camera = camera
         self.image_size = tuple(image_size or env.image_size)  # (height, width)
-        self._lock = getattr(backend, "_lock", None) or threading.Lock()
+        self._lock = getattr(backend, "lock", None) or threading.Lock()
         self._renderer = None
         self._render_thread: int | None = None
 

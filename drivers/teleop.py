@@ -279,8 +279,8 @@ class ScriptedTeleop:
 
     @classmethod
     def for_twin_backend(cls, backend, **kwargs) -> ScriptedTeleop:
-        """For a twin backend in this process: its env, and its physics lock (``_lock``) when it has one."""
-        return cls(backend.env, lock=getattr(backend, "_lock", None), **kwargs)
+        """For a twin backend in this process: its env, and its physics lock (``lock``) when it has one."""
+        return cls(backend.env, lock=getattr(backend, "lock", None), **kwargs)
 
     @property
     def in_episode(self) -> bool:
@@ -315,9 +315,7 @@ class ScriptedTeleop:
         self.steps, self._in_episode = 0, True
 
     def _episode_outcome(self) -> str | None:
-        # The twin has no public "evaluate the present state" (step() evaluates after acting); _evaluate
-        # has no side effects.
-        if self.env._evaluate(sparse=True).success:
+        if self.env.evaluate().success:
             return "success"
         return "step_limit" if self.steps >= self.max_steps else None
 
@@ -327,7 +325,7 @@ class ScriptedTeleop:
 
     def _expert_input(self, start: bool = False) -> TeleopInput:
         # The expert reads the twin's state through env; the observation is what its interface asks for.
-        action = self.expert(self.env._observe())  # no public observe: step() and reset() return it
+        action = self.expert(self.env.observe(cameras=()))
         self.steps += 1
         wants_open = bool(action[-1] >= 0)
         toggle = wants_open != self._gripper_open

@@ -3,7 +3,7 @@
     node = TwinTaskNode(backend, rate_hz=10.0)   # a twin backend in this process (WidowXTwinBackend)
 
 Runs beside the driver node of a twin backend, in its process (it reads ``backend.env`` under the lock
-``backend._lock`` its physics thread holds around each step, so it never sees a half-stepped state).
+``backend.lock`` its physics thread holds around each step, so it never sees a half-stepped state).
 Hardware has no such node: the recorder then records without ``task_state`` and with reward 0.
 
 | name          | kind    | type                                  | rate             | QoS                         |
@@ -43,8 +43,7 @@ class TwinTaskNode(Node):
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected a positive rate in Hz, found {rate_hz}")
         super().__init__(node_name, **node_kwargs)
-        self.env = backend.env.unwrapped if hasattr(backend.env, "unwrapped") else backend.env
-        self.lock = backend._lock  # the twin backend's physics lock (no public accessor; see ScriptedTeleop)
+        self.backend = backend
         self.terminate_on_success = bool(terminate_on_success)
         self.seed = seed
         self.resets = 0
@@ -55,10 +54,9 @@ class TwinTaskNode(Node):
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """(task_state, status vector reward/success/failure/terminated) of the twin now."""
-        with self.lock:
-            task_state = np.asarray(self.env._task_state(), dtype=float)  # no public accessor: _observe renders
-            # _evaluate has no side effects; the twin has no public "evaluate now"
-            evaluation = self.env._evaluate(sparse=self.env.reward_type == "sparse")
+        with self.backend.lock:  # one snapshot: the task state and its evaluation from the same physics step
+            task_state = np.asarray(self.backend.env.task_state(), dtype=float)
+            evaluation = self.backend.env.evaluate()
         terminated = evaluation.failure or (evaluation.success and self.terminate_on_success)
         status = np.array([evaluation.reward, evaluation.success, evaluation.failure, terminated], dtype=float)
         return task_state, status
@@ -75,8 +73,8 @@ class TwinTaskNode(Node):
 
     def _on_reset_task(self, request, response):
         seed = None if self.seed is None else self.seed + self.resets + 1
-        with self.lock:
-            reset_task_keeping_robot(self.env, seed)
+        with self.backend.lock:
+            reset_task_keeping_robot(self.backend.env, seed)
         self.resets += 1
         self.publish()
         response.success = True

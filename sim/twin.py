@@ -149,6 +149,20 @@ class TwinEnv(gymnasium.Env, ABC):
             self._renderer.close()
             self._renderer = None
 
+    # --- the present state, without stepping ---------------------------------------------------
+    def observe(self, cameras: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """The observation of the present state: ``state``, ``task_state`` and the cameras rendered
+        (``cameras`` defaults to the env's own; sensor noise as in step()). Does not advance physics."""
+        return self._observe(cameras)
+
+    def task_state(self) -> np.ndarray:
+        """The privileged ``task_state`` of the present state (no rendering)."""
+        return self._task_state().astype(np.float32)
+
+    def evaluate(self) -> Evaluation:
+        """Reward (of the env's reward type), success and failure of the present state; no side effects."""
+        return self._evaluate(sparse=self.reward_type == "sparse")
+
     # --- hooks for the tasks -------------------------------------------------------------------
     @abstractmethod
     def _reset_task(self, rng: np.random.Generator) -> None:
@@ -179,12 +193,12 @@ class TwinEnv(gymnasium.Env, ABC):
     def time(self) -> float:
         return float(self.data.time)
 
-    def _observe(self) -> dict[str, np.ndarray]:
+    def _observe(self, cameras: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         state = self._proprio().astype(np.float32)
         if self.dynamics.sensor_noise > 0:
             state = state + self.np_random.normal(0.0, self.dynamics.sensor_noise, state.shape).astype(np.float32)
-        obs = {"state": state, "task_state": self._task_state().astype(np.float32)}
-        for name in self.cameras:
+        obs = {"state": state, "task_state": self.task_state()}
+        for name in self.cameras if cameras is None else cameras:
             obs[name] = self._render(name)
         return obs
 

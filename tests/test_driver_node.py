@@ -336,7 +336,7 @@ def test_applied_commands_report_what_was_written_and_a_clipped_command_clipped(
     applied, target, msg = send_and_receive(small)
     assert tuple(msg.name) == ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
     np.testing.assert_allclose(applied, small, atol=1e-6, err_msg="an unfiltered command is applied as sent")
-    with backend._lock:
+    with backend.lock:
         written = backend.env.data.ctrl[backend._ctrl].copy()
     np.testing.assert_allclose(target, written, atol=1e-12, err_msg="command_applied is the target written")
 

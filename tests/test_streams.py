@@ -71,7 +71,7 @@ def test_state_from_joints_equals_the_twins_state():
         for name in wx.FINGER_JOINTS:
             data.qpos[model.joint(name).qposadr[0]] = finger
         mujoco.mj_forward(model, data)
-        expected = env._observe()["state"]
+        expected = env.observe()["state"]
         names = list(reversed(wx.JOINT_NAMES))  # a driver may list joints in any order
         found = proprio(names, list(reversed([*q, finger])))
         assert found.dtype == np.float32 and found.shape == (14,)
@@ -129,9 +129,9 @@ def check_topic_observation(node, spec, backend, executor, camera):
     time.sleep(0.05)
     obs = observe()
     assert sorted(obs) == ["front", "state"], "task_state is twin-only: not in the hardware source"
-    with backend._lock:
-        twin = backend.env._observe()
-        rendered = backend.env._render("front")
+    with backend.lock:
+        twin = backend.env.observe(cameras=("front",))
+        rendered = twin["front"]
     np.testing.assert_allclose(obs["state"], twin["state"], atol=2e-3)
     assert obs["front"].shape == (128, 128, 3) and obs["front"].dtype == np.uint8
     assert np.abs(obs["front"].astype(int) - rendered).mean() < 2.0, "the frame is not the twin's front view"

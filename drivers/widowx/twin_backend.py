@@ -6,6 +6,10 @@ gains change as in the gym twin, and ``action_latency`` delays every write by th
 (``control_period``, the command period), so a "real" stand-in lags as the gym twin's does. Action and
 sensor noise act in the gym twin's step and observation, which the driver bypasses: not applied here.
 
+Other code in the process reads the twin through ``observe()``, ``task_state()`` and ``evaluate()``,
+which hold ``lock`` (the lock the physics thread holds around each step), so nobody sees a half-stepped
+state; code that must change the twin's state (a task reset) holds ``lock`` itself.
+
 Torque off cannot make the twin go limp safely (it would fold onto the table and the next torque-on
 would start from there); instead the position actuators hold where torque went off, and write() is
 ignored until torque is on again.
@@ -19,6 +23,7 @@ from collections import deque
 import numpy as np
 
 from robot_rl.drivers.backend import JointReading
+from robot_rl.sim import Evaluation
 from robot_rl.sim.widowx import robot as wx
 
 
@@ -41,7 +46,7 @@ class WidowXTwinBackend:
         self._ctrl = np.array([model.actuator(n).id for n in (*wx.ARM_JOINTS, "gripper")])
         self.real_time = real_time
         self.torque = False
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # held around every physics step
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -56,7 +61,7 @@ class WidowXTwinBackend:
             self._thread.start()
 
     def read(self) -> JointReading:
-        with self._lock:
+        with self.lock:
             d = self.env.data
             return JointReading(d.qpos[self._qpos].copy(), d.qvel[self._qvel].copy(),
                                 d.actuator_force[self._ctrl].copy(), time.monotonic())
@@ -67,18 +72,32 @@ class WidowXTwinBackend:
             raise ValueError(f"targets: expected {len(self.joint_names)} values ({', '.join(self.joint_names)}), "
                              f"found shape {targets.shape}")
         if self.torque:
-            with self._lock:
+            with self.lock:
                 if self.action_delay_s > 0:
                     self._delayed.append((time.monotonic() + self.action_delay_s, targets))
                 else:
                     self.env.data.ctrl[self._ctrl] = targets
 
     def set_torque(self, enabled: bool) -> None:
-        with self._lock:
+        with self.lock:
             if enabled and not self.torque:  # no jump: start from where the joints are
                 self.env.data.ctrl[self._ctrl] = self.env.data.qpos[self._qpos]
             self._delayed.clear()
             self.torque = enabled
+
+    def observe(self, cameras: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """A snapshot of the twin's observation (state, task_state, the named cameras rendered)."""
+        with self.lock:
+            return self.env.observe(tuple(cameras))
+
+    def task_state(self) -> np.ndarray:
+        with self.lock:
+            return self.env.task_state()
+
+    def evaluate(self) -> Evaluation:
+        """The task's reward, success and failure for the present state (no side effects)."""
+        with self.lock:
+            return self.env.evaluate()
 
     def clear_fault(self) -> None:
         """The twin has no hardware faults."""
@@ -88,7 +107,7 @@ class WidowXTwinBackend:
         import mujoco  # after robot_rl.sim, which picks MuJoCo's headless GL backend before its first import
 
         steps = max(1, round(seconds / self.env.model.opt.timestep))
-        with self._lock:
+        with self.lock:
             now = time.monotonic()
             while self._delayed and self._delayed[0][0] <= now:  # delayed writes that are due
                 self.env.data.ctrl[self._ctrl] = self._delayed.popleft()[1]

@@ -3,6 +3,8 @@ wheels.
 
 - Every process starts in the given order with the caller's environment, DDS kept on loopback unless
   the caller exported otherwise (ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST).
+- Every process dies with the supervisor, however it died (robot_rl.launch.with_parent): none is left
+  running under pid 1 with a robot attached.
 - Each output line is printed as ``[name] line`` and kept in ``<log_dir>/<name>.log``.
 - The graph ends when a ``completes_job`` process exits with status 0 (the job is done: status 0), when
   any process exits otherwise (status 1, naming it), or on Ctrl-C / SIGTERM (status 130). The others
@@ -55,7 +57,9 @@ class Supervisor:
         # Own process groups: a terminal's Ctrl-C reaches only this supervisor, which then stops each
         # node once (a second SIGINT could cut a driver's torque-off short). A process that reads the
         # terminal stays in the foreground group: reading it from another group stops the process.
-        popen = subprocess.Popen(process.command(), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command = [sys.executable, "-m", "robot_rl.launch.with_parent", str(os.getpid()), process.module,
+                   *process.args]  # it stops if this supervisor dies, SIGKILL included
+        popen = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  stdin=None if process.terminal else subprocess.DEVNULL, text=True, bufsize=1,
                                  process_group=None if process.terminal else 0)
         self.running[process.name] = popen

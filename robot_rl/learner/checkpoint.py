@@ -6,6 +6,9 @@ reader (the policy node, ``resume=true``) only ever sees complete ones. Nothing 
         optimizer.safetensors  Adam moments and steps, one tensor per (optimizer, parameter, field)
         state.json             counters, optimizer hyper-parameters, numpy generator states
         config.yaml            the run's resolved config
+        spec.json              the embodiment spec the agent was built for (EmbodimentSpec.to_dict():
+                               its observation keys with their shapes, the action), so a policy
+                               loads without building the twin (robot_rl.learner.policy.load_agent)
     checkpoints/latest         the name of the newest complete checkpoint
 """
 from __future__ import annotations
@@ -18,12 +21,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from robot_rl.datasets.spec import EmbodimentSpec
+
 LATEST = "latest"
+SPEC = "spec.json"
 
 
 def save_checkpoint(folder: str | os.PathLike, name: str, agent: torch.nn.Module,
-                    optimizers: dict[str, torch.optim.Optimizer], state: dict, config_yaml: str,
-                    keep: int = 3) -> Path:
+                    optimizers: dict[str, torch.optim.Optimizer], state: dict, config_yaml: str, *,
+                    spec: EmbodimentSpec, keep: int = 3) -> Path:
     """Write ``folder/name`` atomically, point ``folder/latest`` at it, keep the newest ``keep``."""
     folder = Path(folder)
     final, tmp = folder / name, folder / f".{name}.tmp"
@@ -35,6 +41,7 @@ def save_checkpoint(folder: str | os.PathLike, name: str, agent: torch.nn.Module
     state = {**state, "optimizer_param_groups": groups, "torch_rng": torch.get_rng_state().tolist()}
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     (tmp / "config.yaml").write_text(config_yaml)
+    (tmp / SPEC).write_text(json.dumps(spec.to_dict(), indent=1))
     _fsync_dir(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)

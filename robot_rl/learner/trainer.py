@@ -263,7 +263,8 @@ class Trainer:
                  "actor": {"acting": acting, "finished": s.phase >= len(self.phases)}}
         name = f"step_{s.critic_updates:010d}_{s.env_steps:09d}"
         return save_checkpoint(self.run_dir / "checkpoints", name, self.agent, self.agent.optimizers, state,
-                               OmegaConf.to_yaml(self.cfg), keep=self.cfg.keep_checkpoints)
+                               OmegaConf.to_yaml(self.cfg), spec=self.eval_env.embodiment,
+                               keep=self.cfg.keep_checkpoints)
 
     def print_progress_line(self, phase: Phase, every_s: float = 15.0) -> None:
         """A line every ``every_s`` where the bar cannot redraw (a log, or a supervisor's pipe)."""

@@ -25,12 +25,8 @@ anything.
 """
 from __future__ import annotations
 
-import bisect
-import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -41,82 +37,13 @@ from sensor_msgs.msg import Image, JointState
 from robot_rl.datasets import EmbodimentSpec
 from robot_rl.drivers.camera_node import msg_to_image, stamp_to_seconds
 from robot_rl.drivers.proprio import proprio_builder
+from robot_rl.drivers.stamped import AlignedStreams, StaleStreamError, StreamBuffer, stale_reasons  # noqa: F401
 
 JOINT_STATES_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
                               durability=DurabilityPolicy.VOLATILE)
 IMAGE_QOS = QoSProfile(depth=30, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
 TASK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-KEEP_S = 5.0  # seconds of history each stream keeps
-
-
-class StaleStreamError(RuntimeError):
-    """A stream the observation needs has no message recent enough. ``streams``: name -> reason."""
-
-    def __init__(self, streams: dict[str, str], stale_after_s: float):
-        self.streams = dict(streams)
-        listed = "; ".join(f"{name} ({why})" for name, why in self.streams.items())
-        super().__init__(f"stale streams (no message within {stale_after_s:g} s): {listed}; check that the nodes "
-                         "publishing them run in this ROS domain and namespace")
-
-
-@dataclass(frozen=True)
-class Sample:
-    stamp: float      # the message's stamp, s
-    received: float   # time.time() on arrival, s
-    value: Any
-
-
-class StreamBuffer:
-    """The recent messages of one stream, ordered by stamp; thread-safe."""
-
-    def __init__(self, name: str, keep_s: float = KEEP_S, max_samples: int = 1000):
-        self.name, self.keep_s, self.max_samples = name, float(keep_s), int(max_samples)
-        self._stamps: list[float] = []
-        self._samples: list[Sample] = []
-        self._lock = threading.Lock()
-        self.count = 0
-
-    def add(self, stamp: float, value: Any, received: float | None = None) -> None:
-        sample = Sample(float(stamp), time.time() if received is None else float(received), value)
-        with self._lock:
-            at = bisect.bisect_right(self._stamps, sample.stamp)
-            self._stamps.insert(at, sample.stamp)
-            self._samples.insert(at, sample)
-            self.count += 1
-            oldest = self._stamps[-1] - self.keep_s
-            drop = max(bisect.bisect_left(self._stamps, oldest), len(self._stamps) - self.max_samples)
-            if drop > 0:
-                del self._stamps[:drop], self._samples[:drop]
-
-    @property
-    def last(self) -> Sample | None:
-        with self._lock:
-            return self._samples[-1] if self._samples else None
-
-    def latest_at(self, t: float) -> Sample | None:
-        """The newest sample stamped at or before ``t``."""
-        with self._lock:
-            at = bisect.bisect_right(self._stamps, t)
-            return self._samples[at - 1] if at else None
-
-    def after(self, t: float, before: float = float("inf")) -> list[Sample]:
-        """Samples stamped after ``t`` and before ``before``, oldest first."""
-        with self._lock:
-            lo, hi = bisect.bisect_right(self._stamps, t), bisect.bisect_left(self._stamps, before)
-            return self._samples[lo:hi]
-
-    def staleness(self, now: float, stale_after_s: float) -> str | None:
-        """Why the stream is stale at ``now``, or None when its newest message is recent enough."""
-        last = self.last
-        if last is None:
-            return "no message yet"
-        age = now - last.stamp
-        return f"last message {age:.2f} s old" if age > stale_after_s else None
-
-
-def stale_reasons(buffers: Iterable[StreamBuffer], now: float, stale_after_s: float) -> dict[str, str]:
-    return {b.name: why for b in buffers if (why := b.staleness(now, stale_after_s)) is not None}
 
 
 def fit_image(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -137,7 +64,7 @@ def header_seconds(msg) -> float:
     return stamp_to_seconds(msg.header.stamp)
 
 
-class ObservationStreams:
+class ObservationStreams(AlignedStreams):
     """Subscribes ``node`` to the topics behind ``keys`` (default: every observation key of ``spec``)
     and builds spec-keyed observations from the messages stamped at or before a given time."""
 
@@ -148,10 +75,8 @@ class ObservationStreams:
         if unknown:
             raise ValueError(f"keys: {unknown} are not observation keys of the {spec.name!r} spec "
                              f"(it has {list(spec.obs_keys)})")
-        if not stale_after_s > 0:
-            raise ValueError(f"stale_after_s: expected a positive number of seconds, found {stale_after_s}")
-        self.spec, self.keys, self.stale_after_s = spec, keys, float(stale_after_s)
-        self.buffers: dict[str, StreamBuffer] = {}   # key -> its stream
+        super().__init__({}, stale_after_s=stale_after_s, decode=self._value)
+        self.spec, self.keys = spec, keys
         self._proprio = proprio_builder(spec.name) if "state" in keys else None
         for key in keys:
             if key == "state":
@@ -167,32 +92,6 @@ class ObservationStreams:
     def _subscribe(self, node: Node, key: str, msg_type, topic: str, qos: QoSProfile, max_samples: int) -> None:
         buffer = self.buffers[key] = StreamBuffer(topic, max_samples=max_samples)
         node.create_subscription(msg_type, topic, lambda msg: buffer.add(header_seconds(msg), msg), qos)
-
-    @property
-    def stream_names(self) -> list[str]:
-        return [b.name for b in self.buffers.values()]
-
-    def stale(self, now: float | None = None) -> dict[str, str]:
-        """Stream name -> why it is stale at ``now`` (default: the present time); empty when all are live."""
-        return stale_reasons(self.buffers.values(), time.time() if now is None else now, self.stale_after_s)
-
-    def observation_at(self, t: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """(observation, per-stream age t - stamp) from each stream's newest message stamped at or before
-        ``t``; StaleStreamError names every stream without one, or with one older than stale_after_s."""
-        samples, stale = {}, {}
-        for key, buffer in self.buffers.items():
-            sample = buffer.latest_at(t)
-            if sample is None:
-                stale[buffer.name] = "no message at or before the tick"
-            elif t - sample.stamp > self.stale_after_s:
-                stale[buffer.name] = f"newest message {t - sample.stamp:.2f} s before the tick"
-            else:
-                samples[key] = sample
-        if stale:
-            raise StaleStreamError(stale, self.stale_after_s)
-        obs = {key: self._value(key, sample.value) for key, sample in samples.items()}
-        ages = {self.buffers[key].name: t - sample.stamp for key, sample in samples.items()}
-        return obs, ages
 
     def _value(self, key: str, msg) -> np.ndarray:
         if key == "state":

@@ -7,7 +7,7 @@ round-trips exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,16 @@ class EmbodimentSpec:
     @property
     def obs_keys(self) -> tuple[str, ...]:
         return (*self.state, *self.cameras)
+
+    def without(self, *keys: str) -> EmbodimentSpec:
+        """This spec without the observation ``keys`` (state or camera keys): ``spec.without("task_state")``
+        is what hardware records, which has no twin task state."""
+        unknown = [k for k in keys if k not in self.obs_keys]
+        if unknown:
+            raise SpecMismatchError(f"without: {unknown} are not observation keys of the {self.name!r} spec; "
+                                    f"expected some of {list(self.obs_keys)}")
+        return replace(self, state={k: v for k, v in self.state.items() if k not in keys},
+                       cameras={k: v for k, v in self.cameras.items() if k not in keys})
 
     def keys(self) -> dict[str, KeySpec]:
         """Every per-step key of ``data/`` with its spec, observations first."""

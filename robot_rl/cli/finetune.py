@@ -95,9 +95,7 @@ def prepare_online_store(cfg) -> int:
     try:
         spec = env.embodiment
         if cfg.backend != "twin":  # the hardware recorder has no twin task state
-            from robot_rl.drivers.recorder_node import without_task_state
-
-            spec = without_task_state(spec)
+            spec = spec.without("task_state")
         open_for_reading(online_store(cfg.run_dir), spec, (*cfg.obs_keys, *cfg.cameras))
         return int(env.unwrapped.max_steps)
     finally:

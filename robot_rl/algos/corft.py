@@ -32,7 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from robot_rl.algos.agent import LearningAgent
 from robot_rl.algos.batch import Batch
+from robot_rl.algos.ops import conservative_gap, masked_mean, optimizer_step, polyak_update, q_per_action
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import ObservationShapes, config_from_dict
 from robot_rl.nets import CriticEnsemble
@@ -103,8 +105,10 @@ def configure(cfg, env, instructions: list[str]) -> None:
     agent.text_encoder = resolve_text_encoder(agent.text_encoder)
 
 
-class CORFT(torch.nn.Module):
+class CORFT(LearningAgent):
     config_class = CORFTConfig
+    reads_instructions = True
+    configure = staticmethod(configure)
 
     def __init__(self, shapes: ObservationShapes, action_dim: int, config: CORFTConfig):
         super().__init__()
@@ -126,12 +130,12 @@ class CORFT(torch.nn.Module):
             "policy": torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr),
             "critic": torch.optim.Adam([*self.encoder.parameters(), *self.critic.parameters()], lr=config.critic_lr),
         }
-        self.phase = "imitation"  # the trainer sets the running phase's name
+        self.phase = "imitation"  # the running phase's name, set by begin_phase
+
+    def begin_phase(self, phase: Phase) -> None:
+        self.phase = phase.name
 
     # --- acting -------------------------------------------------------------------------------
-    @property
-    def encoder_keys(self) -> tuple[str, ...]:
-        return (*self.shapes.state, *self.shapes.cameras)
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
@@ -167,12 +171,11 @@ class CORFT(torch.nn.Module):
         error = error.abs() if self.config.imitation_loss == "l1" else error.pow(2)
         if batch.action_mask is None:
             return error.mean()
-        mask = batch.action_mask.repeat_interleave(self.action_dim, dim=1)  # [B, h] -> [B, h * A]
-        return (error * mask).sum() / mask.sum().clamp(min=1)
+        return masked_mean(error, batch.action_mask.repeat_interleave(self.action_dim, dim=1))  # [B, h * A]
 
     def imitation_step(self, batch: Batch) -> dict[str, float]:
         loss = self.imitation_loss(self.flat_policy(batch.obs, augment=True), batch)
-        self._step("policy", loss)
+        optimizer_step(self.optimizers["policy"], loss)
         return {"imitation_loss": loss.item()}
 
     def critic_step(self, batch: Batch) -> dict[str, float]:
@@ -183,12 +186,11 @@ class CORFT(torch.nn.Module):
             target = self.td_target(batch, next_tokens, next_chunk)
         features = self.encoder(self.policy.state_input(batch.obs), tokens)
         q = self.critic(features, batch.action)
-        valid = batch.valid
-        td_loss = (((q - target) ** 2) * valid).sum(-1).mean() / valid.sum().clamp(min=1)
+        td_loss = masked_mean((q - target) ** 2, batch.valid)
         gap = self.conservative_gap(batch, features, q, chunk, next_chunk)
         loss = td_loss + self.config.cql_alpha * gap
-        self._step("critic", loss)
-        self.polyak_update()
+        optimizer_step(self.optimizers["critic"], loss)
+        polyak_update(((self.critic, self.target_critic), (self.encoder, self.target_encoder)), self.config.tau)
         return {"critic_loss": loss.item(), "td_loss": td_loss.item(), "cql_gap": gap.item(),
                 "q": q.mean().item(), "target_q": target.mean().item()}
 
@@ -209,14 +211,12 @@ class CORFT(torch.nn.Module):
         random_chunks = torch.rand(n, b, flat, device=features.device) * 2.0 - 1.0
         chunks_s, log_density_s = self._noisy(chunk, n)
         chunks_next, log_density_next = self._noisy(next_chunk, n)
-        q_random = self._q_per_chunk(features, random_chunks) + flat * math.log(2.0)  # - log(0.5^flat)
-        q_s, q_next = self._q_per_chunk(features, chunks_s), self._q_per_chunk(features, chunks_next)
+        q_random = q_per_action(self.critic, features, random_chunks) + flat * math.log(2.0)  # - log(0.5^flat)
+        q_s, q_next = q_per_action(self.critic, features, chunks_s), q_per_action(self.critic, features, chunks_next)
         if cfg.calql:
             q_s, q_next = q_s.clamp(min=batch.mc_return), q_next.clamp(min=batch.mc_return)
         scored = torch.cat([q_random, q_s - log_density_s, q_next - log_density_next], dim=1)
-        t = cfg.cql_temperature
-        soft_max = t * torch.logsumexp(scored / t, dim=1)                              # [E, B]
-        return ((soft_max - q_data) * batch.valid).sum(-1).mean() / batch.valid.sum().clamp(min=1)
+        return conservative_gap(scored, q_data, batch.valid, cfg.cql_temperature)
 
     @property
     def critic_action_dim(self) -> int:
@@ -229,11 +229,6 @@ class CORFT(torch.nn.Module):
         log_density = (-0.5 * (noise / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
         return (chunk + noise).clamp(-1.0, 1.0), log_density
 
-    def _q_per_chunk(self, features: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
-        """features [B, F], chunks [n, B, A] -> [E, n, B]."""
-        n, b = chunks.shape[:2]
-        return self.critic(features.repeat(n, 1), chunks.reshape(n * b, -1)).reshape(-1, n, b)
-
     def actor_step(self, batch: Batch) -> dict[str, float]:
         tokens = self.policy.image_tokens(batch.obs)
         chunk = self.policy(batch.obs, image_tokens=tokens).flatten(1)
@@ -245,20 +240,8 @@ class CORFT(torch.nn.Module):
         imitation = self.imitation_loss(chunk, batch)
         lam = self.config.rl_weight / q.abs().mean().detach().clamp(min=1e-6)
         loss = imitation - lam * q.mean()
-        self._step("policy", loss)
+        optimizer_step(self.optimizers["policy"], loss)
         return {"actor_loss": loss.item(), "imitation_loss": imitation.item(), "policy_q": q.mean().item()}
-
-    def _step(self, name: str, loss: torch.Tensor) -> None:
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    @torch.no_grad()
-    def polyak_update(self) -> None:
-        for net, target in ((self.critic, self.target_critic), (self.encoder, self.target_encoder)):
-            for p, tp in zip(net.parameters(), target.parameters()):
-                tp.lerp_(p, self.config.tau)
 
 
 Agent = CORFT

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from robot_rl.algos.batch import Batch
+from robot_rl.algos.ops import conservative_gap, optimizer_step, q_per_action
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import SAC, SACConfig
 
@@ -50,6 +51,9 @@ class CQL(SAC):
         if config.lagrange:
             self.optimizers["cql_alpha"] = torch.optim.Adam([self.log_cql_alpha], lr=config.critic_lr)
 
+    def begin_phase(self, phase: Phase) -> None:
+        self.conservative = phase.conservative
+
     @property
     def backup_entropy(self) -> bool:
         """CQL and Cal-QL never back up the entropy term; the SAC fine-tuning after them may."""
@@ -73,10 +77,7 @@ class CQL(SAC):
         return loss, info
 
     def lagrange_step(self, loss: torch.Tensor) -> None:
-        opt = self.optimizers["cql_alpha"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(self.optimizers["cql_alpha"], loss)
 
     def conservative_gap(self, batch: Batch) -> torch.Tensor:
         """Mean over members and rows of logsumexp_{a~} Q(s, a~) - Q(s, a_data)."""
@@ -88,22 +89,13 @@ class CQL(SAC):
             actions_s, log_prob_s = self.actor.sample(features.detach().expand(n, *features.shape))
             next_features = self.encoder(batch.next_obs)
             actions_next, log_prob_next = self.actor.sample(next_features.expand(n, *next_features.shape))
-        q_random = self.q_per_action(features, random_actions)                        # [E, n, B]
-        q_s, q_next = self.q_per_action(features, actions_s), self.q_per_action(features, actions_next)
+        q_random = q_per_action(self.critic, features, random_actions)                # [E, n, B]
+        q_s, q_next = q_per_action(self.critic, features, actions_s), q_per_action(self.critic, features, actions_next)
         if cfg.calql:
             q_s, q_next = q_s.clamp(min=batch.mc_return), q_next.clamp(min=batch.mc_return)
         uniform_log_density = -flat_action * math.log(2.0)
         scored = torch.cat([q_random - uniform_log_density, q_s - log_prob_s, q_next - log_prob_next], dim=1)
-        t = cfg.cql_temperature
-        soft_max = t * torch.logsumexp(scored / t, dim=1)                            # [E, B]
-        q_data = self.critic(features, batch.action)
-        return ((soft_max - q_data) * batch.valid).sum(-1).mean() / batch.valid.sum().clamp(min=1)
-
-    def q_per_action(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q of every member for n actions per state: features [B, F], actions [n, B, A] -> [E, n, B]."""
-        n, b = actions.shape[:2]
-        q = self.critic(features.repeat(n, 1), actions.reshape(n * b, -1))
-        return q.reshape(-1, n, b)
+        return conservative_gap(scored, self.critic(features, batch.action), batch.valid, cfg.cql_temperature)
 
 
 Agent = CQL

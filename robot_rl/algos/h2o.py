@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.algos.batch import Batch
+from robot_rl.algos.ops import masked_mean, optimizer_step
 from robot_rl.algos.plan import Phase, split_budget
 from robot_rl.algos.sac import SAC, SACConfig
 from robot_rl.nets import mlp
@@ -204,10 +205,7 @@ class H2O(SAC):
         if noise > 0:
             s, a, s_next = (x + noise * torch.randn_like(x) for x in (s, a, s_next))
         sa_loss, sas_loss = discriminator_losses(*self.logits(s, a, s_next), batch.source)
-        opt = self.optimizers["discriminator"]
-        opt.zero_grad(set_to_none=True)
-        (sa_loss + sas_loss).backward()
-        opt.step()
+        optimizer_step(self.optimizers["discriminator"], sa_loss + sas_loss)
         return {"d_sa_loss": sa_loss.item(), "d_sas_loss": sas_loss.item()}
 
     @torch.no_grad()
@@ -234,10 +232,10 @@ class H2O(SAC):
         real, sim = self.sources(batch)
         target = self.td_target(batch)
         q = self.critic(self.encoder(batch.obs, augment=True), batch.action)     # [E, B]
-        squared = (q - target) ** 2 * batch.valid
+        squared = (q - target) ** 2
         ratio, u = self.sim_trust(self.states(batch.obs)[sim], batch.action[sim], self.states(batch.next_obs)[sim])
-        td_real = squared[:, real].sum(-1).mean() / batch.valid[real].sum().clamp(min=1)
-        td_sim = (squared[:, sim] * ratio).sum(-1).mean() / batch.valid[sim].sum().clamp(min=1)
+        td_real = masked_mean(squared[:, real], batch.valid[real])
+        td_sim = masked_mean(squared[:, sim] * ratio, batch.valid[sim])
         gap = gap_penalty(q[:, sim], gap_weights(u), q[:, real], cfg.penalty_temperature, cfg.penalty_clip)
         loss = td_real + td_sim + cfg.penalty_weight * gap
         return loss, {"critic_loss": loss.item(), "td_real": td_real.item(), "td_sim": td_sim.item(),

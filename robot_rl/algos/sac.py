@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from robot_rl.algos.agent import LearningAgent
 from robot_rl.algos.batch import Batch
+from robot_rl.algos.ops import masked_mean, optimizer_step, polyak_update
 from robot_rl.algos.plan import Phase, split_budget
 from robot_rl.nets import CriticEnsemble, ObservationEncoder, TanhGaussianActor
 
@@ -70,7 +72,7 @@ def plan(schedule) -> list[Phase]:
                                                    "random_steps"), utd=schedule.utd)]
 
 
-class SAC(torch.nn.Module):
+class SAC(LearningAgent):
     config_class = SACConfig
 
     def __init__(self, shapes: ObservationShapes, action_dim: int, config: SACConfig):
@@ -113,10 +115,6 @@ class SAC(torch.nn.Module):
         action = action.cpu().numpy()
         return action.reshape(len(action), self.config.chunk, self.action_dim) if self.config.chunk > 1 else action
 
-    @property
-    def encoder_keys(self) -> tuple[str, ...]:
-        return (*self.shapes.state, *self.shapes.cameras)
-
     # --- learning ---------------------------------------------------------------------------
     def update(self, batches: list[Batch]) -> dict[str, float]:
         for batch in batches:
@@ -126,10 +124,7 @@ class SAC(torch.nn.Module):
 
     def critic_step(self, batch: Batch) -> dict[str, float]:
         loss, info = self.critic_loss(batch)
-        opt = self.optimizers["critic"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(self.optimizers["critic"], loss)
         self.polyak_update()
         return info
 
@@ -148,7 +143,7 @@ class SAC(torch.nn.Module):
         target = self.td_target(batch)
         features = self.encoder(batch.obs, augment=True)
         q = self.critic(features, batch.action)
-        loss = (((q - target) ** 2) * batch.valid).sum(-1).mean() / batch.valid.sum().clamp(min=1)
+        loss = masked_mean((q - target) ** 2, batch.valid)
         return loss, {"critic_loss": loss.item(), "q": q.mean().item(), "target_q": target.mean().item()}
 
     def actor_loss(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,19 +169,13 @@ class SAC(torch.nn.Module):
         actor_loss, log_prob = self.actor_loss(features)
         self.critic.requires_grad_(True)
         temperature_loss = self.temperature_loss(log_prob)
-        for name, loss in (("actor", actor_loss), ("temperature", temperature_loss)):
-            self.optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizers[name].step()
+        optimizer_step(self.optimizers["actor"], actor_loss)
+        optimizer_step(self.optimizers["temperature"], temperature_loss)
         return {"actor_loss": actor_loss.item(), "temperature": self.temperature.item(),
                 "entropy": -log_prob.mean().item(), "temperature_loss": temperature_loss.item()}
 
-    @torch.no_grad()
     def polyak_update(self) -> None:
-        tau = self.config.tau
-        for net, target in ((self.critic, self.target_critic), (self.encoder, self.target_encoder)):
-            for p, tp in zip(net.parameters(), target.parameters()):
-                tp.lerp_(p, tau)
+        polyak_update(((self.critic, self.target_critic), (self.encoder, self.target_encoder)), self.config.tau)
 
 
 Agent = SAC

@@ -109,9 +109,9 @@ class Trainer:
         self.eval_env = make_twin(cfg)
         spec = self.eval_env.embodiment
         self.keys = (*cfg.obs_keys, *cfg.cameras)
-        if hasattr(algo, "configure"):  # settings the run decides (e.g. CO-RFT's instruction), saved with it
-            algo.configure(cfg, self.eval_env,
-                           dataset_instructions(cfg.dataset, cfg.get("demos")) if cfg.dataset else [])
+        reads_instructions = algo.Agent.reads_instructions and cfg.dataset
+        algo.Agent.configure(cfg, self.eval_env,  # settings the run decides (CO-RFT's instruction), saved with it
+                             dataset_instructions(cfg.dataset, cfg.get("demos")) if reads_instructions else [])
         self.agent = build_agent(cfg, spec).to(cfg.device)
         self.replay = Replay(spec, self.keys, online_store(self.run_dir), cfg.dataset,
                              batch_size=cfg.algo.batch_size, discount=cfg.algo.discount, n_step=cfg.algo.n_step,
@@ -142,10 +142,7 @@ class Trainer:
             self.evaluate_and_checkpoint("start")
         while s.phase < len(self.phases):
             phase = self.phases[s.phase]
-            if hasattr(self.agent, "conservative"):
-                self.agent.conservative = phase.conservative
-            if hasattr(self.agent, "phase"):
-                self.agent.phase = phase.name
+            self.agent.begin_phase(phase)
             bar = self.progress.add_task(phase.name, total=phase.length, completed=s.progress, status="") \
                 if self.progress else None
             drawn_before, updates_before = dict(self.replay.drawn), s.critic_updates

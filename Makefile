@@ -79,6 +79,7 @@ demo: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_layers.py  # DESIGN.md's import layers
 
 bench: venv
 	$(VENV)/bin/python benchmarks/store_bench.py

@@ -4,8 +4,10 @@
     from robot_rl.sim import make_env, make_expert
     env = make_env("widowx", "pick_place")
 
-Importing this package registers every task with gymnasium as ``robot_rl/<Task>-v0``, and picks
-MuJoCo's EGL backend for offscreen cameras when ``MUJOCO_GL`` is unset and there is no display.
+Importing this package picks MuJoCo's EGL backend for offscreen cameras when ``MUJOCO_GL`` is unset and
+there is no display. Its names load on first use, so ``robot_rl.sim.specs`` (every robot's embodiment
+spec) and the robots' constants import without MuJoCo; the first use of the task registry (``make_env``,
+``TASKS``, ...) registers every task with gymnasium as ``robot_rl/<Task>-v0``.
 """
 import os
 
@@ -13,18 +15,16 @@ import os
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
     os.environ["MUJOCO_GL"] = "egl"
 
-try:
-    import gymnasium  # noqa: F401
-    import mujoco  # noqa: F401
-except ImportError as err:  # pragma: no cover - depends on the install
-    raise ImportError(f"robot_rl.sim needs the `sim` extra: pip install 'robot-rl[sim]' ({err})") from err
+from robot_rl.sim.lazy import lazy_exports
 
-from robot_rl.sim.dynamics import Dynamics
-from robot_rl.sim.expert import ScriptedExpert
-from robot_rl.sim.registry import TASKS, env_class, make_env, make_expert, register_all, task_entry
-from robot_rl.sim.twin import Evaluation, TwinEnv
-
-register_all()
-
-__all__ = ["TASKS", "Dynamics", "Evaluation", "ScriptedExpert", "TwinEnv", "env_class", "make_env",
-           "make_expert", "register_all", "task_entry"]
+_EXPORTS = {
+    "Dynamics": "robot_rl.sim.dynamics",
+    "ScriptedExpert": "robot_rl.sim.expert",
+    "Evaluation": "robot_rl.sim.twin",
+    "TwinEnv": "robot_rl.sim.twin",
+    **{name: "robot_rl.sim.registry"
+       for name in ("TASKS", "env_class", "make_env", "make_expert", "register_all", "task_entry")},
+    **{name: "robot_rl.sim.specs" for name in ("embodiment_spec", "task_facts")},
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
     env = make_env("widowx", "pick_place", cameras=("front",))
     expert = make_expert(env, noise=0.1, seed=0)
 
-``gymnasium.make("robot_rl/WidowXPickPlace-v0")`` works too once ``robot_rl.sim`` is imported; it
+``gymnasium.make("robot_rl/WidowXPickPlace-v0")`` works too once this module is imported; it
 adds gymnasium's checking wrappers, which ``make_env`` leaves out for speed.
 """
 from __future__ import annotations
@@ -76,3 +76,6 @@ def register_all() -> None:
         for entry in tasks.values():
             if entry.gym_id not in gymnasium.registry:
                 gymnasium.register(id=entry.gym_id, entry_point=entry.env)
+
+
+register_all()

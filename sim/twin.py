@@ -24,10 +24,21 @@ import gymnasium
 import mujoco
 import numpy as np
 
-from robot_rl.datasets import CameraSpec, EmbodimentSpec, KeySpec
+from robot_rl.datasets import EmbodimentSpec, KeySpec
 from robot_rl.sim.dynamics import Dynamics, NominalModel
+from robot_rl.sim.specs import embodiment_spec, task_facts
 
 REWARD_TYPES = ("dense", "sparse")
+
+
+class classproperty:  # noqa: N801 - reads like the class attribute it replaces
+    """A read-only attribute computed from the class, for the class and its instances alike."""
+
+    def __init__(self, getter):
+        self.getter = getter
+
+    def __get__(self, instance, owner):
+        return self.getter(owner)
 
 
 def asset_path(relative: str) -> str:
@@ -46,11 +57,10 @@ class TwinEnv(gymnasium.Env, ABC):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"]}
 
     scene: ClassVar[str]              # MJCF file under sim/assets
-    robot: ClassVar[str]              # "widowx" | "franka" | "rc_car"
+    robot: ClassVar[str]              # "widowx" | "franka" | "rc_car": its spec is robot_rl.sim.<robot>.spec
+    task: ClassVar[str]               # the task's name in that spec's TASKS
     control_rate_hz: ClassVar[float]
     action_dim: ClassVar[int]
-    max_steps_default: ClassVar[int]
-    instruction: ClassVar[str] = ""   # the language instruction recorded with each episode
     camera_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, reward_type: str = "dense", cameras: tuple[str, ...] | list[str] = (),
@@ -87,29 +97,18 @@ class TwinEnv(gymnasium.Env, ABC):
     # --- the embodiment ----------------------------------------------------------------------
     @classmethod
     def embodiment_spec(cls, cameras=(), image_size=(128, 128)) -> EmbodimentSpec:
-        """The spec shared with the store and the drivers: state keys, cameras, the action."""
-        height, width = image_size
-        return EmbodimentSpec(
-            name=cls.robot,
-            control_rate_hz=cls.control_rate_hz,
-            action=KeySpec((cls.action_dim,), "float32", "normalized", -1.0, 1.0, cls.action_description()),
-            state={"state": cls.state_spec(), "task_state": cls.task_state_spec()},
-            cameras={name: _camera_spec(name, height, width) for name in cameras},
-        )
+        """The spec shared with the store and the drivers (robot_rl.sim.specs): state, task_state, cameras,
+        the action."""
+        return embodiment_spec(cls.robot, cls.task, cameras, image_size)
 
-    @classmethod
-    @abstractmethod
-    def state_spec(cls) -> KeySpec:
-        """Proprioception: what the real robot's driver also publishes."""
+    @classproperty
+    def instruction(cls) -> str:
+        """The language instruction recorded with each episode."""
+        return task_facts(cls.robot, cls.task).instruction
 
-    @classmethod
-    @abstractmethod
-    def task_state_spec(cls) -> KeySpec:
-        """Object and goal positions: known in the twin only."""
-
-    @classmethod
-    def action_description(cls) -> str:
-        return ""
+    @classproperty
+    def max_steps_default(cls) -> int:
+        return task_facts(cls.robot, cls.task).max_steps
 
     # --- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -225,8 +224,3 @@ def _box(spec: KeySpec) -> gymnasium.spaces.Box:
                                 np.broadcast_to(np.asarray(high, np.float32), spec.shape),
                                 spec.shape, np.dtype(spec.dtype))
 
-
-def _camera_spec(name: str, height: int, width: int, fovy_deg: float = 45.0) -> CameraSpec:
-    # Pinhole intrinsics of a MuJoCo camera with vertical field of view fovy (square pixels).
-    focal = 0.5 * height / np.tan(np.deg2rad(fovy_deg) / 2)
-    return CameraSpec(height, width, fx=float(focal), fy=float(focal), cx=width / 2, cy=height / 2)

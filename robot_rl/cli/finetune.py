@@ -89,17 +89,14 @@ def prepare_online_store(cfg) -> int:
     """Create the run's online store with the spec its recorder writes (before either side opens it, so
     neither races the other to create it); returns the episode length in actions."""
     from robot_rl.learner.replay import open_for_reading
-    from robot_rl.learner.trainer import make_twin, online_store
+    from robot_rl.learner.trainer import online_store
+    from robot_rl.sim.specs import embodiment_spec, task_facts
 
-    env = make_twin(cfg)
-    try:
-        spec = env.embodiment
-        if cfg.backend != "twin":  # the hardware recorder has no twin task state
-            spec = spec.without("task_state")
-        open_for_reading(online_store(cfg.run_dir), spec, (*cfg.obs_keys, *cfg.cameras))
-        return int(env.unwrapped.max_steps)
-    finally:
-        env.close()
+    # the hardware recorder has no twin task state
+    spec = embodiment_spec(cfg.robot, cfg.task if cfg.backend == "twin" else None, tuple(cfg.cameras),
+                           tuple(cfg.image_size))
+    open_for_reading(online_store(cfg.run_dir), spec, (*cfg.obs_keys, *cfg.cameras))
+    return int(cfg.max_steps or task_facts(cfg.robot, cfg.task).max_steps)
 
 
 def learner_process(run_dir: Path):

@@ -4,9 +4,6 @@ their scripted experts, and the robot's constants for the driver.
     from robot_rl.sim.franka import FrankaLift, FrankaLiftExpert
     env = FrankaLift(cameras=("front", "wrist"))
 """
-from robot_rl.sim.franka.experts import FrankaLiftExpert, FrankaPegInsertExpert
-from robot_rl.sim.franka.kinematics import IKError, solve_ik
-from robot_rl.sim.franka.lift import FrankaLift
 from robot_rl.sim.franka.panda import (
     CONTROL_RATE_HZ,
     FINGER_JOINT_NAMES,
@@ -28,9 +25,18 @@ from robot_rl.sim.franka.panda import (
     TRANSLATIONAL_DAMPING,
     TRANSLATIONAL_STIFFNESS,
 )
-from robot_rl.sim.franka.peg_insert import FrankaPegInsert
-from robot_rl.sim.franka.twin import FrankaTwin, clip_target
+from robot_rl.sim.lazy import lazy_exports
 
+__getattr__ = lazy_exports(__name__, {
+    "FrankaLiftExpert": "robot_rl.sim.franka.experts",
+    "FrankaPegInsertExpert": "robot_rl.sim.franka.experts",
+    "IKError": "robot_rl.sim.franka.kinematics",
+    "solve_ik": "robot_rl.sim.franka.kinematics",
+    "FrankaLift": "robot_rl.sim.franka.lift",
+    "FrankaPegInsert": "robot_rl.sim.franka.peg_insert",
+    "FrankaTwin": "robot_rl.sim.franka.twin",
+    "clip_target": "robot_rl.sim.franka.twin",
+})
 __all__ = [
     "CONTROL_RATE_HZ", "FINGER_JOINT_NAMES", "GRIPPER_MAX_WIDTH", "HOME_QPOS", "JOINT_LIMITS_HIGH",
     "JOINT_LIMITS_LOW", "JOINT_NAMES", "NOMINAL_QUAT", "ORIENTATION_LIMITS", "POS_STEP", "ROT_STEP",

@@ -13,7 +13,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from robot_rl.datasets import KeySpec
 from robot_rl.sim.franka.panda import GRIPPER_MAX_WIDTH
 from robot_rl.sim.franka.twin import FrankaTwin
 from robot_rl.sim.rotations import yaw_quat
@@ -25,8 +24,7 @@ LIFT_HEIGHT = 0.10
 
 class FrankaLift(FrankaTwin):
     scene: ClassVar[str] = "franka/lift.xml"
-    max_steps_default: ClassVar[int] = 50
-    instruction: ClassVar[str] = "pick up the red cube"
+    task: ClassVar[str] = "lift"
     cube_low: ClassVar[np.ndarray] = np.array([0.42, -0.12])
     cube_high: ClassVar[np.ndarray] = np.array([0.58, 0.12])
 
@@ -35,11 +33,6 @@ class FrankaLift(FrankaTwin):
         self._cube_qpos = self.model.joint("cube").qposadr[0]
         self._cube_body = self.model.body("cube").id
         self._cube_geom = self.model.geom("cube").id
-
-    @classmethod
-    def task_state_spec(cls) -> KeySpec:
-        return KeySpec((7,), "float32", "mixed",
-                       description="cube position (3, m), cube quaternion (4, w x y z)")
 
     def _reset_task(self, rng: np.random.Generator) -> None:
         self._place_arm(rng)

@@ -18,7 +18,6 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
-from robot_rl.datasets import KeySpec
 from robot_rl.sim.franka import panda
 from robot_rl.sim.franka.twin import FrankaTwin
 from robot_rl.sim.twin import Evaluation
@@ -34,8 +33,7 @@ SETTLE_TIME = 0.02      # s of physics after placing the peg, so the grasp carri
 
 class FrankaPegInsert(FrankaTwin):
     scene: ClassVar[str] = "franka/peg_insert.xml"
-    max_steps_default: ClassVar[int] = 60
-    instruction: ClassVar[str] = "insert the peg into the hole"
+    task: ClassVar[str] = "peg_insert"
     start_low: ClassVar[np.ndarray] = np.array([0.40, -0.12, 0.20])
     start_high: ClassVar[np.ndarray] = np.array([0.55, 0.12, 0.30])
     start_tilt: ClassVar[float] = 0.1
@@ -51,14 +49,6 @@ class FrankaPegInsert(FrankaTwin):
         self._tip = self.model.site("peg_tip").id
         self._fixture_mocap = self.model.body("fixture").mocapid[0]
         self._hole = self.model.site("hole").id
-
-    @classmethod
-    def task_state_spec(cls) -> KeySpec:
-        return KeySpec((6,), "float32", "m", description="peg tip position (3), hole top centre (3)")
-
-    @classmethod
-    def action_description(cls) -> str:
-        return super().action_description() + " (ignored here: the gripper holds the peg)"
 
     def _reset_task(self, rng: np.random.Generator) -> None:
         self.data.mocap_pos[self._fixture_mocap, :2] = rng.uniform(self.fixture_low, self.fixture_high)

@@ -19,16 +19,12 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
-from robot_rl.datasets import KeySpec
 from robot_rl.sim.franka import panda
 from robot_rl.sim.franka.kinematics import solve_ik
+from robot_rl.sim.franka.spec import ACTION_DIM, CAMERAS, STATE_DIM
 from robot_rl.sim.rotations import local_rotvec, quat_exp, quat_mul, yaw_quat
 from robot_rl.sim.twin import TwinEnv
 
-STATE_LAYOUT = ("joint positions (7, rad), TCP position (3, m, base frame), TCP quaternion (4, w x y z, "
-                "sign on the side of the nominal downward pose), gripper width (1, m), "
-                "TCP linear velocity (3, m/s), TCP angular velocity (3, rad/s)")
-STATE_DIM = 21
 _ORIENTATION_LIMITS = tuple(panda.ORIENTATION_LIMITS.tolist())  # floats: cheaper to compare per step
 
 
@@ -47,8 +43,8 @@ def clip_target(pos: np.ndarray, quat: np.ndarray, low: np.ndarray = panda.SAFET
 class FrankaTwin(TwinEnv):
     robot: ClassVar[str] = "franka"
     control_rate_hz: ClassVar[float] = panda.CONTROL_RATE_HZ
-    action_dim: ClassVar[int] = 7
-    camera_names: ClassVar[tuple[str, ...]] = ("front", "wrist")
+    action_dim: ClassVar[int] = ACTION_DIM
+    camera_names: ClassVar[tuple[str, ...]] = CAMERAS
     # where a reset puts the TCP: uniform box (base frame) and yaw about the vertical
     start_low: ClassVar[np.ndarray] = np.array([0.40, -0.12, 0.18])
     start_high: ClassVar[np.ndarray] = np.array([0.55, 0.12, 0.28])
@@ -76,16 +72,6 @@ class FrankaTwin(TwinEnv):
         self._tcp_quat = np.zeros(4)
         self.target_pos = np.zeros(3)
         self.target_quat = panda.NOMINAL_QUAT.copy()
-
-    # --- spec ----------------------------------------------------------------------------------
-    @classmethod
-    def state_spec(cls) -> KeySpec:
-        return KeySpec((STATE_DIM,), "float32", "mixed", description=STATE_LAYOUT)
-
-    @classmethod
-    def action_description(cls) -> str:
-        return (f"delta TCP position (3, x{panda.POS_STEP} m), delta rotation vector "
-                f"(3, x{panda.ROT_STEP} rad), both in the base frame; gripper width (1): -1 closed, +1 open")
 
     # --- hooks ---------------------------------------------------------------------------------
     def _place_arm(self, rng: np.random.Generator, tilt: float = 0.0) -> None:

@@ -2,6 +2,7 @@
 
     from robot_rl.sim.rc_car import RCCarGoal, RCCarGoalExpert, WHEELBASE, STEER_LIMIT, action_to_vesc
 """
+from robot_rl.sim.lazy import lazy_exports
 from robot_rl.sim.rc_car.constants import (
     ACTION_DIM,
     CONTROL_RATE_HZ,
@@ -20,9 +21,11 @@ from robot_rl.sim.rc_car.constants import (
     action_to_vesc,
     erpm_to_speed,
 )
-from robot_rl.sim.rc_car.expert import RCCarGoalExpert
-from robot_rl.sim.rc_car.goal import RCCarGoal
 
+__getattr__ = lazy_exports(__name__, {
+    "RCCarGoalExpert": "robot_rl.sim.rc_car.expert",
+    "RCCarGoal": "robot_rl.sim.rc_car.goal",
+})
 __all__ = [
     "ACTION_DIM", "CONTROL_RATE_HZ", "MAX_SPEED", "ROBOT_NAME", "SERVO_MAX", "SERVO_MIN",
     "SPEED_TO_ERPM_GAIN", "SPEED_TO_ERPM_OFFSET", "STEERING_TO_SERVO_GAIN", "STEERING_TO_SERVO_OFFSET",

@@ -28,7 +28,6 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
-from robot_rl.datasets import KeySpec
 from robot_rl.sim.rc_car.arena import Arena
 from robot_rl.sim.rc_car.constants import (
     ACTION_DIM,
@@ -40,10 +39,10 @@ from robot_rl.sim.rc_car.constants import (
     WHEEL_RADIUS,
     WHEELBASE,
 )
+from robot_rl.sim.rc_car.spec import CAMERAS
 from robot_rl.sim.rotations import yaw_quat
 from robot_rl.sim.twin import Evaluation, TwinEnv
 
-STATE_DIM = 8
 GOAL_RADIUS = 0.3          # m
 CLEARANCE = 0.5            # m, least distance of the goal from walls and obstacles
 START_CLEARANCE = 0.6      # m, least distance of the car's centre at the start: room to manoeuvre
@@ -59,9 +58,8 @@ class RCCarGoal(TwinEnv):
     robot = ROBOT_NAME
     control_rate_hz = CONTROL_RATE_HZ
     action_dim = ACTION_DIM
-    max_steps_default = 200
-    instruction = "drive to the goal without hitting anything"
-    camera_names: ClassVar[tuple[str, ...]] = ("front",)
+    task = "goal"
+    camera_names: ClassVar[tuple[str, ...]] = CAMERAS
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -81,23 +79,6 @@ class RCCarGoal(TwinEnv):
         self._accel = _sensor_slice(m, "imu_accel")
         self.goal = np.zeros(2)
         self._last_distance = 0.0
-
-    @classmethod
-    def state_spec(cls) -> KeySpec:
-        return KeySpec((STATE_DIM,), "float32", "m/s[0], rad[1], rad/s[2:5], m/s^2[5:8]", description=(
-            "[0] rear wheel speed (VESC ERPM / 4614); [1] steering angle, + = left; [2:5] IMU gyro x, y, z; "
-            "[5:8] IMU accelerometer x, y, z (specific force, +9.81 on z at rest); "
-            "car frame: x forward, y left"))
-
-    @classmethod
-    def task_state_spec(cls) -> KeySpec:
-        return KeySpec((5,), "float32", "m[0:2], rad[2], m[3:5]",
-                       description="[0:3] car x, y, yaw in the arena frame; [3:5] goal x, y")
-
-    @classmethod
-    def action_description(cls) -> str:
-        return (f"steering * {STEER_LIMIT} rad (servo target, + = left), "
-                f"throttle * {MAX_SPEED} m/s (VESC speed-mode target, - = reverse)")
 
     # --- hooks ---------------------------------------------------------------------------------
     def _reset_task(self, rng: np.random.Generator) -> None:

@@ -2,12 +2,7 @@
 
     from robot_rl.sim.widowx import WidowXPickPlace, WidowXPickPlaceExpert, WidowXKinematics
 """
-from robot_rl.sim.widowx.control import DeltaPoseController
-from robot_rl.sim.widowx.env import WidowXEnv
-from robot_rl.sim.widowx.experts import WidowXPickPlaceExpert, WidowXReachExpert
-from robot_rl.sim.widowx.kinematics import WidowXKinematics
-from robot_rl.sim.widowx.pick_place import WidowXPickPlace
-from robot_rl.sim.widowx.reach import WidowXReach
+from robot_rl.sim.lazy import lazy_exports
 from robot_rl.sim.widowx.robot import (
     ACTION_DIM,
     ARM_JOINTS,
@@ -35,6 +30,15 @@ from robot_rl.sim.widowx.robot import (
     width_to_opening,
 )
 
+__getattr__ = lazy_exports(__name__, {
+    "DeltaPoseController": "robot_rl.sim.widowx.control",
+    "WidowXEnv": "robot_rl.sim.widowx.env",
+    "WidowXPickPlaceExpert": "robot_rl.sim.widowx.experts",
+    "WidowXReachExpert": "robot_rl.sim.widowx.experts",
+    "WidowXKinematics": "robot_rl.sim.widowx.kinematics",
+    "WidowXPickPlace": "robot_rl.sim.widowx.pick_place",
+    "WidowXReach": "robot_rl.sim.widowx.reach",
+})
 __all__ = [
     "ACTION_DIM", "ARM_JOINTS", "ARM_LIMITS", "ARM_LIMITS_DEG", "ARM_LOWER", "ARM_UPPER", "CONTROL_RATE_HZ",
     "FINGER_JOINTS", "FINGER_LIMITS", "GRIPPER_MAX_WIDTH", "GRIPPER_MIN_WIDTH", "HOME_EE_POS", "HOME_EE_QUAT",

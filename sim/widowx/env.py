@@ -10,14 +10,13 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
-from robot_rl.datasets import KeySpec
 from robot_rl.sim.rotations import yaw_quat
 from robot_rl.sim.twin import TwinEnv
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
 from robot_rl.sim.widowx.kinematics import WidowXKinematics
+from robot_rl.sim.widowx.spec import CAMERAS, STATE_DIM
 
-STATE_DIM = 14
 CUBE_HALF = 0.02            # the cube is 4 cm on a side
 BOWL_INNER_RADIUS = 0.075   # inner face of the bowl wall
 BOWL_FLOOR = 0.006          # top of the bowl's base above the table
@@ -33,7 +32,7 @@ class WidowXEnv(TwinEnv):
     robot = wx.ROBOT_NAME
     control_rate_hz = wx.CONTROL_RATE_HZ
     action_dim = wx.ACTION_DIM
-    camera_names = ("front", "wrist")
+    camera_names = CAMERAS
     init_joint_noise: ClassVar[float] = 0.05  # rad, uniform per arm joint around the home pose
 
     def __init__(self, **kwargs):
@@ -52,25 +51,6 @@ class WidowXEnv(TwinEnv):
         # Half a millimetre is plenty against the servos' few millimetres of gravity sag, and saves iterations.
         self.controller = DeltaPoseController(WidowXKinematics(pos_tol=5e-4, rot_tol=5e-3))
         self._state = np.zeros(STATE_DIM)
-
-    # --- the embodiment ----------------------------------------------------------------------
-    @classmethod
-    def state_spec(cls) -> KeySpec:
-        return KeySpec((STATE_DIM,), "float32", "rad[0:6], 1[6], m[7:10], quat[10:14]", description=(
-            "[0:6] arm joint positions (rad) in the order " + ", ".join(wx.ARM_JOINTS) + "; "
-            "[6] gripper opening in [0, 1] (1 = fully open, 74 mm between the pads; 0 = 30 mm); "
-            "[7:10] end-effector (ee_gripper) position in the base frame (m); "
-            "[10:14] end-effector orientation as a quaternion (w, x, y, z), w >= 0; "
-            "(1, 0, 0, 0) is the gripper pointing forward along +x, home points it down"))
-
-    @classmethod
-    def action_description(cls) -> str:
-        return (f"Bridge-style delta end-effector action at {wx.CONTROL_RATE_HZ:g} Hz: "
-                f"[0:3] dx, dy, dz of the commanded gripper position in the base frame "
-                f"(1 = {wx.MAX_DELTA_POS} m); [3:6] droll, dpitch, dyaw about the fixed base axes "
-                f"(1 = {wx.MAX_DELTA_ROT} rad); [6] gripper opening, absolute (-1 closed, 1 open). "
-                f"The commanded position is clipped to the box {wx.WORKSPACE_LOW.tolist()} .. "
-                f"{wx.WORKSPACE_HIGH.tolist()} m")
 
     # --- measured quantities -------------------------------------------------------------------
     @property

@@ -23,7 +23,6 @@ import math
 
 import numpy as np
 
-from robot_rl.datasets import KeySpec
 from robot_rl.sim.twin import Evaluation
 from robot_rl.sim.widowx.env import (
     BOWL_FLOOR,
@@ -42,14 +41,7 @@ GRASP_WIDTH = 2 * CUBE_HALF + 0.004  # pads closer than this with the cube betwe
 
 
 class WidowXPickPlace(WidowXEnv):
-    max_steps_default = 80
-    instruction = "put the cube in the bowl"
-
-    @classmethod
-    def task_state_spec(cls) -> KeySpec:
-        return KeySpec((10,), "float32", "m[0:3], quat[3:7], m[7:10]", description=(
-            "[0:3] cube centre position (m), [3:7] cube orientation quaternion (w, x, y, z), "
-            "[7:10] bowl position (centre of its base on the table, m); all in the base frame"))
+    task = "pick_place"
 
     def __init__(self, *, cube_range=None, **kwargs):
         self.cube_range = _check_cube_range(cube_range)

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 
-from robot_rl.datasets import KeySpec
 from robot_rl.sim.twin import Evaluation
 from robot_rl.sim.widowx.env import WidowXEnv
 
@@ -20,13 +19,8 @@ TARGET_HIGH = np.array([0.40, 0.20, 0.25])
 
 
 class WidowXReach(WidowXEnv):
-    max_steps_default = 40
-    instruction = "move the gripper to the green ball"
+    task = "reach"
     init_joint_noise = 0.1
-
-    @classmethod
-    def task_state_spec(cls) -> KeySpec:
-        return KeySpec((3,), "float32", "m", description="target position (x, y, z) in the base frame")
 
     @property
     def target_pos(self) -> np.ndarray:

@@ -134,7 +134,7 @@ class CommandArbiter:
         self._target: np.ndarray | None = None
         self._goal: np.ndarray | None = None
         self._ee_streaming = False
-        self._ticks, self._window_start, self._tick_rate = 0, time.monotonic(), 0.0
+        self._ticks, self._window_start, self._tick_rate = 0, None, 0.0  # on the callers' clock
         if self._read() is not None:
             self._warm_up_ee_controller()
 
@@ -148,6 +148,8 @@ class CommandArbiter:
         """One bus period: read, re-filter a pending goal, the filter's tick, write."""
         now = time.monotonic() if now is None else now
         self._ticks += 1
+        if self._window_start is None:
+            self._window_start = now
         reading = self._read()
         if reading is None or self.fault is not None or not self.torque_enabled:
             return Tick(reading, None)
@@ -374,7 +376,7 @@ class CommandArbiter:
     def status(self, now: float | None = None) -> tuple[Level, str, dict]:
         """(level, message, values) for diagnostics; the tick rate is measured since the previous call."""
         now = time.monotonic() if now is None else now
-        if self._window_start < now:
+        if self._window_start is not None and self._window_start < now:
             self._tick_rate = self._ticks / (now - self._window_start)
         self._ticks, self._window_start = 0, now
         report = self.safety.report(now)

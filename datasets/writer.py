@@ -9,9 +9,14 @@
 
 Memory stays bounded whatever the episode length: frames are copied into fixed blocks of about
 ``BLOCK_BYTES`` that a background thread writes while the next block fills (at most two blocks
-wait, after which ``add`` blocks). A block is handed over when full or ``FLUSH_INTERVAL_S`` after the
-last one; once written, its rows survive a crash of this process (``robot-rl data recover`` salvages
-them). The episode exists only once committed.
+wait, after which ``add`` blocks). The flush policy: a block is handed over when full, and the
+background thread hands over a partial one at the latest ``FLUSH_INTERVAL_S`` after its first frame
+arrived, whether or not more frames come. Every written block ends with the ``flushed`` mark, so a
+frame that reached ``add`` more than ``FLUSH_INTERVAL_S`` (plus one block's write) before a crash of
+this process is on disk and marked, and ``robot-rl data recover --salvage`` keeps it. A flush costs one
+rewrite of the open low-dimensional chunk per key and the new image chunks; it happens at most once per
+interval beyond the full blocks (benchmarks/store_bench.py measures it). The episode exists only once
+committed.
 """
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ from robot_rl.datasets.stats import SAMPLE_ROWS, RunningStats
 
 BLOCK_BYTES = 32 << 20
 MAX_BLOCK_ROWS = 256
-FLUSH_INTERVAL_S = 1.0  # a crash loses at most this much of the episode in progress (salvageable)
+FLUSH_INTERVAL_S = 1.0  # a crash loses at most this much (plus one block's write) of the open episode
+MAX_WAITING_BLOCKS = 2
 SOURCES = ("teleop", "scripted", "policy", "intervention")
 _ARRAY_CONFIG = {"write_empty_chunks": True}  # every committed frame has its chunk: a missing one is damage
 
@@ -167,11 +173,16 @@ class StoreWriter:
             self._salvage_tail()
         self._truncate_to_committed()
 
-    def _salvage_tail(self) -> None:
-        # Only rows every key has, and only those a finished flush covered.
+    def salvageable_rows(self) -> int:
+        """Tail rows a finished flush marked as written for every key (those ``salvage`` keeps); rows
+        past the mark were being written when the writer stopped, so they may be incomplete."""
         usable = min(min(a.shape[0] for a in self.arrays.values()), int(self._data.attrs.get("flushed", 0)))
-        if usable <= self.num_steps:
+        return max(usable - self.num_steps, 0)
+
+    def _salvage_tail(self) -> None:
+        if self.salvageable_rows() == 0:
             return
+        usable = self.num_steps + self.salvageable_rows()
         start = self.num_steps
         last = usable - 1
         if not (self.arrays["terminated"][last] or self.arrays["truncated"][last]):
@@ -275,10 +286,11 @@ class EpisodeWriter:
         self._block_rows = int(np.clip(BLOCK_BYTES // frame_bytes, 1, MAX_BLOCK_ROWS))
         self._block = self._new_block()
         self._filled = 0
-        self._handed_off_at = time.monotonic()
+        self._first_added_at = 0.0  # monotonic time the block's first frame arrived
         self._stats = {k: RunningStats.empty(keys[k].shape) for k in store._stat_keys}
         self._rng = np.random.default_rng(self.start)
         self._open = True
+        self._block_lock = threading.Lock()  # the recording thread and the flusher's timer both hand off
 
     def _new_block(self) -> dict[str, np.ndarray]:
         return {k: np.empty((self._block_rows, *s.shape), s.dtype) for k, s in self._store.spec.keys().items()}
@@ -287,30 +299,52 @@ class EpisodeWriter:
         """Append one frame: every key of the spec, shapes and dtypes as the spec says."""
         self._check_open()
         checked = self._store.spec.check_frame({**(frame or {}), **keys})
-        for key, value in checked.items():
-            self._block[key][self._filled] = value
-        self._filled += 1
-        self.length += 1
-        if self._filled == self._block_rows or time.monotonic() - self._handed_off_at > FLUSH_INTERVAL_S:
-            self._hand_off()
+        self._store._flusher.wait_for_room()  # before the lock: the flusher's timer may need it meanwhile
+        with self._block_lock:
+            for key, value in checked.items():
+                self._block[key][self._filled] = value
+            if self._filled == 0:
+                self._first_added_at = time.monotonic()
+            self._filled += 1
+            self.length += 1
+            if self._filled == self._block_rows or time.monotonic() - self._first_added_at >= FLUSH_INTERVAL_S:
+                self._hand_off(holds_room=True)
+                return
+        self._store._flusher.release_room()
 
-    def _hand_off(self) -> None:
+    def flush_due_in(self) -> float | None:
+        """Seconds until the partial block is due (0: overdue), or None when no frame waits."""
+        with self._block_lock:
+            if not self._open or self._filled == 0:
+                return None
+            return max(self._first_added_at + FLUSH_INTERVAL_S - time.monotonic(), 0.0)
+
+    def hand_off_if_due(self) -> None:
+        """The flusher's timer: hand the partial block over once it is ``FLUSH_INTERVAL_S`` old."""
+        with self._block_lock:
+            if self._open and self._filled and time.monotonic() - self._first_added_at >= FLUSH_INTERVAL_S:
+                self._hand_off(holds_room=False)
+
+    def _hand_off(self, holds_room: bool) -> None:
+        """Queue the block's rows (called with the block lock held, so blocks queue in row order)."""
         if self._filled == 0:
+            if holds_room:
+                self._store._flusher.release_room()
             return
         block = {k: v[: self._filled] for k, v in self._block.items()}
         for key in self._stats:
             self._stats[key] = self._stats[key].merge(RunningStats.of(block[key]), self._rng)
-        self._store._flusher.submit(self.start + self.length - self._filled, block)
+        self._store._flusher.submit(self.start + self.length - self._filled, block, holds_room)
         self._block = self._new_block()
         self._filled = 0
-        self._handed_off_at = time.monotonic()
 
     def commit(self, *, success: bool | None = None, **info: Any) -> int:
         """Write the rest of the episode, then its end. Returns the episode's index."""
         self._check_open()
         if self.length == 0:
             raise StoreError("cannot commit an episode with no frames: discard() it instead")
-        self._hand_off()
+        with self._block_lock:
+            self._hand_off(holds_room=False)
         self._store._flusher.wait()
         end = self.start + self.length
         arrays = self._store.arrays
@@ -326,6 +360,8 @@ class EpisodeWriter:
         """Drop the episode: nothing of it stays in the store. Works after a failed write too."""
         if not self._open:
             raise StoreError("this episode was already committed or discarded; start a new_episode()")
+        with self._block_lock:  # the flusher's timer hands over nothing more of it
+            self._open, self._filled = False, 0
         self._store._flusher.wait(raise_errors=False)
         self._store._truncate_to_committed()
         self._close()
@@ -336,7 +372,8 @@ class EpisodeWriter:
         self._store._flusher.raise_pending_error()
 
     def _close(self) -> None:
-        self._open = False
+        with self._block_lock:
+            self._open = False
         self._store._episode = None
 
     def __enter__(self):
@@ -361,29 +398,55 @@ async def _write_all(writes: list, start: int, stop: int) -> None:
 
 
 class _Flusher:
-    """A background thread writing blocks in order; ``submit`` blocks once two are waiting."""
+    """A background thread writing blocks in order, and the timer that hands over a partial block when
+    it is due. The recording thread takes a room before it may queue a block (``wait_for_room`` blocks
+    while ``MAX_WAITING_BLOCKS`` wait); the timer's blocks need none, so it never waits on the recorder."""
 
     def __init__(self, store: StoreWriter):
         self._store = store
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._queue: queue.Queue = queue.Queue()
+        self._rooms = threading.Semaphore(MAX_WAITING_BLOCKS)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="store-flusher", daemon=True)
         self._thread.start()
 
-    def submit(self, start: int, block: dict[str, np.ndarray]) -> None:
+    def wait_for_room(self) -> None:
         self.raise_pending_error()
-        self._queue.put((start, block))
+        self._rooms.acquire()
+
+    def release_room(self) -> None:
+        self._rooms.release()
+
+    def submit(self, start: int, block: dict[str, np.ndarray], holds_room: bool) -> None:
+        self._queue.put((start, block, holds_room))
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
+        while True:
+            try:
+                job = self._queue.get(timeout=self._next_due())
+            except queue.Empty:
+                episode = self._store._episode
+                if episode is not None:
+                    episode.hand_off_if_due()
+                continue
+            if job is None:
+                break
+            start, block, holds_room = job
             try:
                 if self._error is None:
-                    self._write(*job)
+                    self._write(start, block)
             except BaseException as e:  # surfaced to the recording thread on its next call
                 self._error = e
             finally:
+                if holds_room:
+                    self._rooms.release()
                 self._queue.task_done()
         self._queue.task_done()
+
+    def _next_due(self) -> float:
+        episode = self._store._episode
+        due = episode.flush_due_in() if episode is not None else None
+        return FLUSH_INTERVAL_S / 4 if due is None else due  # idle: look again soon after a first frame
 
     def _write(self, start: int, block: dict[str, np.ndarray]) -> None:
         """Every key's rows at once (zarr compresses chunks on its own threads), then the mark."""

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from robot_rl.cli.config import report_error
+from robot_rl.cli.config import errors, report_error
 from robot_rl.datasets.errors import StoreError
 
 console = Console()
@@ -28,7 +28,8 @@ def add_parser(verbs) -> None:
 
     verb("info", info, "what a store holds: spec, episodes, sources, size")
     verb("validate", validate, "read everything, report every problem, change nothing (exit 1 on errors)")
-    p = verb("recover", recover, "settle the steps a crashed recorder left after its last episode")
+    p = verb("recover", recover, "settle the steps a crashed recorder left after its last episode "
+             "(exit 1: --salvage found none it could keep)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--salvage", dest="mode", action="store_const", const="salvage",
                       help="keep them as an episode marked truncated and recovered")
@@ -113,16 +114,25 @@ def validate(args) -> int:
 
 def recover(args) -> int:
     from robot_rl.datasets.repair import recover as run_recover
+    from robot_rl.datasets.writer import FLUSH_INTERVAL_S
 
     result = run_recover(args.path, mode=args.mode, break_lock=args.break_lock)
-    if result["tail_steps"] == 0:
+    tail, kept = result["tail_steps"], result["steps"] - result["steps_before"]
+    if tail == 0:
         console.print(f"nothing to recover: {result['episodes']} committed episodes, no uncommitted steps")
-    elif args.mode == "salvage":
-        console.print(f"salvaged {result['episodes'] - result['episodes_before']} episode "
-                      f"({result['steps'] - result['steps_before']} steps) of {result['tail_steps']} uncommitted steps; "
-                      f"{result['episodes']} episodes now")
+    elif args.mode == "drop":
+        console.print(f"dropped {tail} uncommitted steps; {result['episodes']} episodes kept")
+    elif kept == 0:  # exit status 1: the steps could not be kept (they are removed; committed episodes intact)
+        errors.print(f"nothing could be salvaged: none of the {tail} uncommitted steps was marked as completely "
+                     f"written (the writer stopped while writing them, less than {FLUSH_INTERVAL_S:g} s after they "
+                     f"arrived); they were removed. The {result['episodes']} committed episodes are intact.",
+                     markup=False, highlight=False, soft_wrap=True)
+        return 1
     else:
-        console.print(f"dropped {result['tail_steps']} uncommitted steps; {result['episodes']} episodes kept")
+        lost = f"; the last {tail - kept} were still being written when the writer stopped and were removed" \
+            if kept < tail else ""
+        console.print(f"salvaged 1 episode ({kept} steps) of {tail} uncommitted steps{lost}; "
+                      f"{result['episodes']} episodes now", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

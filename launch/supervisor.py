@@ -1,8 +1,8 @@
 """Run a node graph as plain processes: what ``ros2 launch`` does, for machines with only the pip ROS 2
 wheels.
 
-- Every process starts in the given order with the caller's environment, DDS kept on loopback unless
-  the caller exported otherwise (ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST).
+- Every process starts in the given order with the caller's environment, DDS on loopback unless the
+  caller opted into another network mode (robot_rl.drivers.network).
 - Every process dies with the supervisor, however it died (robot_rl.launch.with_parent): none is left
   running under pid 1 with a robot attached.
 - Each output line is printed as ``[name] line`` and kept in ``<log_dir>/<name>.log``.
@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from robot_rl.drivers.network import apply_dds_environment
 from robot_rl.launch.graphs import Process
 
 POLL_S = 0.1
@@ -30,8 +31,7 @@ class Supervisor:
     def __init__(self, processes: list[Process], log_dir: str | os.PathLike, *, grace_s: float = 10.0,
                  echo=print, env: dict[str, str] | None = None):
         self.processes, self.log_dir, self.grace_s, self.echo = processes, Path(log_dir), grace_s, echo
-        self.env = {**os.environ, **(env or {})}
-        self.env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        self.env = apply_dds_environment({**os.environ, **(env or {})})
         self.env["PYTHONUNBUFFERED"] = "1"  # lines reach the log as they are written
         self.running: dict[str, subprocess.Popen] = {}
         self.exit_codes: dict[str, int] = {}

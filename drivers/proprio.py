@@ -14,10 +14,10 @@ ProprioBuilder = Callable[[Sequence[str], Sequence[float]], np.ndarray]
 
 
 def proprio_builder(robot: str) -> ProprioBuilder:
-    if robot == "widowx":
-        return WidowXProprio()
-    raise ValueError(f"robot={robot!r}: no proprioception builder for joint_states (known: widowx); "
-                     "record this robot from its twin, or add a builder to robot_rl.drivers.proprio")
+    """The robot's builder, from its robot-layer module (robot_rl.drivers.robot)."""
+    from robot_rl.drivers.robot import robot_definition
+
+    return robot_definition(robot).make_proprio()
 
 
 def ordered_positions(names: Sequence[str], positions: Sequence[float], joint_names: Sequence[str]) -> np.ndarray:
@@ -34,25 +34,3 @@ def ordered_positions(names: Sequence[str], positions: Sequence[float], joint_na
         raise ValueError(f"joint_states: expected the joints {tuple(joint_names)} with one position each, "
                          f"found names {names} and {positions.size} positions (missing {missing})")
     return positions[[names.index(n) for n in joint_names]]
-
-
-class WidowXProprio:
-    """The WidowX twin's 14-D state: 6 arm joints, gripper opening, end-effector position and quaternion
-    (w >= 0), from the driver's 7 joints (the gripper as one finger's slide, m). The end-effector pose
-    comes from ``WidowXKinematics.forward``, the twin's own model."""
-
-    def __init__(self):
-        from robot_rl.sim.widowx import robot as wx
-        from robot_rl.sim.widowx.kinematics import WidowXKinematics
-
-        self._wx = wx
-        self.joint_names = wx.JOINT_NAMES
-        self.kinematics = WidowXKinematics()
-
-    def __call__(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
-        q = ordered_positions(names, positions, self.joint_names)
-        pos, quat = self.kinematics.forward(q[:6])
-        if quat[0] < 0:
-            quat = -quat
-        opening = self._wx.width_to_opening(2.0 * q[6])  # the fingers move together: width = 2 slides
-        return np.concatenate([q[:6], [opening], pos, quat]).astype(np.float32)

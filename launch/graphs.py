@@ -8,17 +8,19 @@
     finetune_actor   the actor side of ``robot-rl finetune``: the robot acting with the newest checkpoint
                      of the run folder ``checkpoint``, and the recorder appending each episode to ``out``
 
+The robot comes from the robot layer's registry (robot_rl.drivers.robot): its robot process, its backends
+and its default port; every robot process takes the same options, so a new robot needs no change here.
 With ``backend=twin`` the MuJoCo twin lives in the robot process, and so do the nodes that read its
-state (cameras, task state, the scripted operator): see robot_rl.drivers.widowx.node. With
-``backend=dynamixel`` every camera and the teleop device is a process of its own.
+state (cameras, task state, the scripted operator): see robot_rl.drivers.widowx.node. On hardware every
+camera and the teleop device is a process of its own.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 
-ROBOT_PROCESSES = {"widowx": "robot_rl.drivers.widowx.node"}
-BACKENDS = ("twin", "dynamixel")
+from robot_rl.drivers.robot import ROBOTS, robot_definition
+
 TELEOP_DEVICES = ("keyboard", "spacemouse", "gamepad", "scripted", "none")  # none: the recorder's services only
 
 
@@ -44,7 +46,7 @@ class Options:
     cameras: tuple[str, ...] = ("front",)
     camera_devices: dict[str, str] = field(default_factory=dict)  # hardware: camera name -> device
     camera_fps: float = 10.0
-    port: str = "/dev/ttyDXL"
+    port: str | None = None        # hardware: the robot's serial port or address (default: the robot's own)
     rate: float = 5.0              # the control rate, Hz
     teleop: str = "keyboard"
     out: str | None = None         # teleop_collect: the store episodes go into
@@ -59,8 +61,8 @@ class Options:
     dynamics: str | None = None    # the twin's robot_rl.sim.dynamics preset (finetune: the "real" stand-in)
 
     def __post_init__(self):
-        _check_choice("robot", self.robot, tuple(ROBOT_PROCESSES))
-        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("robot", self.robot, tuple(ROBOTS))
+        robot_definition(self.robot).check_backend(self.backend)
         _check_choice("teleop", self.teleop, TELEOP_DEVICES)
         if not self.rate > 0:
             raise ValueError(f"rate={self.rate}: expected a positive control rate in Hz (the Bridge rate is 5)")
@@ -74,13 +76,14 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def robot_process(o: Options, *extra: str) -> Process:
+    definition = robot_definition(o.robot)
     args = ["--backend", o.backend, "--command-rate", str(o.rate), "--enable-torque", *extra]
     if o.backend == "twin":
         args += ["--task", o.task, "--seed", str(o.seed), "--cameras", ",".join(o.cameras),
                  "--camera-fps", str(o.camera_fps), *(["--dynamics", o.dynamics] if o.dynamics else [])]
     else:
-        args += ["--port", o.port]
-    return Process(o.robot, ROBOT_PROCESSES[o.robot], tuple(args))
+        args += ["--port", o.port or definition.default_port]
+    return Process(o.robot, definition.process, tuple(args))
 
 
 def camera_processes(o: Options) -> list[Process]:

@@ -61,7 +61,7 @@ def test_bad_graph_options_name_the_fix(graph, options, message):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("backend", "usb", "backend='usb' is unknown: expected one of twin, dynamixel"),
+    ("backend", "usb", "backend='usb' is unknown for robot 'widowx': expected one of twin, dynamixel"),
     ("teleop", "mouse", "teleop='mouse' is unknown"),
     ("rate", 0.0, "positive control rate"),
     ("episodes", -1, "episodes=-1"),

@@ -15,9 +15,10 @@ from rclpy.node import Node
 
 from robot_rl.drivers.camera_node import twin_camera_node
 from robot_rl.drivers.driver_node import DriverNode
-from robot_rl.drivers.proprio import WidowXProprio, proprio_builder
+from robot_rl.drivers.proprio import proprio_builder
 from robot_rl.drivers.safety import SafetyFilter, widowx_limits
 from robot_rl.drivers.streams import StaleStreamError, StreamBuffer, fit_image, topic_observation
+from robot_rl.drivers.widowx.robot import WidowXProprio
 from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 from robot_rl.sim import make_env
 from robot_rl.sim.widowx import robot as wx

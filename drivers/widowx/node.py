@@ -74,32 +74,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_backend(args: argparse.Namespace):
-    if args.backend == "twin":
-        from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+    from robot_rl.drivers.widowx.robot import DEFINITION
 
-        return WidowXTwinBackend(task=getattr(args, "task", "pick_place"), seed=getattr(args, "seed", 0),
-                                 dynamics=getattr(args, "dynamics", None), control_period=1.0 / args.command_rate)
-    from robot_rl.drivers.widowx.dynamixel_backend import WidowXDynamixelBackend
-
-    return WidowXDynamixelBackend(port=args.port)
+    return DEFINITION.make_backend(args.backend, port=args.port, task=getattr(args, "task", "pick_place"),
+                                   seed=getattr(args, "seed", 0), dynamics=getattr(args, "dynamics", None),
+                                   command_rate=args.command_rate)
 
 
 def make_node(backend, args: argparse.Namespace):
-    """A DriverNode for a connected WidowX backend: its limits, home pose and Bridge controller."""
-    import numpy as np
-
+    """A DriverNode for a connected WidowX backend, with the robot layer's limits, home pose and Bridge
+    controller (robot_rl.drivers.widowx.robot)."""
     from robot_rl.drivers.driver_node import DriverNode
-    from robot_rl.drivers.safety import SafetyFilter, widowx_limits
-    from robot_rl.sim.widowx import robot as wx
-    from robot_rl.sim.widowx.control import DeltaPoseController
+    from robot_rl.drivers.widowx.robot import DEFINITION
 
-    command_period = 1.0 / args.command_rate
-    safety = SafetyFilter(widowx_limits(control_period=command_period), control_period=command_period)
-    home = np.append(wx.HOME_QPOS, wx.FINGER_LIMITS[1])  # gripper open
-    return DriverNode(backend, safety, home, ee_controller=DeltaPoseController(),
-                      opening_from_gripper=lambda finger: float(wx.width_to_opening(2.0 * finger)),
-                      rate_hz=args.rate, hardware_id=f"widowx_250s:{args.backend}:{args.port}",
-                      node_name=args.name)
+    return DriverNode(backend, **DEFINITION.driver_parts(args.command_rate), rate_hz=args.rate,
+                      hardware_id=f"widowx_250s:{args.backend}:{args.port}", node_name=args.name)
 
 
 def make_twin_companions(backend, args: argparse.Namespace) -> list:
@@ -167,11 +156,25 @@ class WaitForListener:
 
 
 def main(argv=None) -> None:
+    """Ctrl-C or SIGTERM, at any point, ends the process with status 0 once torque is off and the nodes are
+    down: a signal never shuts the ROS context down under a running callback (robot_rl.drivers.spinning)."""
+    import signal
+
     args = parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # while starting: SIGTERM as Ctrl-C
+    try:
+        run(args)
+    except KeyboardInterrupt:  # while starting: run() closed what it had opened
+        pass
+
+
+def run(args: argparse.Namespace) -> None:
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     from robot_rl.drivers.backend import BackendFault
+    from robot_rl.drivers.spinning import stop_on_signals
 
     if args.policy:  # nothing runs before the learner's first online checkpoint: no stream for a recorder to start on
         from robot_rl.learner.actor import wait_until_acting
@@ -183,7 +186,7 @@ def main(argv=None) -> None:
     except BackendFault as err:
         backend.close()
         raise SystemExit(f"widowx driver: {err}") from None
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # signals: see main
     nodes, operator = [], None
     try:
         nodes.append(make_node(backend, args))
@@ -199,6 +202,7 @@ def main(argv=None) -> None:
         if operator is not None:
             nodes[0].get_logger().info(f"scripted episodes (outcome, actions): {operator.outcomes}")
     finally:
+        stop_on_signals()  # from here a second signal does not cut the torque-off short
         if nodes:
             nodes[0].shutdown_backend()  # torque off, physics thread stopped, port closed
         else:

@@ -2,9 +2,11 @@
 ``recover`` settles what a crashed writer left behind."""
 from __future__ import annotations
 
+import collections
 import fcntl
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,20 +88,28 @@ def _check_info(root, n: int) -> list[Problem]:
 
 
 def _check_chunks(key, array, spec, committed, ends, url) -> list[Problem]:
-    """Decode every chunk of the committed range; name the episodes a damaged chunk belongs to."""
-    damaged: list[tuple[int, int, str]] = []
+    """Decode every chunk of the committed range: one problem per damaged chunk (a camera's shard
+    file, a low-dimensional key's chunk of rows) naming its rows, what is wrong and the episodes hit."""
+    problems = []
     if key in spec.cameras:
         frames = FrameReader(array, spec.cameras[key].codec, local_path(url))
-        for start in range(0, committed, 256):
-            batch = np.arange(start, min(start + 256, committed))
+        per_shard = frames.shard_frames
+        for start in range(0, committed, per_shard):
+            stop = min(start + per_shard, committed)
             try:
-                frames.read(batch)
+                frames.read(np.arange(start, stop))
+                continue
             except StoreError:
-                for index in batch:
-                    try:
-                        frames.read(np.array([index]))
-                    except StoreError as e:
-                        damaged.append((int(index), int(index) + 1, str(e).split(";")[0]))
+                pass
+            reasons, bad = collections.Counter(), []
+            for index in range(start, stop):
+                try:
+                    frames.read(np.array([index]))
+                except StoreError as e:
+                    reasons[_frame_problem(str(e))] += 1
+                    bad.append(index)
+            what = ", ".join(f"{n} of {stop - start} frames {reason}" for reason, n in reasons.most_common())
+            problems.append(_damaged_chunk(f"data/{key} shard {start // per_shard}", start, stop, what, ends, bad))
     else:
         rows = array.chunks[0]
         for start in range(0, committed, rows):
@@ -107,13 +117,37 @@ def _check_chunks(key, array, spec, committed, ends, url) -> list[Problem]:
             try:
                 array[start:stop]
             except Exception as e:
-                damaged.append((start, stop, f"{type(e).__name__}: {e}"))
-    problems = []
-    for start, stop, reason in damaged:
-        episodes = sorted(set(np.searchsorted(ends, [start, stop - 1], side="right").tolist()))
-        problems.append(Problem("error", f"data/{key} rows {start}..{stop - 1} (episodes {episodes}) are "
-                                         f"damaged: {reason}"))
+                problems.append(_damaged_chunk(f"data/{key} chunk {start // rows}", start, stop,
+                                               f"{type(e).__name__}: {e}", ends, range(start, stop)))
     return problems
+
+
+def _frame_problem(message: str) -> str:
+    """What a FrameReader error says about one frame, without the frame number (shared by a shard)."""
+    message = message.split(";")[0]
+    if "is missing" in message:
+        return "missing"
+    if "the index of shard" in message:
+        return "unreadable (the shard's index is damaged)"
+    found = re.search(r"does not decode \((.*)\)$", message)
+    return f"damaged ({found.group(1)})" if found else message
+
+
+def _damaged_chunk(chunk: str, start: int, stop: int, what: str, ends, bad_rows) -> Problem:
+    episodes = np.unique(np.searchsorted(ends, np.asarray(bad_rows), side="right")).tolist()
+    return Problem("error", f"{chunk} (rows {start}..{stop - 1}): {what}; affects episodes {_ranges(episodes)}")
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    parts, first = [], None
+    for i, v in enumerate(values):
+        if first is None:
+            first = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            parts.append(str(first) if first == v else f"{first}-{v}")
+            first = None
+    return ", ".join(parts)
 
 
 def _writer_active(url) -> bool:

@@ -68,7 +68,8 @@ def test_a_corrupted_frame_is_named_and_other_episodes_still_read(tmp_path):
     for index in (0, 1, 3):
         np.testing.assert_array_equal(reader.episode(index)["cam"], expected_episode(tiny_spec(), index)["cam"])
     errors = [p.message for p in validate(path) if p.severity == "error"]
-    assert len(errors) == 1 and f"rows {bad_step}..{bad_step}" in errors[0] and "episodes [2]" in errors[0]
+    assert len(errors) == 1 and "data/cam shard 0" in errors[0] and "affects episodes 2" in errors[0]
+    assert "1 of " in errors[0] and "frames damaged (checksum mismatch)" in errors[0]
     write_episodes(path, 4, 1)  # the store still takes new episodes
     assert TrajectoryReader(path).num_episodes == 5
 
@@ -80,7 +81,7 @@ def test_a_corrupted_lowdim_chunk_is_named(tmp_path):
     with pytest.raises(CorruptChunkError, match="data/state rows 0..*validate"):
         TrajectoryReader(path)
     errors = [p.message for p in validate(path) if p.severity == "error"]
-    assert any("data/state" in m and "episodes [0, 2]" in m for m in errors), errors
+    assert [m for m in errors if "data/state chunk 0" in m and "affects episodes 0-2" in m], errors
 
 
 def test_cli_reports_errors_with_exit_codes(tmp_path, capsys):
@@ -90,9 +91,18 @@ def test_cli_reports_errors_with_exit_codes(tmp_path, capsys):
     write_episodes(path, 0, 3)
     assert cli(["data", "validate", str(path)]) == 0
     assert "is sound" in capsys.readouterr().out
-    (path / "data" / "cam" / "c" / "0" / "0" / "0" / "0").unlink()
+    assert cli(["data", "info", str(path)]) == 0
+    assert "damaged" not in capsys.readouterr().out
+    (path / "data" / "cam" / "c" / "0" / "0" / "0" / "0").unlink()  # a deleted shard: every frame of it
     assert cli(["data", "validate", str(path)]) == 1
-    assert "frame 0 is missing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out  # one line for the shard, not one per frame
+    assert "data/cam shard 0 (rows 0..23): 24 of 24 frames missing; affects episodes 0-2" in errors[0], out
+    assert cli(["data", "info", str(path)]) == 1  # info warns too, and says so in its exit status
+    out = capsys.readouterr().out
+    assert "is damaged (1 problems)" in out and "data/cam shard 0" in out and "episodes" in out
+    assert cli(["data", "info", "--no-check", str(path)]) == 0
 
 
 def test_a_damaged_shard_index_is_named(tmp_path):

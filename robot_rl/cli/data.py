@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -26,7 +27,9 @@ def add_parser(verbs) -> None:
         p.set_defaults(run=_guarded(run))
         return p
 
-    verb("info", info, "what a store holds: spec, episodes, sources, size")
+    p = verb("info", info, "what a store holds: spec, episodes, sources, size; reads every chunk as validate "
+             "does and warns about damage (exit 1 when validate would fail)")
+    p.add_argument("--no-check", action="store_true", help="skip reading every chunk (large stores)")
     verb("validate", validate, "read everything, report every problem, change nothing (exit 1 on errors)")
     p = verb("recover", recover, "settle the steps a crashed recorder left after its last episode "
              "(exit 1: --salvage found none it could keep)")
@@ -94,18 +97,35 @@ def info(args) -> int:
         storage = f"{camera.codec}, one frame per chunk" if camera else "zstd"
         keys.add_row(key, str(key_spec.shape), key_spec.dtype, key_spec.units, storage)
     console.print(keys)
-    return 0
+    if args.no_check:
+        console.print("chunks not read (--no-check): `robot-rl data validate` checks them")
+        return 0
+    errors = [p for p in _problems(args.path) if p.severity == "error"]
+    if not errors:
+        return 0
+    console.print(f"[bold red]warning:[/] {escape(str(args.path))} is damaged ({len(errors)} problems): the episodes "
+                  "they name cannot be read; `robot-rl data validate` lists the same", highlight=False, soft_wrap=True)
+    _print_problems(errors)
+    return 1
 
 
-def validate(args) -> int:
+def _problems(path) -> list:
     from robot_rl.datasets.repair import validate as run_validate
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("reading every chunk", total=None)
-        problems = run_validate(args.path, lambda key, total: bar.update(task, total=total, advance=1))
+        return run_validate(path, lambda key, total: bar.update(task, total=total, advance=1))
+
+
+def _print_problems(problems) -> None:
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
-        console.print(f"[{style}]{p.severity}:[/] {p.message}", highlight=False, soft_wrap=True)
+        console.print(f"[{style}]{p.severity}:[/] {escape(p.message)}", highlight=False, soft_wrap=True)
+
+
+def validate(args) -> int:
+    problems = _problems(args.path)
+    _print_problems(problems)
     errors = sum(p.severity == "error" for p in problems)
     if not problems:
         console.print(f"[green]{args.path} is sound[/]")

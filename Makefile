@@ -13,13 +13,15 @@ APT_PACKAGES ?= libegl1 libegl-mesa0 libgl1-mesa-dri
 FAST         ?=
 PYTEST_ARGS  ?=
 
-# DDS stays on this machine: every target runs with loopback-only discovery and a private domain.
-# Multi-machine use is an explicit opt-in on the command line, e.g.
-#   make <target> ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET ROS_DOMAIN_ID=7
+# DDS stays on this machine: every target runs in the `localhost` network mode (robot_rl.drivers.network:
+# each process binds its DDS sockets to 127.0.0.1 only) with a private domain. Multi-machine use is an
+# explicit opt-in on the command line, e.g.
+#   make <target> ROBOT_RL_NETWORK=subnet ROS_DOMAIN_ID=7    (the older ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET also opts in)
 ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+ROBOT_RL_NETWORK ?= $(if $(filter SUBNET,$(ROS_AUTOMATIC_DISCOVERY_RANGE)),subnet,localhost)
 ROS_DOMAIN_ID ?= 42
 MUJOCO_GL     ?= egl
-export ROS_AUTOMATIC_DISCOVERY_RANGE ROS_DOMAIN_ID MUJOCO_GL
+export ROS_AUTOMATIC_DISCOVERY_RANGE ROBOT_RL_NETWORK ROS_DOMAIN_ID MUJOCO_GL
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PIP        := $(VENV)/bin/python -m pip

@@ -1,12 +1,16 @@
-"""Every test runs with DDS on loopback in a private domain (set before anything loads rclpy); ROS 2
-tests share one rclpy context per module through the ``context`` fixture."""
+"""Every test runs with DDS sockets on 127.0.0.1 only (robot_rl.drivers.network's localhost mode, whatever
+the caller opted into) in a private domain, set before anything loads rclpy; ROS 2 tests share one rclpy
+context per module through the ``context`` fixture."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+from robot_rl.drivers.network import MODE_VARIABLE, apply_dds_environment
+
+os.environ[MODE_VARIABLE] = "localhost"
+apply_dds_environment()
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 
 

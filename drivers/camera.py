@@ -313,7 +313,8 @@ class LatestFrameReader:
 
 
 def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy starts DDS
+    from robot_rl.drivers.network import apply_dds_environment
+    apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
     from robot_rl.drivers.camera_node import main as node_main
 
     node_main(argv)

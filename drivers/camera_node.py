@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import array
 import math
-import os
 import sys
 import time
 
@@ -219,7 +218,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # multi-machine use is opt-in
+    from robot_rl.drivers.network import apply_dds_environment
+    apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
     args = parse_args(remove_ros_args(["camera", *argv])[1:])
     camera = OpenCVCamera(args.source, args.width, args.height, args.fps, strict_size=args.strict_size)
     rclpy.init(args=["camera", *argv])

@@ -383,7 +383,8 @@ def main(argv=None) -> None:
 
         return node.main(["--backend", "twin", "--task", args.task, "--seed", str(args.seed), "--command-rate",
                           str(args.rate), "--scripted-episodes", str(args.episodes)])
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+    from robot_rl.drivers.network import apply_dds_environment
+    apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
     import rclpy
 
     rclpy.init()

@@ -17,8 +17,8 @@ until a recorder listens). ``--policy <run folder>`` adds the policy node of a f
 checkpoint, samples its actions, and reloads each newer checkpoint. On hardware, cameras and teleop are processes of their own
 (robot_rl.drivers.camera_node, robot_rl.drivers.teleop); ``robot-rl bringup`` starts them.
 
-DDS stays on this machine unless asked otherwise: ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST
-here (export SUBNET to reach other machines). Torque starts off (call the enable_torque service, or pass
+DDS stays on this machine unless asked otherwise: robot_rl.drivers.network's localhost mode (export
+ROBOT_RL_NETWORK=subnet to reach other machines). Torque starts off (call the enable_torque service, or pass
 --enable-torque; the twin's scripted operator turns it on). Topics and services: see
 robot_rl.drivers.driver_node.
 
@@ -31,7 +31,6 @@ command) holds at any rate, including the node's own goal pursuit on every bus t
 from __future__ import annotations
 
 import argparse
-import os
 
 TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "policy", "dynamics")
 
@@ -161,7 +160,8 @@ def main(argv=None) -> None:
     import signal
 
     args = parse_args(argv)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+    from robot_rl.drivers.network import apply_dds_environment
+    apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # while starting: SIGTERM as Ctrl-C
     try:
         run(args)

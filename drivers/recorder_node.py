@@ -34,7 +34,6 @@ turns messages, services and timers into calls of that core.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -253,7 +252,8 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     stop = stop_on_signals()
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+    from robot_rl.drivers.network import apply_dds_environment
+    apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions

@@ -399,7 +399,8 @@ def checkpoint_task(checkpoint) -> tuple[str, str]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+    from robot_rl.drivers.network import apply_dds_environment
+    apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
     import rclpy
 
     if args.wait_for_acting:

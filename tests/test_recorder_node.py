@@ -25,7 +25,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from robot_rl.datasets import TrajectoryReader, validate
+from robot_rl.datasets import StoreError, TrajectoryReader, validate
 from robot_rl.drivers.camera_node import twin_camera_node
 from robot_rl.drivers.driver_node import COMMAND_QOS, DriverNode
 from robot_rl.drivers.recorder_node import APPLIED_QOS, DIAGNOSTICS_QOS, RecorderNode, task_spec
@@ -341,5 +341,5 @@ def _committed_episodes(store: Path) -> int:
         return 0
     try:
         return TrajectoryReader(store).num_episodes
-    except (OSError, ValueError):  # a read racing the recorder's first writes: look again
+    except (OSError, ValueError, StoreError):  # a read racing the recorder creating the store: look again
         return 0

@@ -59,6 +59,7 @@ from robot_rl.drivers.episode_recorder import (
 from robot_rl.drivers.streams import TASK_QOS, ObservationStreams, header_seconds
 from robot_rl.drivers.teleop import TELEOP_QOS
 from robot_rl.drivers.twin_task_node import STATUS_NAMES
+from robot_rl.sim.specs import embodiment_spec, task_facts
 
 APPLIED_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -211,17 +212,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def task_spec(robot: str, task: str, cameras) -> tuple[EmbodimentSpec, str]:
-    """The twin task's embodiment spec with ``cameras``, and its instruction."""
-    from robot_rl.sim import make_env
-
-    env = make_env(robot, task, cameras=tuple(cameras))
-    try:
-        return env.unwrapped.embodiment, env.unwrapped.instruction
-    finally:
-        env.close()
-
-
 def detect_twin_task(context=None, timeout: float = 3.0, stop: threading.Event | None = None) -> bool:
     """Whether a node publishes ``task_state`` in this namespace within ``timeout`` seconds."""
     import rclpy
@@ -258,7 +248,8 @@ def main(argv=None) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    spec, instruction = task_spec(args.robot, args.task, args.cameras)
+    spec = embodiment_spec(args.robot, args.task, tuple(args.cameras))  # no twin built: robot_rl.sim.specs
+    instruction = task_facts(args.robot, args.task).instruction
     rclpy.init(args=["recorder", *argv], signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:

@@ -28,11 +28,12 @@ from std_srvs.srv import Trigger
 from robot_rl.datasets import StoreError, TrajectoryReader, validate
 from robot_rl.drivers.camera_node import twin_camera_node
 from robot_rl.drivers.driver_node import COMMAND_QOS, DriverNode
-from robot_rl.drivers.recorder_node import APPLIED_QOS, DIAGNOSTICS_QOS, RecorderNode, task_spec
+from robot_rl.drivers.recorder_node import APPLIED_QOS, DIAGNOSTICS_QOS, RecorderNode
 from robot_rl.drivers.safety import SafetyFilter, widowx_limits
 from robot_rl.drivers.teleop import TELEOP_QOS, ScriptedTeleop, TeleopNode
 from robot_rl.drivers.twin_task_node import TwinTaskNode
 from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+from robot_rl.sim.specs import embodiment_spec
 from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
 from ros_helpers import Spinner, wait_for
@@ -125,8 +126,7 @@ def twin_driver(spinner: Spinner, context, ns: str, task: str = "reach", seed: i
 
 
 def recorded_spec(task: str, cameras=(), twin: bool = True):
-    spec, _ = task_spec("widowx", task, cameras)
-    return spec if twin else spec.without("task_state")
+    return embodiment_spec("widowx", task if twin else None, tuple(cameras))
 
 
 def assert_matches_spec(store: Path, spec) -> TrajectoryReader:

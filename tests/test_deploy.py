@@ -115,18 +115,18 @@ def test_policy_node_times_its_commands_through_a_real_driver(context, spinner, 
     node = spinner.add(PolicyNode(checkpoint, twin_observation(backend), rate_hz=RATE_HZ, context=context,
                                   namespace=ns))
     spinner.start()
-    wait_for(lambda: len(node.command_latencies_ms) >= 8, 10.0, "8 answered commands")
+    wait_for(lambda: len(node.runner.commands.latencies_ms) >= 8, 10.0, "8 answered commands")
     status = wait_for(lambda: next((s for s in reversed(diagnostics)
                                     if int({kv.key: kv.value for kv in s.values}["command_samples"]) > 0), None),
                       3.0, "diagnostics with command latencies")
     spinner.stop()
 
-    samples = list(node.command_latencies_ms)
+    samples = list(node.runner.commands.latencies_ms)
     assert finite_positive(samples)
     assert max(samples) < 1e3 / RATE_HZ, f"round trips {samples} ms: the driver answers in its callback"
-    assert node.commands_unanswered == 0, "a driver with torque on answers every command"
+    assert node.runner.commands.unanswered == 0, "a driver with torque on answers every command"
     assert len(samples) + node.summary()["commands_pending"] == node.actions_published
-    p50, p99 = node.command_latency_percentiles_ms()
+    p50, p99 = node.runner.command_latency_percentiles_ms()
     assert 0 < p50 <= p99
     values = {kv.key: kv.value for kv in status.values}
     assert math.isfinite(float(values["command_p50_ms"])) and values["commands_unanswered"] == "0"
@@ -158,51 +158,90 @@ def test_commands_the_driver_does_not_answer_are_counted_not_timed(context, spin
     driver = spinner.add(RefusingDriver(context, ns))
     node = spinner.add(PolicyNode(checkpoint, lambda: obs, rate_hz=rate, context=context, namespace=ns))
     spinner.start()
-    wait_for(lambda: len(node.command_latencies_ms) >= 4, 10.0, "4 answered commands")
+    wait_for(lambda: len(node.runner.commands.latencies_ms) >= 4, 10.0, "4 answered commands")
     spinner.stop()
 
-    samples = list(node.command_latencies_ms)
+    samples = list(node.runner.commands.latencies_ms)
     # FIFO matching alone would time each answer from the refused command before it (a control period).
     assert finite_positive(samples) and max(samples) < 0.5e3 / rate, samples
-    assert node.commands_unanswered >= len(samples) - 1 >= 3
-    assert node.commands_unanswered + len(samples) + node.summary()["commands_pending"] == node.actions_published
+    assert node.runner.commands.unanswered >= len(samples) - 1 >= 3
+    assert node.runner.commands.unanswered + len(samples) + node.summary()["commands_pending"] == node.actions_published
     assert driver.received <= node.actions_published
 
 
-# --- the hardware path: observations from topics, the report written at Ctrl-C --------------------
+# --- stopping: Ctrl-C and SIGTERM end the process with status 0, its report written -------------------
 
-def test_policy_node_on_topics_writes_its_report_at_ctrl_c(context, spinner, tmp_path):
-    checkpoint = tiny_checkpoint(tmp_path / "train", "obs_keys=[state]")  # what hardware can give
+@pytest.fixture(scope="module")
+def state_only_checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("deploy") / "train_state_only", "obs_keys=[state]")  # hardware's
+
+
+def stop_after_commands(command: list[str], applied: list, sig: int, commands: int = 5) -> str:
+    """Run the policy node ``command`` until the driver applied ``commands`` of its commands, send it ``sig``,
+    and return its output once it exited with status 0 (a clean stop: no traceback, nothing published on a
+    shut-down context)."""
+    process = subprocess.Popen([sys.executable, "-m", "robot_rl.drivers.policy_node", *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: len(applied) >= commands or process.poll() is not None, 60.0, f"{commands} commands applied")
+        assert process.poll() is None, "".join(output)[-3000:]
+        process.send_signal(sig)
+        assert process.wait(timeout=30) == 0, "".join(output)[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
+    text = "".join(output)
+    assert "Traceback" not in text and "Failed to publish" not in text, text[-3000:]
+    return text
+
+
+def applied_listener(spinner, context, ns: str) -> list:
+    applied = []
+    listener = spinner.add(Node("deploy_test_applied", context=context, namespace=ns))
+    listener.create_subscription(JointState, "ee_command_applied", applied.append, COMMAND_QOS)
+    return applied
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_policy_node_on_topics_writes_its_report_at_ctrl_c(context, spinner, tmp_path, state_only_checkpoint, sig):
+    """The hardware path: observations from topics; the report is written when the node is stopped."""
     backend = WidowXTwinBackend(task="reach", seed=2)
     backend.connect()
     ns = namespace()
     driver = twin_driver(backend, context, ns)
     spinner.add(driver, close=driver.shutdown_backend)
-    applied = []
-    listener = spinner.add(Node("deploy_test_applied", context=context, namespace=ns))
-    listener.create_subscription(JointState, "ee_command_applied", applied.append, COMMAND_QOS)
+    applied = applied_listener(spinner, context, ns)
     spinner.start()
     report = tmp_path / "deploy.json"
-    policy = subprocess.Popen([sys.executable, "-m", "robot_rl.drivers.policy_node", "--checkpoint", str(checkpoint),
-                               "--observation", "topics", "--report", str(report), "--name", "topics_policy",
-                               "--ros-args", "-r", f"__ns:={ns}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    output = []
-    reader = threading.Thread(target=lambda: output.extend(policy.stdout), daemon=True)
-    reader.start()
     try:
-        wait_for(lambda: len(applied) >= 5 or policy.poll() is not None, 60.0, "5 commands applied")
-        assert policy.poll() is None, "".join(output)[-3000:]
-        policy.send_signal(signal.SIGINT)
-        assert policy.wait(timeout=30) == 0, "".join(output)[-3000:]
+        output = stop_after_commands(["--checkpoint", str(state_only_checkpoint), "--observation", "topics",
+                                      "--report", str(report), "--name", "topics_policy",
+                                      "--ros-args", "-r", f"__ns:={ns}"], applied, sig)
     finally:
-        if policy.poll() is None:
-            policy.kill()
-        reader.join(timeout=5)
         spinner.stop()
     result = json.loads(report.read_text())
     assert result["success"] is None, "no success on hardware"
     assert result["actions_published"] >= 5 and result["command_samples"] >= 4
     assert finite_positive([result[k] for k in ("inference_p50_ms", "inference_p99_ms", "command_p50_ms",
                                                  "command_p99_ms")]), result
-    assert f"{result['actions_published']} actions sent" in "".join(output)
+    assert f"{result['actions_published']} actions sent" in output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_policy_node_on_the_twin_stops_cleanly_and_reports_at_a_signal(context, spinner, tmp_path, checkpoint, sig):
+    """The twin path (the twin, its driver and the policy in the node's process), stopped mid-run."""
+    ns = namespace()
+    applied = applied_listener(spinner, context, ns)
+    spinner.start()
+    report = tmp_path / "deploy.json"
+    output = stop_after_commands(["--checkpoint", str(checkpoint), "--steps", "100000", "--report", str(report),
+                                  "--ros-args", "-r", f"__ns:={ns}"], applied, sig)
+    result = json.loads(report.read_text())
+    assert isinstance(result["success"], bool) and result["actions_published"] >= 5
+    assert result["command_samples"] >= 4 and finite_positive([result["command_p50_ms"]])
+    assert f"success: {result['success']} after {result['actions_published']} actions" in output

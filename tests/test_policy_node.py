@@ -239,7 +239,7 @@ def test_polling_picks_up_a_newer_checkpoint(context, spinner, checkpoints, tmp_
     shutil.copytree(checkpoint_b, folder / "step_2")
     (folder / "latest").write_text("step_2")
     wait_for(lambda: node.policy.folder == folder / "step_2", 3.0, "the polled checkpoint to swap in")
-    assert node.reloads == 1
+    assert node.runner.reloads == 1
 
 
 def test_a_checkpoint_reading_a_key_the_source_lacks_is_refused(context, checkpoints):

@@ -27,16 +27,18 @@ def run(args) -> int:
 
 
 def evaluate_checkpoint(cfg) -> int:
-    from robot_rl.learner.policy import load_policy
+    from robot_rl.learner.policy import checkpoint_twin, load_agent, twin_config
     from robot_rl.learner.rollout import evaluate
     from robot_rl.learner.video import write_mp4
 
-    agent, env, trained, folder = load_policy(cfg.checkpoint, cfg.task, OmegaConf.to_container(cfg.sim.dynamics))
+    loaded = load_agent(cfg.checkpoint)
+    trained = twin_config(loaded, cfg.task, OmegaConf.to_container(cfg.sim.dynamics))
+    env = checkpoint_twin(loaded, trained)
     run_dir = save_run_config(cfg)
-    policy = lambda obs: agent.act(obs, deterministic=cfg.deterministic)  # noqa: E731
+    policy = lambda obs: loaded.agent.act(obs, deterministic=cfg.deterministic)  # noqa: E731
     frames = [] if cfg.video else None
     result = evaluate(policy, env, cfg.episodes, cfg.seed, frames, video_episodes=cfg.video_episodes)
-    table = Table(title=f"{folder} on {trained.robot}/{trained.task}", show_header=False)
+    table = Table(title=f"{loaded.folder} on {trained.robot}/{trained.task}", show_header=False)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("success rate", f"{result['success_rate']:.0%} over {cfg.episodes} episodes")

@@ -1,8 +1,8 @@
 """The policy node over real DDS on loopback: a checkpoint the learner wrote in this test drives the WidowX
 twin through a real DriverNode; announced and polled checkpoints swap in; bad ones are refused.
 
-The checkpoints come from a tiny `robot-rl train` run (untrained: these tests check plumbing, not skill);
-the second checkpoint is the first with its weights perturbed through safetensors.
+The checkpoints are test_policy_runner's: a tiny `robot-rl train` run (untrained: these tests check
+plumbing, not skill) and a copy with its weights perturbed. The ROS-free logic is tested there.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import pytest
+import test_policy_runner
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from safetensors.numpy import load_file, save_file
 from std_msgs.msg import Float64MultiArray, String
 
 from robot_rl.drivers.driver_node import DriverNode
@@ -35,35 +35,11 @@ from robot_rl.sim.widowx import robot as wx
 from robot_rl.sim.widowx.control import DeltaPoseController
 from ros_helpers import wait_for
 
+checkpoints = test_policy_runner.checkpoints  # fixtures: run A and a perturbed checkpoint B; a twin observation
+observation = test_policy_runner.observation
+expected_action = test_policy_runner.expected_action
 RATE_HZ = 5.0
 _namespaces = itertools.count()
-
-
-# --- checkpoints ----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """(run folder A, checkpoint folder B): a tiny SAC run on widowx_reach, and a perturbed copy of it."""
-    from learner_helpers import tiny_checkpoint
-
-    root = tmp_path_factory.mktemp("policy_node")
-    run_a = tiny_checkpoint(root / "run_a")
-    checkpoint_b = root / "run_b" / "checkpoints" / "step_b"
-    shutil.copytree(resolve_checkpoint(run_a), checkpoint_b)
-    perturb_weights(checkpoint_b, seed=1)
-    return run_a, checkpoint_b
-
-
-def perturb_weights(folder, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    weights = load_file(folder / "model.safetensors")
-    noisy = {k: np.asarray(v + rng.normal(0.0, 0.3, v.shape).astype(v.dtype)) if v.dtype.kind == "f" else v
-             for k, v in weights.items()}
-    save_file(noisy, folder / "model.safetensors")
-
-
-def expected_action(policy, obs) -> np.ndarray:
-    return np.clip(policy.act(obs, deterministic=True)[0].astype(float), -1.0, 1.0)
 
 
 # --- ROS plumbing ---------------------------------------------------------------------------------
@@ -130,13 +106,6 @@ class RecordingSource:
             return list(self.observations)
 
 
-def fixed_observation(task: str = "reach", seed: int = 5) -> dict[str, np.ndarray]:
-    backend = WidowXTwinBackend(task=task, seed=seed)
-    try:
-        return twin_observation(backend)()
-    finally:
-        backend.close()
-
 
 # --- tests ----------------------------------------------------------------------------------------
 
@@ -187,9 +156,9 @@ def test_policy_drives_the_twin_through_the_driver_with_the_agents_actions(conte
     assert node.actions_published >= len(commands)
 
 
-def test_announced_checkpoints_swap_in_and_bad_ones_are_refused(context, spinner, checkpoints):
+def test_announced_checkpoints_swap_in_and_bad_ones_are_refused(context, spinner, checkpoints, observation):
     run_a, checkpoint_b = checkpoints
-    obs = fixed_observation()
+    obs = observation
     policy_a, policy_b = load_checkpoint_policy(run_a), load_checkpoint_policy(checkpoint_b)
     action_a, action_b = expected_action(policy_a, obs), expected_action(policy_b, obs)
     assert not np.allclose(action_a, action_b, atol=1e-3), "the perturbed weights act the same"
@@ -226,12 +195,12 @@ def test_announced_checkpoints_swap_in_and_bad_ones_are_refused(context, spinner
     assert node.policy.folder == checkpoint_b
 
 
-def test_polling_picks_up_a_newer_checkpoint(context, spinner, checkpoints, tmp_path):
+def test_polling_picks_up_a_newer_checkpoint(context, spinner, checkpoints, observation, tmp_path):
     run_a, checkpoint_b = checkpoints
     folder = tmp_path / "checkpoints"
     shutil.copytree(resolve_checkpoint(run_a), folder / "step_1")
     (folder / "latest").write_text("step_1")
-    obs = fixed_observation()
+    obs = observation
     node = spinner.add(PolicyNode(tmp_path, lambda: obs, rate_hz=10.0, poll_checkpoints_s=0.2,
                                   context=context, namespace=namespace()))
     spinner.start()
@@ -242,11 +211,11 @@ def test_polling_picks_up_a_newer_checkpoint(context, spinner, checkpoints, tmp_
     assert node.runner.reloads == 1
 
 
-def test_a_checkpoint_reading_a_key_the_source_lacks_is_refused(context, checkpoints):
+def test_a_checkpoint_reading_a_key_the_source_lacks_is_refused(context, checkpoints, observation):
     run_a, _ = checkpoints
-    state_only = {"state": fixed_observation()["state"]}  # what a hardware source could give
+    state_only = {"state": observation["state"]}  # what a hardware source could give
     with pytest.raises(ObservationMismatch, match="'task_state'.*privileged"):
         PolicyNode(run_a, lambda: state_only, context=context, namespace=namespace())
-    wrong_shape = {**fixed_observation(), "state": np.zeros(9, np.float32)}
+    wrong_shape = {**observation, "state": np.zeros(9, np.float32)}
     with pytest.raises(ObservationMismatch, match=r"'state' expected shape \(14,\)"):
         PolicyNode(run_a, lambda: wrong_shape, context=context, namespace=namespace())

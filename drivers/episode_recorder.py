@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl.datasets import EmbodimentSpec, StoreError, StoreWriter, UncommittedTailError
+from robot_rl.datasets import EmbodimentSpec, EpisodeWriter, StoreError, StoreWriter, UncommittedTailError
 from robot_rl.drivers.stamped import AlignedStreams, Sample, StaleStreamError, StreamBuffer, stale_reasons
 
 START, STOP, SUCCESS, DISCARD = EPISODE_EVENTS = ("start", "stop", "success", "discard")
@@ -110,7 +110,7 @@ def open_store(out, spec: EmbodimentSpec, on_tail: str = "drop", durable: bool =
 
 @dataclass
 class _Episode:
-    writer: object                      # robot_rl.datasets.writer.EpisodeWriter
+    writer: EpisodeWriter
     t0: float                           # the start event's time
     cursor: float                       # the newest command stamp looked at
     pending: Sample | None = None       # the command whose row waits for the next one (its reward time)

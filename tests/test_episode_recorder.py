@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot_rl.datasets import EmbodimentSpec, TrajectoryReader, validate
+from robot_rl.datasets import EmbodimentSpec, StoreError, TrajectoryReader, validate
 from robot_rl.datasets.spec import CameraSpec, KeySpec
 from robot_rl.drivers.episode_recorder import EpisodeRecorder, open_store
 from robot_rl.drivers.stamped import AlignedStreams, StreamBuffer
@@ -47,10 +47,10 @@ class Rig:
         self.status = (0.0, 0.0, 0.0, 0.0)
         self.logs: list[tuple[str, str]] = []
         self.resets = 0
+        settings.setdefault("log", lambda level, message: self.logs.append((level, message)))
         writer, self.tail_note = open_store(store, self.spec, on_tail=on_tail)
-        self.recorder = EpisodeRecorder(
-            self.spec, writer, AlignedStreams(self.buffers, stale_after_s=0.5), clock=lambda: self.t,
-            log=lambda level, message: self.logs.append((level, message)), reset_task=self._reset, **settings)
+        self.recorder = EpisodeRecorder(self.spec, writer, AlignedStreams(self.buffers, stale_after_s=0.5),
+                                        clock=lambda: self.t, reset_task=self._reset, **settings)
 
     def _reset(self):
         self.resets += 1
@@ -307,8 +307,7 @@ def test_the_episodes_limit_refuses_a_further_start_and_zero_means_no_limit(stor
 def record_until_killed(store: str) -> None:
     """The SIGKILL test's subprocess: two committed episodes, then a third recorded until the process dies
     (paced in real time, so the writer hands its rows to the store)."""
-    rig = Rig(Path(store))
-    rig.recorder._log = lambda level, message: print(f"{level}: {message}", flush=True)
+    rig = Rig(Path(store), log=lambda level, message: print(f"{level}: {message}", flush=True))
     rig.tick(2)
     record(rig, ticks=4)
     record(rig, ticks=5)
@@ -323,7 +322,7 @@ def test_sigkill_mid_episode_loses_only_the_open_episode(store):
                              stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60.0
-        while not _tail_on_disk(store):  # rows of the open episode reached the disk
+        while not _open_episode_on_disk(store, committed=2):
             assert child.poll() is None and time.monotonic() < deadline, "the recording process ended early"
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
@@ -349,12 +348,14 @@ def test_sigkill_mid_episode_loses_only_the_open_episode(store):
         np.testing.assert_array_equal(after.episode(index)["action"], actions)
 
 
-def _tail_on_disk(store: Path) -> bool:
-    if not store.exists():
+def _open_episode_on_disk(store: Path, committed: int) -> bool:
+    """``committed`` episodes, and rows of the next one, are in the store on disk."""
+    if not (store / "zarr.json").exists():
         return False
     try:
-        return any("after the last committed episode" in p.message for p in validate(store))
-    except (OSError, ValueError):  # a read racing the writer's metadata update: look again
+        return TrajectoryReader(store).num_episodes == committed and \
+            any("after the last committed episode" in p.message for p in validate(store))
+    except (OSError, ValueError, StoreError):  # a read racing the writer's metadata update: look again
         return False
 
 

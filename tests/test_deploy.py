@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,18 @@ def test_deploy_refuses_bad_input_with_status_2(overrides, message, capsys, tmp_
 
     assert main(["deploy", *overrides, f"run_dir={tmp_path / 'run'}"]) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists(), "nothing is started or written for bad input"
+
+
+def test_deploy_refuses_a_checkpoint_without_its_spec_naming_the_fix(capsys, tmp_path, checkpoint):
+    from robot_rl.cli.main import main
+
+    old = tmp_path / "old_run"
+    shutil.copytree(checkpoint / "checkpoints", old / "checkpoints")
+    for spec in old.glob("checkpoints/*/spec.json"):
+        spec.unlink()
+    assert main(["deploy", f"checkpoint={old}", f"run_dir={tmp_path / 'run'}"]) == 2
+    assert "python -m robot_rl.learner.policy add-spec" in capsys.readouterr().err
     assert not (tmp_path / "run").exists(), "nothing is started or written for bad input"
 
 

@@ -50,12 +50,25 @@ def run(args) -> int:
         if not Path(options.checkpoint).exists():
             raise ValueError(f"checkpoint={options.checkpoint}: no such file or folder (expected a checkpoint, "
                              "checkpoints/ or run folder from `robot-rl train`)")
+        check_checkpoint(options.checkpoint)
     except BAD_INPUT as e:
         return report_error(e)
     report.unlink(missing_ok=True)  # a run_dir given twice: never show the last run's report
     status = run_processes(cfg, processes)
     console.print(report_table(cfg, report, status))
     return status
+
+
+def check_checkpoint(path) -> None:
+    """A checkpoint the policy node can load (its folder, config and spec.json there), refused here with
+    status 2 rather than by a policy node in a graph already started."""
+    from robot_rl.learner.checkpoint import resolve_checkpoint
+    from robot_rl.learner.policy import read_spec
+
+    try:
+        read_spec(resolve_checkpoint(path))
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
 
 
 def report_table(cfg, path: Path, status: int) -> Table:

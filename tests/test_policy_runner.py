@@ -108,6 +108,19 @@ def test_a_checkpoint_without_its_spec_is_refused_naming_the_fix_and_add_spec_me
     assert load_checkpoint_policy(old).folder == old
 
 
+def test_a_twin_is_built_separately_and_refused_where_it_observes_other_shapes(checkpoints):
+    from robot_rl.learner.policy import checkpoint_twin, load_agent, twin_config
+
+    policy = load_agent(checkpoints[0])
+    env = checkpoint_twin(policy, twin_config(policy, dynamics={"mass_scale": 1.5}))
+    assert env.unwrapped.dynamics.mass_scale == 1.5 and env.unwrapped.embodiment.to_dict() == policy.spec.to_dict()
+    env.close()
+    with pytest.raises(ValueError, match=r"key 'task_state' expected shape \(3,\) .* the twin gives \(10,\)"):
+        checkpoint_twin(policy, twin_config(policy, "widowx_pick_place"))
+    with pytest.raises(ValueError, match="the checkpoint drives 'widowx'"):
+        twin_config(policy, "franka_lift")
+
+
 # --- acting -----------------------------------------------------------------------------------------
 
 def test_each_tick_acts_on_the_observation_it_reads(checkpoints, observation):

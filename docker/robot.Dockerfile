@@ -18,7 +18,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN apt-get update && apt-get install -y --no-install-recommends \
         python3-pip python3-colcon-common-extensions \
         ros-${ROS_DISTRO}-std-srvs ros-${ROS_DISTRO}-nav-msgs ros-${ROS_DISTRO}-trajectory-msgs \
-        ros-${ROS_DISTRO}-diagnostic-msgs \
+        ros-${ROS_DISTRO}-diagnostic-msgs ros-${ROS_DISTRO}-sros2 \
         libegl1 libegl-mesa0 libgl1-mesa-dri \
     && rm -rf /var/lib/apt/lists/*
 
@@ -37,8 +37,9 @@ RUN printf 'numpy<2\n' > /tmp/constraints.txt \
 WORKDIR /ws
 RUN . /opt/ros/${ROS_DISTRO}/setup.sh && colcon build --base-paths src --event-handlers console_cohesion+
 
-# DDS stays on loopback by default; for a graph across machines run with
-#   --network host -e ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET -e ROS_DOMAIN_ID=<id>   (README, "Network safety")
+# DDS stays on loopback by default (each node applies robot_rl.drivers.network's localhost mode); for a
+# graph across machines run with --network host -e ROBOT_RL_NETWORK=subnet -e ROS_DOMAIN_ID=<id>, or
+# ROBOT_RL_NETWORK=secured with an SROS2 keystore (docker/README.md, "Secured DDS")
 RUN printf '%s\n' '#!/bin/bash' 'set -e' ". /opt/ros/${ROS_DISTRO}/setup.bash" '. /ws/install/setup.bash' 'exec "$@"' \
         > /entrypoint.sh && chmod +x /entrypoint.sh
 ENTRYPOINT ["/entrypoint.sh"]

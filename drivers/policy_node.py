@@ -61,7 +61,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
-from robot_rl.drivers.policy_runner import (  # noqa: F401  (re-exported: the node's callers import them here)
+from robot_rl.drivers.policy_runner import (
     LoadedPolicy,
     ObservationMismatch,
     ObservationSource,

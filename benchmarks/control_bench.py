@@ -7,7 +7,7 @@ latency, joint_states jitter.
 Measured against ``EmulatedWidowX`` (robot_rl.sim.dynamixel: the nine WidowX servos answering Protocol 2.0
 on a pseudo-terminal, real-time MuJoCo physics behind them), run in a child process as a real chain is
 outside the driver's process (see ``EmulatorProcess``), and, for comparison,
-the in-process MuJoCo ``WidowXTwinBackend``. DDS stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
+the in-process MuJoCo ``WidowXTwinBackend``. DDS stays on loopback (robot_rl.drivers.network's mode,
 a ROS_DOMAIN_ID of this process's own in 100-199).
 
 1. Bus cycle: ``WidowXDynamixelBackend.read()`` (one Sync Read of Present Current..Position, 10 bytes, from
@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # before rclpy reads it
+from robot_rl.drivers.network import apply_dds_environment
+
+apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(var, "1")
@@ -409,7 +411,7 @@ def main():
     console.print(f"machine: {os.cpu_count()} CPUs; load average (1 min) {load_before[0]:.2f} at start, "
                   f"{load_after[0]:.2f} at end; other processes share these cores, so timings are noisy "
                   f"(tables give medians and tails). ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, "
-                  f"discovery {os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}.")
+                  f"network mode {os.environ['ROBOT_RL_NETWORK']}.")
 
 
 if __name__ == "__main__":

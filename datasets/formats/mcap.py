@@ -23,6 +23,7 @@ import json
 
 import numpy as np
 
+from robot_rl.datasets.errors import StoreError
 from robot_rl.datasets.formats.common import Progress, episode_blocks, require, staged_output
 from robot_rl.datasets.reader import TrajectoryReader
 
@@ -63,7 +64,7 @@ def export_mcap(src, out, *, episodes: list[int] | None = None, overwrite: bool 
     chosen = list(range(reader.num_episodes)) if episodes is None else list(episodes)
     bad = [i for i in chosen if not 0 <= i < reader.num_episodes]
     if bad:
-        raise ValueError(f"episodes {bad}: the store has episodes 0..{reader.num_episodes - 1}")
+        raise StoreError(f"episodes {bad}: the store has episodes 0..{reader.num_episodes - 1}; pick among those")
     store = typestore()
     types = store.types
     period = 1.0 / spec.control_rate_hz

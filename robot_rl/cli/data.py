@@ -1,4 +1,5 @@
-"""``robot-rl data info|validate|recover|stats|synth PATH``: look after a trajectory store."""
+"""``robot-rl data info|validate|recover|stats|synth PATH``: look after a trajectory store; ``import`` and
+``export`` convert (robot_rl.cli.data_formats)."""
 from __future__ import annotations
 
 import collections
@@ -11,6 +12,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from robot_rl.cli import data_formats
 from robot_rl.cli.config import errors, report_error
 from robot_rl.datasets.errors import StoreError
 
@@ -51,6 +53,7 @@ def add_parser(verbs) -> None:
     p.add_argument("--size", default="128x128", help="camera HxW")
     p.add_argument("--codec", default="zstd", choices=["zstd", "lz4", "raw", "jpeg"])
     p.add_argument("--overwrite", action="store_true")
+    data_formats.add_verbs(sub, _guarded)
 
 
 def _guarded(run):

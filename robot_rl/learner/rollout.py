@@ -39,8 +39,9 @@ Policy = Callable[[dict[str, np.ndarray]], np.ndarray]  # batched obs -> [N, A] 
 
 class Rollouts:
     def __init__(self, envs: list, writer: StoreWriter, *, seed: int, first_episode: int = 0, source: str = "policy",
-                 executor: Callable[[], ChunkExecutor] = ChunkExecutor):
+                 executor: Callable[[], ChunkExecutor] = ChunkExecutor, episode_info: dict | None = None):
         self.envs, self.writer, self.seed, self.source = envs, writer, seed, source
+        self.episode_info = dict(episode_info or {})  # recorded in every episode's info (e.g. the actor's id)
         self.make_executor = executor
         self.episodes_started = first_episode
         self.rng = np.random.default_rng([seed, first_episode])
@@ -81,7 +82,8 @@ class Rollouts:
 
     def _commit(self, run: _Running, env) -> EpisodeStats:
         instruction = getattr(env.unwrapped, "instruction", "")
-        with self.writer.new_episode(instruction=instruction, source=self.source, seed=run.seed) as episode:
+        with self.writer.new_episode(instruction=instruction, source=self.source, seed=run.seed,
+                                     **self.episode_info) as episode:
             for frame in run.frames:
                 episode.add(frame)
             episode.commit(success=run.success)

@@ -112,3 +112,48 @@ def test_a_damaged_shard_index_is_named(tmp_path):
     shard.write_bytes(shard.read_bytes()[:-1] + b"x")
     with pytest.raises(CorruptChunkError, match="index of shard 0 .* is damaged"):
         TrajectoryReader(path).episode(0)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["train", "algo.batch_size=abc"], "algo.batch_size=abc: expected an integer"),
+    (["train", "eval.episodes=-3"], "eval.episodes=-3: expected an integer >= 1"),
+    (["train", "task=widowx_nope"], "task='nope' is unknown for robot 'widowx'"),
+    (["train", "robot=widowx", "task=fly"], "task='fly' is unknown for robot 'widowx'"),
+    (["train", "algo.schedule.online_steps=-5", "image_size=[64]"], "algo.schedule.online_steps=-5"),
+    (["train", "reward_type=shaped"], "reward_type=shaped: expected one of dense, sparse"),
+    (["finetune", "eval.episodes=0", "realtime=false"], "eval.episodes=0: expected an integer >= 1"),
+    (["finetune", "max_lag=0", "realtime=false"], "max_lag=0: expected an integer >= 1"),
+    (["eval", "checkpoint=runs/none", "episodes=-1"], "episodes=-1: expected an integer >= 1"),
+    (["bringup", "deploy", "rate=-1", "checkpoint=runs/none"], "rate=-1: expected a number"),
+    (["deploy", "steps=abc", "checkpoint=runs/none"], "steps=abc: expected an integer"),
+])
+def test_every_verb_checks_its_whole_config_before_writing_anything(tmp_path, capsys, argv, named):
+    run = tmp_path / "run"
+    assert cli([*argv, f"run_dir={run}"]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "nothing was written" in err, err
+    assert not run.exists() and not list(tmp_path.iterdir())
+
+
+def test_collect_refuses_bad_input_before_writing_and_takes_the_task_in_either_form(tmp_path, capsys):
+    out, run = tmp_path / "demo.zarr", tmp_path / "run"
+    assert cli(["collect", "task=widowx_reach", "episodes=0", f"out={out}", f"run_dir={run}"]) == 2
+    assert "episodes=0: expected an integer >= 1" in capsys.readouterr().err
+    assert cli(["collect", "robot=widowx", "task=widowx_pick", f"out={out}", f"run_dir={run}"]) == 2
+    assert "task='pick' is unknown" in capsys.readouterr().err
+    assert not out.exists() and not run.exists()
+    write_episodes(out, 0, 1)  # a store of another spec: refused before the run folder is made
+    assert cli(["collect", "task=widowx_reach", "episodes=1", f"out={out}", f"run_dir={run}"]) == 2
+    assert "different embodiment spec" in capsys.readouterr().err and not run.exists()
+    assert TrajectoryReader(out).num_episodes == 1  # nothing recorded is lost
+    fresh = tmp_path / "reach.zarr"
+    assert cli(["collect", "task=widowx_reach", "episodes=1", "max_steps=5", f"out={fresh}", f"run_dir={run}"]) == 0
+    assert TrajectoryReader(fresh).num_episodes == 1 and (run / "config.yaml").exists()
+
+
+def test_train_refuses_a_dataset_of_another_task_before_writing(tmp_path, capsys):
+    dataset, run = tmp_path / "tiny.zarr", tmp_path / "run"
+    write_episodes(dataset, 0, 1)  # state of 14 numbers, no task_state: not the WidowX reach twin's
+    assert cli(["train", "algo=wsrl", f"dataset={dataset}", f"run_dir={run}"]) == 2
+    assert f"dataset={dataset} has no key 'task_state'" in capsys.readouterr().err
+    assert not run.exists()

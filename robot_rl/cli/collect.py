@@ -14,10 +14,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from robot_rl.cli.checks import check_config
 from robot_rl.cli.config import ConfigError, add_verb, errors, load_config, report_error, save_run_config
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError, StoreWriter
 from robot_rl.datasets.layout import local_path
+from robot_rl.tasks import split_task
 
 console = Console()
 SOURCES = ("scripted",)
@@ -30,10 +32,11 @@ def add_parser(verbs) -> None:
 
 def run(args) -> int:
     try:
-        cfg = load_config("collect", args.overrides)
+        cfg = split_task(load_config("collect", args.overrides))  # task=widowx_reach, as every verb takes it
         if cfg.source not in SOURCES:
             raise ConfigError(f"source={cfg.source!r}: the twins record {SOURCES}; teleop is recorded "
                               "on the robot by the recorder node")
+        check_config("collect", args.overrides, cfg, robots_extra=("robosuite",))
         return collect(cfg)
     except (ConfigError, StoreError, ValueError) as e:
         return report_error(e)
@@ -60,9 +63,9 @@ def collect(cfg) -> int:
 
     env, make_expert = make_env_and_expert(cfg)
     spec = with_codec(env.embodiment, cfg.codec)
-    run_dir = save_run_config(cfg)
     results, started = [], time.perf_counter()
     with StoreWriter.open_or_create(cfg.out, spec, overwrite=cfg.overwrite) as writer, job_progress(console, "successes") as progress:
+        run_dir = save_run_config(cfg)  # once the store has accepted the spec: a refused run writes nothing
         first = writer.num_episodes
         bar = progress.add_task(f"{cfg.robot}/{cfg.task}", total=cfg.episodes, successes="")
         try:

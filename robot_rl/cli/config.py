@@ -30,15 +30,17 @@ def report_error(err: Exception | str) -> int:
     return 2
 
 
-def load_config(verb: str, overrides: list[str]) -> DictConfig:
+def load_config(verb: str, overrides: list[str], *, complete: bool = True) -> DictConfig:
+    """``complete=False``: the defaults, required keys (``???``) left unset."""
     overrides = [_group_alias(o) for o in overrides]
     try:
         with initialize_config_module("robot_rl.configs", version_base="1.3"):
             cfg = compose(verb, overrides=overrides)
         missing = sorted(OmegaConf.missing_keys(cfg))
-        if missing:
+        if missing and complete:
             raise ConfigError(f"`robot-rl {verb}` needs {', '.join(f'{k}=...' for k in missing)}")
-        OmegaConf.resolve(cfg)
+        if complete:
+            OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"bad override for `robot-rl {verb}`: {e}") from e
     return cfg

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from robot_rl.cli.checks import check_config
 from robot_rl.cli.config import ConfigError, add_verb, load_config, report_error, save_run_config
 
 console = Console()
@@ -21,7 +22,9 @@ def add_parser(verbs) -> None:
 
 def run(args) -> int:
     try:
-        return evaluate_checkpoint(load_config("eval", args.overrides))
+        cfg = load_config("eval", args.overrides)
+        check_config("eval", args.overrides, cfg)
+        return evaluate_checkpoint(cfg)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         return report_error(e)
 

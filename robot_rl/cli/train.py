@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from robot_rl.cli.checks import check_config
 from robot_rl.cli.config import ConfigError, add_verb, errors, load_config, report_error, save_run_config
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError
@@ -32,6 +33,7 @@ def add_parser(verbs) -> None:
 def run(args) -> int:
     try:
         cfg = resolve_run(args.overrides)
+        check_config("train", args.overrides, cfg, saved=bool(cfg.resume))
         return train(cfg)
     except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
         return report_error(e)

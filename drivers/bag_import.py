@@ -76,7 +76,7 @@ def import_bag(bag, dst, *, spec_from=None, overwrite: bool = False, source: str
         reader.open()
     except Exception as e:  # rosbags raises its own errors and the storage's
         raise StoreError(f"{bag}: not a readable rosbag2 recording ({type(e).__name__}: {e}); "
-                         "is it truncated? fetch or copy it again") from e
+                         "check the path; if it is a partial copy, copy it again") from e
     try:
         store = typestore()
         topics = {c.topic: c for c in reader.connections}

@@ -47,7 +47,7 @@ BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index
 STEP_FEATURES = {"action": "action", "reward": "next.reward", "terminated": "next.done",
                  "truncated": "next.truncated", "timestamp": "wall_time"}
 INFO_COLUMN = "robot_rl/info"
-STATS_EVERY = 10  # camera statistics from every 10th frame
+STATS_EVERY = 10  # camera statistics from every 10th frame, every 4th pixel each way (as LeRobot subsamples)
 
 
 def feature_name(spec: EmbodimentSpec, key: str) -> str:
@@ -98,8 +98,8 @@ def export_lerobot(src, out, *, overwrite: bool = False, vcodec: str = "av1",
                                    task_index=pa.array(np.full(n, tasks.index(info.get("instruction", "")))))
                     data.write_table(pa.table(columns, schema=schema))
                     for key, values in block.items():
-                        stats[feature_name(spec, key)].add(values[::STATS_EVERY] if key in spec.cameras else values,
-                                                           key in spec.cameras)
+                        camera = key in spec.cameras
+                        stats[feature_name(spec, key)].add(values[::STATS_EVERY, ::4, ::4] if camera else values, camera)
                     for name, writer in videos.items():
                         for frame in block[name]:
                             writer.add(frame)
@@ -197,12 +197,12 @@ class _Stats:
         if len(values) == 0:
             return
         self.image = image
-        x = values.reshape(-1, 3).astype(np.float64) / 255.0 if image else values.astype(np.float64).reshape(len(values), -1)
+        x = values.reshape(-1, 3) / np.float32(255) if image else values.astype(np.float64).reshape(len(values), -1)
         low, high = x.min(axis=0), x.max(axis=0)
         self.low = low if self.low is None else np.minimum(self.low, low)
         self.high = high if self.high is None else np.maximum(self.high, high)
-        self.total = self.total + x.sum(axis=0)
-        self.squares = self.squares + (x**2).sum(axis=0)
+        self.total = self.total + x.sum(axis=0, dtype=np.float64)
+        self.squares = self.squares + np.square(x).sum(axis=0, dtype=np.float64)
         self.count += len(values)
         self._rows = getattr(self, "_rows", 0) + len(x)
 

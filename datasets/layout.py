@@ -43,10 +43,19 @@ def local_path(url: str | os.PathLike) -> Path | None:
     return None if "://" in url else Path(url)
 
 
+OBJECT_STORE_SCHEMES = ("s3://", "gs://", "az://")
+
+
 def zarr_store(url: str | os.PathLike, read_only: bool):
+    """The zarr store at ``url``: a local folder, an object store (``s3://``, ``gs://``, ``az://``, through
+    obstore: credentials, region and endpoint from the environment, e.g. ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``; ``AWS_ALLOW_HTTP=true`` for a plain-http endpoint), or
+    any other fsspec URL (``memory://``)."""
     path = local_path(url)
     if path is not None:
         return LocalStore(path, read_only=read_only)
+    if os.fspath(url).startswith(OBJECT_STORE_SCHEMES):
+        return object_store(os.fspath(url), read_only)
     try:
         from zarr.storage import FsspecStore
         return FsspecStore.from_url(os.fspath(url), read_only=read_only)
@@ -54,6 +63,21 @@ def zarr_store(url: str | os.PathLike, read_only: bool):
         raise StoreError(
             f"opening {url!r} needs the remote-storage packages ({e.name} is missing): "
             "pip install 'robot-rl[cloud]'") from e
+
+
+def object_store(url: str, read_only: bool):
+    """An object store through obstore, whose conditional put makes the writer lock atomic there."""
+    try:
+        from obstore.store import from_url
+    except ImportError as e:
+        raise StoreError(f"opening {url!r} needs obstore (the `cloud` extra): pip install 'robot-rl[cloud]'") from e
+    from zarr.storage import ObjectStore
+
+    try:
+        return ObjectStore(from_url(url), read_only=read_only)
+    except Exception as e:  # obstore's configuration errors: a missing region, a malformed endpoint
+        raise StoreError(f"{url}: the object store cannot be configured ({e}); set AWS_REGION, AWS_ENDPOINT_URL "
+                         "and the credentials in the environment") from e
 
 
 def store_exists(url: str | os.PathLike) -> bool:

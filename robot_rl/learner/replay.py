@@ -3,6 +3,7 @@ online store (the actor's episodes), mixed at each phase's ratio with exact coun
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from robot_rl.datasets import (
     create_store,
 )
 from robot_rl.datasets.layout import store_exists
+from robot_rl.datasets.merged import MergedReader
+
+ACTOR_STORES = "online"  # run_dir/online/actor_<k>.zarr: one store per Ray actor (a store has one writer)
 
 
 class Replay:
@@ -30,7 +34,7 @@ class Replay:
         # ``writer=False``: another process (the actor of `robot-rl finetune`) is the store's writer and
         # this one only reads it. Otherwise the in-progress episode of a killed run is dropped on open.
         self.writer = StoreWriter.open_or_create(online_url, spec, on_tail="drop") if writer else None
-        self.online_reader = TrajectoryReader(online_url) if writer else open_for_reading(online_url, spec, keys)
+        self.online_reader = TrajectoryReader(online_url) if writer else online_stores(online_url, spec, keys)
         seeds = np.random.SeedSequence(seed).spawn(2)
         self.online = self.sampler_class(self.online_reader, batch_size, seed=np.random.default_rng(seeds[0]),
                                          **self.sampler_args)
@@ -100,6 +104,27 @@ def open_for_reading(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> Trajec
     reader = TrajectoryReader(url)
     check_dataset(reader.spec, spec, keys, url)
     return reader
+
+
+def actor_store(run_dir, actor_id: int) -> Path:
+    """The store that actor ``actor_id`` of ``robot-rl finetune actors=N`` appends to."""
+    return Path(run_dir) / ACTOR_STORES / f"actor_{actor_id}.zarr"
+
+
+def actor_stores(run_dir) -> list[Path]:
+    """Every actor's store in the run folder, by actor id."""
+    found = [p for p in (Path(run_dir) / ACTOR_STORES).glob("actor_*.zarr") if p.stem[len("actor_"):].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[len("actor_"):]))
+
+
+def online_stores(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> MergedReader:
+    """What the learner of ``robot-rl finetune`` consumes: the run's online store (one actor) and the
+    stores of its Ray actors beside it (``online/actor_<k>.zarr``, picked up as they appear), as one
+    source. Each is checked as :func:`open_for_reading` checks the online store."""
+    open_for_reading(url, spec, keys)
+    run_dir = Path(url).parent
+    return MergedReader(lambda: [url, *actor_stores(run_dir)],
+                        on_open=lambda reader: check_dataset(reader.spec, spec, keys, reader.url))
 
 
 def check_dataset(found: EmbodimentSpec, expected: EmbodimentSpec, keys: tuple[str, ...], url) -> None:

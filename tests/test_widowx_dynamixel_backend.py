@@ -198,3 +198,51 @@ def test_missing_port_names_the_port_and_the_fix(tmp_path):
     with pytest.raises(BackendFault, match="udev rule") as raised:
         backend.connect()
     assert missing in str(raised.value)
+
+
+def _fault_of_a_read_loop(backend, fault) -> str:
+    """Read back to back in a thread (a sync read is in flight most of the time), apply ``fault``, and
+    return the message of the BackendFault the loop ends with."""
+    import threading
+
+    caught, started = {}, threading.Event()
+
+    def loop():
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            started.set()
+            try:
+                backend.read()
+            except BackendFault as e:
+                caught["message"] = str(e)
+                return
+
+    reader = threading.Thread(target=loop, daemon=True)
+    reader.start()
+    started.wait(5.0)
+    fault()
+    reader.join(timeout=15.0)
+    return caught.get("message", "no fault")
+
+
+def test_an_unplug_mid_read_is_named_a_lost_port_every_time(arm, backend):
+    """The pty hangs up as a pulled U2D2 does, whatever the driver is doing: never 'did not answer'."""
+    for _ in range(5):
+        message = _fault_of_a_read_loop(backend, arm.bus.unplug)
+        assert "lost the serial port" in message and "did not answer" not in message, message
+        arm.bus.replug()
+        backend.clear_fault()
+        assert backend.read().position.shape == (7,)
+
+
+def test_a_silent_bus_is_named_as_such_without_a_retry(arm, backend):
+    def power_off():
+        for servo_id in backend.servo_ids:
+            arm.bus.silence(servo_id)
+
+    message = _fault_of_a_read_loop(backend, power_off)
+    assert "no servo answered" in message and "the port is there" in message, message
+    for servo_id in backend.servo_ids:
+        arm.bus.unsilence(servo_id)
+    backend.clear_fault()
+    assert backend.read().position.shape == (7,)

@@ -11,6 +11,11 @@ One read() is one Sync Read of Present Current..Present Position (126..135) from
 included (their answers are only checked: a shadow in overload or off the bus is a fault too). One
 write() is one Sync Write of Goal Position to the master servos; the shadows follow through Secondary ID.
 
+Fault detection is bounded: a read that gets no answer at all first asks whether the port itself is gone
+(its device node vanished, or the tty reports a hang-up: an unplugged U2D2), and says so; otherwise the
+whole bus is silent (servo power lost), reported after that one sync-read timeout (about 36 ms), since a
+retry cannot help. Only a partial answer (a servo missing a packet) is retried, ``comm_retries`` times.
+
 Effort is approximate: XM430-W350 Present Current x 2.69 mA x 1.78 N m/A (stall torque over stall current
 at 12 V; the real curve is not linear), times the number of servos on the joint (a shadow carries an equal
 share); the XL430-W250 reports Present Load in 0.1 % of full load, scaled by the joint's
@@ -19,6 +24,8 @@ share); the XL430-W250 reports Present Load in 0.1 % of full load, scaled by the
 from __future__ import annotations
 
 import math
+import os
+import select
 import termios
 import threading
 import time
@@ -313,6 +320,11 @@ class WidowXDynamixelBackend:
             answers, errors = self._call("a sync read", self._sync_read_once)
             missing = [i for i in self.servo_ids if i not in answers]
             tries += 1
+            if not answers:
+                self._raise_if_port_gone()
+                raise BackendFault(f"no servo answered a sync read on {self.port_name} (the port is there): "
+                                   "check the servos' power supply and the cable from the U2D2, then call "
+                                   "clear_fault()")
             if not missing or tries > self.comm_retries:
                 break
         if missing:
@@ -323,6 +335,23 @@ class WidowXDynamixelBackend:
         if alerts:
             raise BackendFault("; ".join(self._hardware_error_message(i) for i in alerts))
         return answers
+
+    def _raise_if_port_gone(self) -> None:
+        """An unplugged adapter: its device node is gone, or its tty reads as hung up (EIO)."""
+        port = self._port
+        reason = None if os.path.exists(self.port_name) else f"{self.port_name} no longer exists"
+        if reason is None:
+            try:
+                fd = port.ser.fileno()
+                if select.select([fd], [], [], 0)[0]:
+                    os.read(fd, 1)  # a late byte of a failed read at worst: the next transaction clears it
+            except PORT_ERRORS as error:
+                reason = str(error)
+        if reason is not None:
+            self._port_lost = True
+            port.is_using = False
+            raise BackendFault(f"lost the serial port {self.port_name} during a sync read ({reason}): check the "
+                               "U2D2 cable, then call clear_fault()")
 
     def _sync_read_once(self) -> tuple[dict[int, list[int]], dict[int, int]]:
         # GroupSyncRead's own receive drops the status error byte (the alert bit) and cannot say which servo

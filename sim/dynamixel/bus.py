@@ -10,7 +10,8 @@ also act on writes to their Secondary ID without answering (how the WidowX's sha
 A packet whose CRC does not match gets a status packet with the CRC error (3) from the addressed servo,
 which is the e-Manual's meaning of that error number; a broadcast one gets no answer.
 
-Faults: `unplug()` closes the pty (the driver's next read or write fails, the symlink disappears),
+Faults: `unplug()` hangs the pty up at once, as a pulled USB adapter does (the driver's next read or write
+fails with EIO, even one already waiting for an answer; the symlink disappears), then stops the bus;
 `replug()` opens a fresh one behind the same symlink; `silence(id)` makes a servo dead to the bus;
 `set_overload(id)` latches the overload bit in Hardware Error Status (alert bit in every status packet,
 torque off) until a REBOOT.
@@ -40,6 +41,7 @@ class ServoBus:
         self.port: str | None = None
         self._master = self._slave = -1
         self._silenced: set[int] = set()
+        self._wire = threading.Lock()  # the serving thread's use of the master side, against unplug()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -72,7 +74,17 @@ class ServoBus:
         if self.link_path and os.path.lexists(self.link_path):
             os.unlink(self.link_path)
 
-    unplug = stop
+    def unplug(self) -> None:
+        """Hang up first (close the master side: the driver's side reports EIO now, not after the bus
+        thread has noticed), then stop. The serving thread is never mid-reply when the master closes."""
+        with self._wire:
+            self._stop.set()
+            if self._master >= 0:
+                os.close(self._master)
+                self._master = -1
+            if self.link_path and os.path.lexists(self.link_path):
+                os.unlink(self.link_path)
+        self.stop()
 
     def replug(self) -> ServoBus:
         """A fresh pty (a new device path) behind the same symlink, as when the U2D2 comes back."""
@@ -110,22 +122,29 @@ class ServoBus:
     # --- the wire -----------------------------------------------------------------------------
     def _serve(self) -> None:
         parser = p.PacketParser()
+        master = self._master
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], IDLE_TIMEOUT_S)
+            try:
+                ready, _, _ = select.select([master], [], [], IDLE_TIMEOUT_S)
+            except (OSError, ValueError):  # unplugged while waiting
+                return
             if not ready:
                 parser.clear()
                 continue
-            try:
-                data = os.read(self._master, 4096)
-            except OSError:
-                return
-            for packet in parser.feed(data):
-                with self.lock:
-                    replies = self.handle(packet)
-                for delay, reply in replies:
-                    if delay > 0:
-                        time.sleep(delay)
-                    os.write(self._master, reply)
+            with self._wire:
+                if self._stop.is_set():
+                    return
+                try:
+                    data = os.read(master, 4096)
+                    for packet in parser.feed(data):
+                        with self.lock:
+                            replies = self.handle(packet)
+                        for delay, reply in replies:
+                            if delay > 0:
+                                time.sleep(delay)
+                            os.write(master, reply)
+                except OSError:
+                    return
 
     # --- the servos' side ---------------------------------------------------------------------
     def _alive(self) -> list[Servo]:

@@ -1,25 +1,24 @@
-"""A rosbag2 recording of the driver topics, imported onto the control grid the way the recorder node
-builds its rows, with the same code: ``ObservationStreams`` (robot_rl.drivers.streams) buffers each
-observation topic and answers "each stream's newest message stamped at or before t" (joint states through
-the robot's forward kinematics, images cropped and resized to the spec), ``StreamBuffer`` holds the applied
-commands and the task status. Pure Python: the bag is read and its CDR decoded with ``rosbags`` (MCAP or
-SQLite storage), no ROS install needed at import time.
+"""A rosbag2 recording of the driver topics, imported into a store by the recorder's own core: the bag's
+messages are fed, in log-time order, to ``EpisodeRecorder`` (robot_rl.drivers.episode_recorder), whose
+clock is the bag's time, through the same ``ObservationStreams`` the recorder node subscribes with (joint
+states through the robot's forward kinematics, images cropped and resized to the spec). So rows land on
+the applied-command grid exactly as the live recorder would have written them: one row per
+``ee_command_applied`` message, each observation stream's newest message stamped at or before the row,
+episodes cut by ``episode_control`` events, stale streams discarding the episode, refused starts refused.
+Pure Python: the bag is read and its CDR decoded with ``rosbags`` (MCAP or SQLite storage).
 
-    import_bag("teleop_bag/", "data/teleop.zarr")     # spec: the store's, the bag's robot_rl/spec, or spec_from
+    import_bag("teleop_bag/", "data/teleop.zarr")   # spec: the bag's robot_rl/spec, the store's, or spec_from
 
-The rules are the recorder's (robot_rl.drivers.recorder_node): one row per ``ee_command_applied`` message
-at its stamp t; ``episode_control`` "start" at t0 opens an episode whose rows are the commands after t0,
-from the first one by which every observation stream has a message stamped after t0; "stop" (or
-"success") at ts keeps the commands before ts and commits the episode truncated; "discard" drops it;
-the reward and ``terminated`` of a row come from the newest ``task_status`` stamped at or before the
-next row's t (or the stop), and a terminated status ends the episode. A stream with no message within
-``stale_after_s`` of a row discards the episode, as the recorder does. A bag without episode events is
-one episode from its first command. Besides the driver topics, a state key may come on a topic of its own
-name (a vector as sensor_msgs/JointState positions), as ``robot-rl data export --format mcap`` writes it.
+Beyond the live recorder: a bag with ``task_status`` gives every row its reward and termination from it,
+whatever the spec (the recorder does so on the twin; a hardware spec otherwise records reward 0); a state
+key may come on a topic of its own name (the vector as JointState positions); a bag without episode events
+is one episode, from its first command to its end; and episodes exported by this package
+(``robot_rl/episode_info``) keep their own info. Actions must be the driver's 7-D commands.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,13 +26,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robot_rl.datasets.errors import SpecMismatchError, StoreError
-from robot_rl.datasets.formats.common import require, staged_import
+from robot_rl.datasets.formats.common import episode_kwargs, require, staged_import
 from robot_rl.datasets.formats.mcap import (
     COMMAND_TOPIC,
     EVENT_TOPIC,
     INFO_TOPIC,
     SPEC_TOPIC,
-    STATUS_NAMES,
     STATUS_TOPIC,
     state_topic,
     typestore,
@@ -41,28 +39,19 @@ from robot_rl.datasets.formats.mcap import (
 from robot_rl.datasets.layout import store_exists
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.spec import EmbodimentSpec
-from robot_rl.drivers.streams import ObservationStreams, StaleStreamError, StreamBuffer, header_seconds
+from robot_rl.drivers.episode_recorder import EPISODE_EVENTS, EpisodeRecorder
+from robot_rl.drivers.stamped import AlignedStreams, StreamBuffer
+from robot_rl.drivers.streams import ObservationStreams, header_seconds
 
-LAG_S = 1.0  # rows are built once the bag is this far past them: every message stamped before has been read
+LAG_S = 1.0  # the recorder's clock runs this far behind the bag: every message stamped before it is in
 JOINT_STATES_TOPIC = "joint_states"
 
 
 @dataclass
 class BagReport:
     kept: int = 0
-    discarded: list[str] = field(default_factory=list)  # why each discarded episode was dropped
-    skipped_commands: int = 0
-
-
-class _Subscriptions:
-    """Stands in for the rclpy node ``ObservationStreams`` subscribes on: it keeps each topic's
-    callback, and the bag reader calls it with each decoded message."""
-
-    def __init__(self):
-        self.callbacks: dict[str, Callable] = {}
-
-    def create_subscription(self, msg_type, topic, callback, qos):
-        self.callbacks[topic] = callback
+    discarded: list[str] = field(default_factory=list)  # the recorder's reason for each episode it dropped
+    refused: list[str] = field(default_factory=list)    # starts the recorder refused, with the reason
 
 
 def import_bag(bag, dst, *, spec_from=None, overwrite: bool = False, source: str = "teleop", instruction: str = "",
@@ -81,23 +70,20 @@ def import_bag(bag, dst, *, spec_from=None, overwrite: bool = False, source: str
         store = typestore()
         topics = {c.topic: c for c in reader.connections}
         spec = _spec(reader, store, topics, dst, spec_from, overwrite, bag)
-        if COMMAND_TOPIC not in topics:
-            raise SpecMismatchError(f"{bag}: no {COMMAND_TOPIC} topic: the rows of an episode are the applied "
-                                    f"commands; the bag has {sorted(topics)}")
-        aligner = _Aligner(spec, topics, stale_after_s, bag)
-        wanted = [c for c in reader.connections if c.topic in aligner.topics]
+        feed = _BagFeed(spec, topics, stale_after_s, bag)
+        wanted = [c for c in reader.connections if c.topic in feed.topics]
         total = sum(c.msgcount for c in wanted if c.topic == COMMAND_TOPIC)
         with staged_import(dst, spec, overwrite=overwrite) as writer:
-            aligner.start_writing(writer, source, instruction, progress, total)
+            feed.start(writer, source, instruction, progress, total)
             for topic, msg, log_time in _decoded(reader, store, wanted, bag):
                 try:
-                    aligner.feed(topic, msg, log_time)
+                    feed.add(topic, msg, log_time)
                 except StoreError:
                     raise
                 except ValueError as e:  # a message that does not fit the spec (joint names, sizes)
                     raise SpecMismatchError(f"{bag}: {topic}: {e}") from e
-            aligner.finish()
-        return aligner.report
+            feed.finish()
+        return feed.report
     finally:
         reader.close()
 
@@ -130,171 +116,146 @@ def _spec(reader, store, topics, dst, spec_from, overwrite, bag) -> EmbodimentSp
                             "pass --spec-from STORE (a store recorded with the same robot and cameras)")
 
 
-class _Aligner:
+class _Subscriptions:
+    """Stands in for the rclpy node that ``ObservationStreams`` subscribes on: it keeps each topic's
+    callback, and the bag feed calls it with each decoded message."""
+
+    def __init__(self):
+        self.callbacks: dict[str, Callable] = {}
+
+    def create_subscription(self, msg_type, topic, callback, qos):
+        self.callbacks[topic] = callback
+
+
+class _BagFeed:
+    """The bag's messages into an ``EpisodeRecorder`` whose clock runs ``LAG_S`` behind the bag: observation
+    and status messages go in as they are read; commands and episode events are handed over once the clock
+    reaches their time, so every message stamped up to a second after them is already in (a recorder whose
+    messages all arrived without delay)."""
+
     def __init__(self, spec: EmbodimentSpec, topics: dict, stale_after_s: float, bag):
-        self.spec, self.stale_after_s, self.bag = spec, stale_after_s, bag
-        self.report = BagReport()
-        driver_keys, self.raw = [], {}
-        for key in spec.obs_keys:
-            if key in spec.cameras or key == "task_state" or (key == "state" and JOINT_STATES_TOPIC in topics):
-                driver_keys.append(key)
-            else:
-                self.raw[key] = StreamBuffer(state_topic(key), max_samples=4000)
+        self.spec, self.bag = spec, bag
+        if COMMAND_TOPIC not in topics:
+            raise SpecMismatchError(f"{bag}: no {COMMAND_TOPIC} topic: the rows of an episode are the applied "
+                                    f"commands; the bag has {sorted(topics)}")
+        driver_keys = [k for k in spec.obs_keys if k in spec.cameras or k == "task_state"
+                       or (k == "state" and JOINT_STATES_TOPIC in topics)]
         self.subscriptions = _Subscriptions()
         self.streams = ObservationStreams(self.subscriptions, spec, driver_keys, stale_after_s=stale_after_s)
-        for buffer in self.streams.buffers.values():  # offline: a few seconds of every stream, whatever its rate
+        self.raw = {k: StreamBuffer(state_topic(k), max_samples=4000) for k in spec.obs_keys if k not in driver_keys}
+        for buffer in self.streams.buffers.values():  # a second of every stream ahead of the clock, whatever its rate
             buffer.max_samples = max(buffer.max_samples, 4000)
-        self.commands = StreamBuffer(COMMAND_TOPIC, keep_s=30.0, max_samples=20000)
-        self.status = StreamBuffer(STATUS_TOPIC, max_samples=4000)
+        decode = self.streams._decode  # the recorder node's decoding: proprio FK, images fitted to the spec
+        self.observations = AlignedStreams({**self.streams.buffers, **self.raw}, stale_after_s=stale_after_s,
+                                           decode=lambda key, value: value if key in self.raw else decode(key, value))
         self.topics = {*self.subscriptions.callbacks, *(b.name for b in self.raw.values()), COMMAND_TOPIC,
                        STATUS_TOPIC, EVENT_TOPIC, INFO_TOPIC}
         missing = sorted(t for t in self.topics - {STATUS_TOPIC, EVENT_TOPIC, INFO_TOPIC} if t not in topics)
         if missing:
             raise SpecMismatchError(f"{bag}: the spec {spec.name!r} needs topics {missing}, which the bag does not "
                                     f"have (it has {sorted(topics)}); record them, or import with another spec")
-        self._done_until = -np.inf
-        # Without episode events the bag is one episode, from its first command.
-        self.events: list[tuple[float, str]] = [] if EVENT_TOPIC in topics else [(-1e18, "start")]
+        self.has_events, self.has_status = EVENT_TOPIC in topics, STATUS_TOPIC in topics
+        self.report = BagReport()
+        self.now = -math.inf
+        self.queue: list[tuple[float, int, object]] = []  # (time, 0 event / 1 command, what): events first at a tie
         self.infos: list[tuple[float, dict]] = []
-        self._episode = None
+        self.last_command: float | None = None
 
-    def start_writing(self, writer, source, instruction, progress, total):
-        self.writer, self.source, self.instruction = writer, source, instruction
-        self.progress, self.total, self.rows_done = progress, total, 0
+    def start(self, writer, source: str, instruction: str, progress, total: int) -> None:
+        self.writer = _KeepExportedInfo(writer)
+        self.recorder = EpisodeRecorder(self.spec, self.writer, self.observations, instruction=instruction,
+                                        source=source, recorder="bag_import", log=self._log, clock=lambda: self.now)
+        if self.has_status and not self.recorder.twin:
+            # The recorder takes rewards from task_status on the twin only; a bag that has them keeps them.
+            self.recorder.twin = True
+            self.recorder.task_status = StreamBuffer(STATUS_TOPIC, max_samples=500)
+        self.progress, self.total, self.done = progress, total, 0
 
-    # --- the bag's messages, in log-time order ------------------------------------------------------
-    def feed(self, topic: str, msg, now: float) -> None:
+    def _log(self, level: str, message: str) -> None:
+        if message.startswith("episode discarded"):
+            self.report.discarded.append(message)
+        elif message.startswith("start refused"):
+            self.report.refused.append(message)
+
+    def add(self, topic: str, msg, log_time: float) -> None:
+        if not self.has_events and self.now == -math.inf and not self.queue:  # no events: one episode from the start
+            self.queue.append((log_time - 1e-6, 0, "start"))
         if topic == COMMAND_TOPIC:
+            stamp = header_seconds(msg)
             if len(msg.position) != self.spec.action.shape[0]:
-                raise SpecMismatchError(f"{self.bag}: {COMMAND_TOPIC} has {len(msg.position)} values, the spec's "
-                                        f"action has shape {self.spec.action.shape}")
-            self.commands.add(header_seconds(msg), np.asarray(msg.position, np.float64), received=now)
+                raise ValueError(f"expected {self.spec.action.shape[0]} values (the spec's action), found "
+                                 f"{len(msg.position)}")
+            self.queue.append((stamp, 1, (stamp, np.array(msg.position), log_time)))
+            self.last_command = stamp if self.last_command is None else max(self.last_command, stamp)
         elif topic == STATUS_TOPIC:
-            self.status.add(header_seconds(msg), np.asarray(msg.position, float), received=now)
+            self.recorder.add_status(header_seconds(msg), msg.position, received=log_time)
         elif topic == EVENT_TOPIC:
-            self.events.append((now, msg.data))
+            if msg.data in EPISODE_EVENTS:
+                self.queue.append((log_time, 0, msg.data))
         elif topic == INFO_TOPIC:
-            self.infos.append((now, json.loads(msg.data)))
+            self.infos.append((log_time, json.loads(msg.data)))
         elif topic in self.subscriptions.callbacks:
             self.subscriptions.callbacks[topic](msg)
         else:
             key = next(k for k, b in self.raw.items() if b.name == topic)
-            self.raw[key].add(header_seconds(msg), np.asarray(msg.position), received=now)
-        self._advance(now - LAG_S)
+            self.raw[key].add(header_seconds(msg), np.asarray(msg.position).astype(self.spec.state[key].dtype),
+                              received=log_time)
+        self._advance(log_time - LAG_S)
 
     def finish(self) -> None:
-        self._advance(np.inf)
-        if self._episode is not None:  # the bag ends mid-episode: keep what was recorded, as a stop would
-            self._end(self._last_time, "bag_end")
+        if not self.has_events and self.last_command is not None:  # ...to the last command
+            self.queue.append((self.last_command + 1e-6, 0, "stop"))
+        self._advance(math.inf)
+        self.report.kept = self.recorder.kept
 
-    # --- the recorder's rules ---------------------------------------------------------------------
-    def _advance(self, until: float) -> None:
-        """Handle the events and commands up to ``until`` in time order (an event before a command at the
-        same time: a start opens before, a stop closes before, the command stamped with it)."""
-        items = [(t, 0, kind) for t, kind in self.events if self._done_until < t <= until]
-        items += [(c.stamp, 1, c) for c in self.commands.after(self._done_until, until + 1e-12) if c.stamp <= until]
-        for t, _, item in sorted(items, key=lambda x: (x[0], x[1])):
-            self._last_time = t
+    def _advance(self, now: float) -> None:
+        """Move the recorder's clock to ``now``, handing it each command and event as the clock passes it."""
+        self.queue.sort(key=lambda item: item[:2])
+        while self.queue and self.queue[0][0] <= now:
+            t, _, item = self.queue.pop(0)
+            self.now = max(self.now, t)
             if isinstance(item, str):
-                self._event(item, t)
+                if item == "start":
+                    info = next((i for s, i in reversed(self.infos) if s <= t), None)
+                    self.infos = [(s, i) for s, i in self.infos if s > t]
+                    self.writer.next_info = info
+                self.recorder.event(item, t)
             else:
-                self._command(item)
-        self.events = [(t, k) for t, k in self.events if t > until]
-        self._done_until = max(self._done_until, until)
+                self.recorder.add_command(*item)
+                self.recorder.advance()
+                self.done += 1
+                if self.progress:
+                    self.progress(self.done, self.total)
+        self.now = max(self.now, now)
+        self.recorder.advance()
 
-    def _event(self, kind: str, t: float) -> None:
-        if kind == "start":
-            if self._episode is not None:
-                return  # the recorder refuses a start during an episode
-            info = next((i for s, i in reversed(self.infos) if s <= t), None)
-            self.infos = [(s, i) for s, i in self.infos if s > t]
-            self._from_info = info is not None
-            if info is not None:  # exported by this package: the episode's own info and success label
-                info = dict(info)
-                success = info.pop("success", None)
-            else:
-                info, success = {"instruction": self.instruction, "source": self.source}, None
-            self._episode = self.writer.new_episode(**info)
-            self._stored_success = success
-            self._t0, self._pending, self._rows, self._success = t, None, 0, False
-        elif self._episode is not None:
-            if kind == "discard":
-                self._drop("discarded by the operator")
-            elif kind in ("stop", "success"):
-                self._end(t, "success" if kind == "success" else "stop")
 
-    def _command(self, command) -> None:
-        if self._episode is None:
-            return
-        if self._rows == 0 and self._pending is None and not self._observed_since_start(command.stamp):
-            self.report.skipped_commands += 1
-            return
-        if self._pending is not None:
-            self._write_row(self._pending, command.stamp)
-        if self._episode is not None:
-            self._pending = command
+class _KeepExportedInfo:
+    """The store writer as the recorder sees it: an episode exported by this package (its info read from
+    the bag) is opened with that info and committed with its own success label, in place of the
+    recorder's; any other episode is the recorder's."""
 
-    def _observed_since_start(self, t: float) -> bool:
-        buffers = [*self.streams.buffers.values(), *self.raw.values()]
-        samples = [b.latest_at(t) for b in buffers]
-        return all(s is not None and s.stamp > self._t0 for s in samples)
+    def __init__(self, writer):
+        self._writer = writer
+        self.next_info: dict | None = None
 
-    def _observation(self, t: float) -> dict:
-        obs, _ = self.streams.observation_at(t) if self.streams.buffers else ({}, {})
-        stale = {}
-        for key, buffer in self.raw.items():
-            sample = buffer.latest_at(t)
-            if sample is None or t - sample.stamp > self.stale_after_s:
-                stale[buffer.name] = "no message within the staleness limit before the row"
-            else:
-                obs[key] = sample.value.astype(self.spec.state[key].dtype)
-        if stale:
-            raise StaleStreamError(stale, self.stale_after_s)
-        return obs
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
 
-    def _write_row(self, command, reward_time: float) -> None:
-        t = command.stamp
-        try:
-            obs = self._observation(t)
-        except StaleStreamError as err:
-            self._drop(f"a stream went stale mid-episode: {err}")
-            return
-        reward, terminated = 0.0, False
-        status = self.status.latest_at(reward_time)
-        if status is not None and reward_time - status.stamp <= self.stale_after_s:
-            values = dict(zip(STATUS_NAMES, status.value))
-            reward, terminated = values["reward"], bool(values["terminated"])
-            self._success |= bool(values["success"])
-        self._episode.add({**obs, "action": command.value.astype(self.spec.action.dtype), "reward": np.float32(reward), "terminated": terminated,
-                           "truncated": False, "timestamp": t})
-        self._rows += 1
-        self.rows_done += 1
-        if self.progress:
-            self.progress(self.rows_done, self.total)
-        if terminated:
-            self._commit("terminated")
+    def new_episode(self, **info):
+        if self.next_info is None:
+            return self._writer.new_episode(**info)
+        exported, success = episode_kwargs(self.next_info)
+        self.next_info = None
+        return _ExportedEpisode(self._writer.new_episode(**exported), success)
 
-    def _end(self, t: float, ended_by: str) -> None:
-        if self._pending is not None:
-            self._write_row(self._pending, t)
-            self._pending = None
-        if self._episode is not None:
-            if ended_by == "success":
-                self._success = True
-            self._commit(ended_by)
 
-    def _commit(self, ended_by: str) -> None:
-        if self._rows == 0:
-            self._drop(f"ended by {ended_by} before any command was applied")
-            return
-        if self._from_info:
-            self._episode.commit(success=self._stored_success)
-        else:
-            self._episode.commit(success=self._success or None, ended_by=ended_by)
-        self._episode = None
-        self.report.kept += 1
+class _ExportedEpisode:
+    def __init__(self, episode, success):
+        self._episode, self._success = episode, success
 
-    def _drop(self, reason: str) -> None:
-        self._episode.discard()
-        self._episode = None
-        self.report.discarded.append(reason)
+    def __getattr__(self, name):
+        return getattr(self._episode, name)
+
+    def commit(self, *, success=None, **recorder_info):
+        return self._episode.commit(success=self._success)

@@ -54,7 +54,7 @@ def test_round_trip_is_bit_exact(store, tmp_path):
     assert export_mcap(store, tmp_path / "bag", progress=lambda d, n: calls.append((d, n))) == 3
     assert calls[-1] == (19, 19)
     report = import_bag(tmp_path / "bag", tmp_path / "back.zarr")
-    assert report.kept == 3 and not report.discarded and report.skipped_commands == 0
+    assert report.kept == 3 and not report.discarded and not report.refused
     (a, infos_a, ra), (b, infos_b, rb) = contents(store), contents(tmp_path / "back.zarr")
     assert ra.spec.to_dict() == rb.spec.to_dict() and infos_a == infos_b
     assert np.array_equal(ra.episode_ends, rb.episode_ends)
@@ -105,7 +105,7 @@ def widowx_spec() -> EmbodimentSpec:
                           state={"state": KeySpec((14,), "float32")}, cameras={"front": CameraSpec(24, 32)})
 
 
-def driver_bag(path, *, cut_camera_at: float | None = None) -> dict:
+def driver_bag(path, *, cut_camera_at: float | None = None, events: bool = True) -> dict:
     """Driver topics as ros2 bag record writes them; returns what was published, for the expected rows."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -142,7 +142,7 @@ def driver_bag(path, *, cut_camera_at: float | None = None) -> dict:
             header=header(t), name=[], position=action, velocity=np.zeros(0), effort=np.zeros(0))))
         sent["commands"].append((t, action))
     sent["start"], sent["stop"] = T0 + 0.5, T0 + 3.3
-    for t, kind in ((sent["start"], "start"), (sent["stop"], "stop")):
+    for t, kind in ((sent["start"], "start"), (sent["stop"], "stop")) if events else ():
         messages.append((t, "episode_control", "std_msgs/msg/String", types["std_msgs/msg/String"](data=kind)))
     messages.sort(key=lambda m: m[0])
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as bag:
@@ -182,6 +182,14 @@ def test_driver_bag_aligns_like_the_recorder(tmp_path):
         _, image = latest(sent["frames"], t)
         assert np.array_equal(data["front"][i], cv2.resize(image[6:54], (32, 24), interpolation=cv2.INTER_AREA))
     assert data["truncated"][-1] and not data["terminated"].any() and not data["reward"].any()
+
+
+def test_bag_without_events_is_one_episode(tmp_path):
+    create_store(tmp_path / "like.zarr", widowx_spec())
+    sent = driver_bag(tmp_path / "bag", events=False)
+    assert import_bag(tmp_path / "bag", tmp_path / "out.zarr", spec_from=tmp_path / "like.zarr").kept == 1
+    data, _, _ = contents(tmp_path / "out.zarr")
+    assert np.array_equal(data["timestamp"], [t for t, _ in sent["commands"]])
 
 
 def test_stale_camera_discards_the_episode(tmp_path):

@@ -15,7 +15,9 @@ driver topics) back onto the control grid. Written with ``rosbags`` (pure Python
 | `robot_rl/episode_info` | std_msgs/String       | each episode's info (JSON), at its start                      |
 
 Every message's log time is its stamp. Stamps are integer nanoseconds, so a round trip keeps
-timestamps to the nanosecond; every other key comes back bit-exact.
+timestamps to the nanosecond (bit-exact for wall-clock stamps, where float64 is coarser than 1 ns); every
+other key comes back bit-exact. Importing needs the driver's 7-D actions (the recorder's command layout),
+and a bag is one time line: episodes come back in time order.
 """
 from __future__ import annotations
 

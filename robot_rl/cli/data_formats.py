@@ -84,10 +84,9 @@ def run_import(args) -> int:
             result = import_bag(src, args.path, spec_from=args.spec_from, overwrite=args.overwrite, source=args.source,
                                 instruction=args.instruction, stale_after_s=args.stale_after, progress=report)
             count = result.kept
-            if result.discarded or result.skipped_commands:
-                note = (f"{len(result.discarded)} episodes discarded as the recorder would"
-                        + "".join(f"\n  - {why}" for why in result.discarded)
-                        + f"\n{result.skipped_commands} commands before every stream had a message skipped")
+            if result.discarded or result.refused:
+                note = "\n".join(["as the recorder would have:", *(f"  - {why}" for why in result.refused),
+                                   *(f"  - {why}" for why in result.discarded)])
         frames = int(bar.tasks[0].completed)
     _summary("imported", fmt, count, frames, time.perf_counter() - started, args.path)
     if note:

@@ -144,3 +144,55 @@ def test_a_sigkilled_s3_writer_loses_only_its_open_episode_and_recover_keeps_the
     assert validate(url) == []
     with StoreWriter(url) as reopened:  # appending goes on
         assert reopened.num_episodes == 3
+
+
+RESUME_ELSEWHERE = """
+    import json, sys
+    import torch
+    from robot_rl.learner.checkpoint import latest_checkpoint, load_checkpoint
+    from robot_rl.learner.policy import load_agent
+    policy = load_agent(sys.argv[1])  # the policy node's and deploy's way in: a local copy of the latest
+    agent = policy.agent
+    state = load_checkpoint(latest_checkpoint(sys.argv[1]), agent, agent.optimizers)  # the learner's resume
+    moments = sum(float(v.abs().sum()) for opt in agent.optimizers.values() for s in opt.state.values()
+                  for v in s.values() if torch.is_tensor(v))
+    print(json.dumps({"folder": policy.folder.name, "env_steps": state["env_steps"], "moments": moments,
+                      "weights": float(sum(p.abs().sum() for p in agent.state_dict().values()))}))
+"""
+
+
+def test_checkpoints_on_s3_are_published_then_loaded_and_resumed_by_another_process(s3, tmp_path, monkeypatch):
+    """save_checkpoint to an s3:// folder uploads the checkpoint and moves `latest` last, keeping the newest
+    `keep`; another process (its own cache) loads the latest policy and resumes weights, optimizer moments
+    and counters from it."""
+    import obstore
+    import torch
+
+    from learner_helpers import tiny_checkpoint
+    from robot_rl.learner.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+    from robot_rl.learner.policy import load_agent
+
+    monkeypatch.setenv("ROBOT_RL_CACHE", str(tmp_path / "learner_cache"))
+    url = f"{s3.bucket('ckpt-' + uuid.uuid4().hex[:8])}/runs/ft1/checkpoints"
+    trained = latest_checkpoint(tiny_checkpoint(tmp_path / "run") / "checkpoints")
+    policy = load_agent(trained)
+    agent = policy.agent
+    state = load_checkpoint(trained, agent, agent.optimizers)
+    config_yaml = (trained / "config.yaml").read_text()
+    for step in range(3):
+        save_checkpoint(url, f"step_{step:010d}", agent, agent.optimizers, {**state, "env_steps": 100 + step},
+                        config_yaml, spec=policy.spec, keep=2)
+    store = obstore.store.from_url(url)
+    names = {meta["path"].split("/")[0] for batch in obstore.list(store) for meta in batch}
+    assert names == {"latest", "step_0000000001", "step_0000000002"}
+
+    reader = python(RESUME_ELSEWHERE, url, env={**os.environ, "ROBOT_RL_CACHE": str(tmp_path / "actor_cache")})
+    out, _ = reader.communicate(timeout=120)
+    assert reader.returncode == 0, out
+    found = json.loads(out.strip().splitlines()[-1])
+    moments = sum(float(v.abs().sum()) for opt in agent.optimizers.values() for s in opt.state.values()
+                  for v in s.values() if torch.is_tensor(v))
+    assert found["folder"] == "step_0000000002" and found["env_steps"] == 102
+    assert found["weights"] == pytest.approx(float(sum(p.abs().sum() for p in agent.state_dict().values())))
+    assert moments > 0 and found["moments"] == pytest.approx(moments)
+    assert (tmp_path / "actor_cache").is_dir()  # it read its own copy, not the learner's

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from robot_rl.datasets.spec import EmbodimentSpec
+from robot_rl.learner.remote_checkpoints import cache_folder, fetch_latest, is_remote, publish
 
 LATEST = "latest"
 SPEC = "spec.json"
@@ -30,7 +31,11 @@ SPEC = "spec.json"
 def save_checkpoint(folder: str | os.PathLike, name: str, agent: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], state: dict, config_yaml: str, *,
                     spec: EmbodimentSpec, keep: int = 3) -> Path:
-    """Write ``folder/name`` atomically, point ``folder/latest`` at it, keep the newest ``keep``."""
+    """Write ``folder/name`` atomically, point ``folder/latest`` at it, keep the newest ``keep``. A folder
+    that is an object-store URL gets the checkpoint uploaded (robot_rl.learner.remote_checkpoints)."""
+    if is_remote(folder):
+        local = save_checkpoint(cache_folder(folder), name, agent, optimizers, state, config_yaml, spec=spec, keep=keep)
+        return publish(local, folder, keep)
     folder = Path(folder)
     final, tmp = folder / name, folder / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -52,6 +57,8 @@ def save_checkpoint(folder: str | os.PathLike, name: str, agent: torch.nn.Module
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    if is_remote(folder):  # a local copy of it
+        return fetch_latest(folder)
     pointer = Path(folder) / LATEST
     if not pointer.exists():
         return None
@@ -60,7 +67,10 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint folder from itself, a ``checkpoints/`` folder or a run folder (its latest)."""
+    """A checkpoint folder from itself, a ``checkpoints/`` folder or a run folder (its latest); an
+    object-store URL of a checkpoints folder gives a local copy of its latest."""
+    if is_remote(path) and (found := fetch_latest(path)) is not None:
+        return found
     path = Path(path)
     for candidate in (path, path / "checkpoints"):
         if (candidate / "model.safetensors").exists():

@@ -1,5 +1,7 @@
 """Crash paths with real processes and a real zarr store: a writer SIGKILLed mid-episode keeps, through
-`robot-rl data recover --salvage`, every step it received more than a flush interval before the kill.
+`robot-rl data recover --salvage`, every step it received more than a flush interval before the kill; the
+actor's heartbeat tells the learner whether an actor is alive (the finetune jobs themselves are killed in
+tests/test_finetune.py).
 
 Run as a script, this file is the writer under test:
 
@@ -10,6 +12,8 @@ printing ``added EPISODE STEP`` after each add and ``committed EPISODE`` after e
 """
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +27,7 @@ import pytest
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.repair import recover, validate
 from robot_rl.datasets.synthetic import SyntheticEpisodes
+from robot_rl.learner.heartbeat import ActorStatus, Heartbeat, actor_status, learner_finished
 from store_helpers import tiny_spec, write_episodes  # tests/ is on the path: pytest's, or the script's own
 
 FLUSH_S = 0.2
@@ -149,6 +154,47 @@ def test_salvage_names_the_steps_it_had_to_drop(tmp_path):
     out = robot_rl("data", "recover", path, "--salvage")
     assert out.returncode == 0 and "salvaged 1 episode" in out.stdout, out.stdout + out.stderr
     assert TrajectoryReader(path).num_episodes == 2
+
+
+def write_checkpoint_state(run: Path, name: str, finished: bool) -> None:
+    """The part of a learner's checkpoint the actor side reads: checkpoints/latest -> <name>/state.json."""
+    (run / "checkpoints" / name).mkdir(parents=True)
+    (run / "checkpoints" / name / "state.json").write_text(json.dumps(
+        {"env_steps": 0, "actor": {"acting": True, "finished": finished}}))
+    (run / "checkpoints" / "latest").write_text(name)
+
+
+def test_the_heartbeat_tells_alive_from_stopped_from_silent(tmp_path):
+    assert actor_status(tmp_path) == ActorStatus(False, "no actor has started in this run folder")
+    beat = Heartbeat(tmp_path, "fast twin")
+    beat.beat("acting")
+    status = actor_status(tmp_path)
+    assert status.alive and f"pid {os.getpid()}" in status.description and "acting" in status.description
+    assert not actor_status(tmp_path, stale_s=-1.0).alive  # silent for longer than stale_s
+    assert "has not been heard from" in actor_status(tmp_path, stale_s=-1.0).description
+    beat.stop("the learner finished")
+    status = actor_status(tmp_path)
+    assert not status.alive and "stopped" in status.description and "the learner finished" in status.description
+
+
+def test_the_ros_actor_graphs_heartbeat_process_beats_and_ends_the_graph_when_the_learner_finished(tmp_path):
+    """The watcher the ROS actor graph runs: a real process beating until the learner's newest checkpoint
+    says finished, then exiting 0 (its exit completes a `role=actor` graph)."""
+    write_checkpoint_state(tmp_path, "step_1", finished=False)
+    watcher = subprocess.Popen([sys.executable, "-m", "robot_rl.learner.heartbeat", "--run-dir", str(tmp_path),
+                                "--exit-when-finished"], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not actor_status(tmp_path).alive:
+            assert time.monotonic() < deadline and watcher.poll() is None, "no heartbeat"
+            time.sleep(0.05)
+        assert "the ros actor" in actor_status(tmp_path).description
+        write_checkpoint_state(tmp_path, "step_2", finished=True)
+        assert watcher.wait(timeout=30) == 0
+    finally:
+        watcher.kill()
+    assert not actor_status(tmp_path).alive and "the learner finished" in actor_status(tmp_path).description
+    assert learner_finished(tmp_path)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from learner_helpers import demo_store
@@ -211,3 +212,82 @@ def test_bad_finetune_settings_name_the_fix(tmp_path, dataset):
     assert done.returncode == 2 and "does not exist" in done.stderr
     done = finetune("backend=dynamixel", f"dataset={dataset}", f"run_dir={tmp_path / 'run'}")
     assert done.returncode == 2 and "obs_keys=[state]" in done.stderr  # task_state is twin-only
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_a_sigkilled_actor_is_reported_dead_with_the_restart_command_and_the_restart_finishes(tmp_path, dataset):
+    """SIGKILL the fast actor at a random point: the learner says no actor is alive and what to run; the
+    README's `role=actor` command then finishes the job and exits by itself, and so does an actor started
+    after the learner finished."""
+    run = tmp_path / "run"
+    common = [f"run_dir={run}", "grace_s=3"]
+    learner_log = tmp_path / "learner.log"
+    learner = start(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
+                    "algo.schedule.online_steps=320", "publish_every=40", "eval.every_env_steps=0",
+                    "eval.video=false", "max_lag=40", "role=learner", *common, log=learner_log)
+    wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
+    actor = start("role=actor", *common, log=tmp_path / "actor.log")
+    try:
+        wait_for(lambda: started_pid(tmp_path / "actor.log", "actor"), 30, "the actor process")
+        kill_at = int(np.random.default_rng().integers(1, 5)) * 40
+        wait_for(lambda: checkpoint_state(run)["env_steps"] >= kill_at, 180, f"{kill_at} consumed steps")
+        os.kill(started_pid(tmp_path / "actor.log", "actor"), signal.SIGKILL)  # no clean exit: only silence tells
+        actor.wait(timeout=30)
+        assert "actor exited with status -9" in (run / "logs" / "finetune_actor.log").read_text()
+        restart = f"robot-rl finetune role=actor run_dir={run}"
+        wait_for(lambda: "no actor is alive" in learner_log.read_text() and restart in learner_log.read_text(),
+                 60, "the learner to say that no actor is alive")
+        assert learner.poll() is None
+        actor = start("role=actor", *common, log=tmp_path / "actor2.log")  # the README's restart command
+        learner.wait(timeout=240)
+        assert learner.returncode == 0, learner_log.read_text()[-4000:]
+        actor.wait(timeout=60)  # it ends itself once the learner has finished
+        assert actor.returncode == 0, (tmp_path / "actor2.log").read_text()[-3000:]
+    finally:
+        stop(actor)
+        stop(learner)
+    assert checkpoint_state(run)["env_steps"] == 320 and checkpoint_state(run)["actor"]["finished"]
+    assert validate(run / "online.zarr") == []
+    late = finetune("role=actor", *common, timeout=120)  # started after the learner finished
+    assert late.returncode == 0 and "the learner finished" in late.stdout, late.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_a_sigkilled_learner_job_takes_its_learner_along_and_the_readme_resume_finishes(tmp_path, dataset):
+    """SIGKILL `robot-rl finetune role=learner` itself at a random point: its learner process dies with it
+    (no orphan), the supervisor's lines are in its log, and `role=learner resume=true` finishes the job; the
+    actor, started first, exits by itself when the learner has finished."""
+    run = tmp_path / "run"
+    common = [f"run_dir={run}", "grace_s=3"]
+    learner = start(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
+                    "algo.schedule.online_steps=240", "publish_every=40", "eval.every_env_steps=0",
+                    "eval.video=false", "max_lag=40", "role=learner", *common, log=tmp_path / "learner.log")
+    wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
+    actor = start("role=actor", *common, log=tmp_path / "actor.log")
+    try:
+        wait_for(lambda: started_pid(tmp_path / "learner.log", "learner"), 30, "the learner process")
+        child = started_pid(tmp_path / "learner.log", "learner")
+        kill_at = int(np.random.default_rng().integers(0, 4)) * 40
+        wait_for(lambda: checkpoint_state(run)["env_steps"] >= kill_at, 180, f"{kill_at} consumed steps")
+        os.kill(learner.pid, signal.SIGKILL)
+        learner.wait(timeout=30)
+        wait_for(lambda: pid_gone(child), 30, "the learner process to die with its supervisor")
+        assert f"started learner (pid {child})" in (run / "logs" / "finetune_learner.log").read_text()
+        learner = start("role=learner", "resume=true", *common, log=tmp_path / "learner2.log")
+        learner.wait(timeout=240)
+        assert learner.returncode == 0, (tmp_path / "learner2.log").read_text()[-4000:]
+        actor.wait(timeout=60)
+        assert actor.returncode == 0, (tmp_path / "actor.log").read_text()[-3000:]
+    finally:
+        stop(actor)
+        stop(learner)
+    assert checkpoint_state(run)["env_steps"] == 240 and checkpoint_state(run)["actor"]["finished"]
+    assert "[bringup] actor finished" in (tmp_path / "actor.log").read_text()

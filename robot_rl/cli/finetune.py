@@ -24,6 +24,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from robot_rl.cli.checks import check_config
 from robot_rl.cli.config import ConfigError, add_verb, report_error, save_run_config
 from robot_rl.cli.train import resolve_run
 from robot_rl.datasets import StoreError
@@ -59,6 +60,7 @@ def resolve(overrides: list[str]):
         raise ConfigError(f"backend={cfg.backend}: obs_keys={list(cfg.obs_keys)} reads task_state, the twin's "
                           "privileged object and goal state, which hardware does not have: give obs_keys=[state] "
                           "and cameras=[front]")
+    check_config("finetune", overrides, cfg, saved=bool(cfg.resume) or actor_only)
     return cfg
 
 
@@ -74,7 +76,7 @@ def finetune(cfg) -> int:
         processes.append(learner_process(run_dir))
     if cfg.role in ("all", "actor"):
         processes += actor_processes(cfg, run_dir, episode_steps)
-    status = run_graph(processes, run_dir / "logs", grace_s=cfg.grace_s)
+    status = run_graph(processes, run_dir / "logs", grace_s=cfg.grace_s, echo=job_log(run_dir / "logs", cfg.role))
     if status == 0 and cfg.role != "actor":
         from robot_rl.learner.report import write_report
 
@@ -83,6 +85,19 @@ def finetune(cfg) -> int:
         console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
         console.print(f"report: {report}", soft_wrap=True)
     return status
+
+
+def job_log(log_dir: Path, role: str):
+    """Print a supervisor line and keep it in ``logs/finetune_<role>.log`` too (the processes' own output
+    is in ``logs/<process>.log``): which process died, and how, is on disk even if this terminal is gone."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"finetune_{role}.log"
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+        with open(path, "a") as log:
+            log.write(line + "\n")
+    return echo
 
 
 def prepare_online_store(cfg) -> int:
@@ -110,8 +125,15 @@ def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
     from robot_rl.launch.graphs import Options, Process, finetune_actor
     from robot_rl.learner.trainer import online_store
 
+    # With role=actor the actor's own graph ends when the learner has finished (the fast actor exits, the ROS
+    # graph's heartbeat process does); with role=all the learner's exit ends the graph, so the actor waits for it.
+    alone = cfg.role == "actor"
     if not cfg.realtime:
-        return [Process("actor", "robot_rl.learner.actor", ("--run-dir", str(run_dir), "--max-lag", str(cfg.max_lag)))]
+        return [Process("actor", "robot_rl.learner.actor", ("--run-dir", str(run_dir), "--max-lag", str(cfg.max_lag),
+                                                            *(() if alone else ("--keep-running-when-finished",))),
+                        completes_job=alone)]
+    heartbeat = Process("heartbeat", "robot_rl.learner.heartbeat",
+                        ("--run-dir", str(run_dir), *(("--exit-when-finished",) if alone else ())), completes_job=alone)
     options = Options(robot=cfg.robot, backend=cfg.backend, task=cfg.task, cameras=tuple(cfg.cameras),
                       camera_devices=dict(cfg.camera_devices), camera_fps=cfg.camera_fps, port=cfg.port, rate=cfg.rate,
                       teleop=cfg.teleop, checkpoint=str(run_dir), out=str(online_store(run_dir)), steps=episode_steps,
@@ -119,7 +141,7 @@ def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
     if options.dynamics == "custom":
         raise ConfigError("the ROS twin takes a sim.dynamics preset (nominal, noisy, perturbed), not single knobs; "
                           "use a preset, or realtime=false")
-    return finetune_actor(options)
+    return [*finetune_actor(options), heartbeat]
 
 
 def dynamics_name(cfg) -> str:

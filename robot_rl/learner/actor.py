@@ -7,7 +7,9 @@ rate; this one is for demos and sweeps, where real time would take hours.
 
 The checkpoints and the store are the only link to the learner, so the actor waits for the first
 checkpoint whose ``actor.acting`` is set (an online phase has begun), reloads the weights whenever
-``checkpoints/latest`` moves, and exits once a checkpoint says ``finished``. A real robot is slower than
+``checkpoints/latest`` moves, and exits once a checkpoint says ``finished`` (at once if it already does).
+It beats the run's heartbeat (robot_rl.learner.heartbeat) from its loop, waiting or acting, so the
+learner can tell whether an actor is alive. A real robot is slower than
 the learner; the twin is not, so the actor pauses when it has committed ``max_lag`` steps more than the
 newest checkpoint has consumed: otherwise it would fill the store with the actions of a stale policy,
 and UTD would lose its meaning. While the learner is down it therefore pauses too, and it picks up where
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from robot_rl.datasets import StoreWriter
 from robot_rl.learner.checkpoint import latest_checkpoint, load_weights
+from robot_rl.learner.heartbeat import Heartbeat
 from robot_rl.learner.rollout import Rollouts
 from robot_rl.learner.trainer import online_store
 
@@ -52,22 +56,27 @@ def newest_published(run_dir: str | Path) -> Published | None:
     return Published(folder, int(state["env_steps"]), bool(actor["acting"]), bool(actor["finished"]))
 
 
-def wait_until_acting(run_dir: str | Path, poll_s: float = 0.5, echo=print) -> Published:
+def wait_until_acting(run_dir: str | Path, heartbeat: Heartbeat, poll_s: float = 0.5, echo=print) -> Published:
     """Block until the learner publishes a checkpoint to act with (after offline pretraining)."""
     echo(f"actor: waiting for the learner's first online checkpoint in {Path(run_dir) / 'checkpoints'}")
     while True:
         published = newest_published(run_dir)
         if published is not None and (published.acting or published.finished):
             return published
+        heartbeat.beat("waiting for the learner's first online checkpoint")
         time.sleep(poll_s)
 
 
 class TwinActor:
-    def __init__(self, run_dir: str | Path, *, max_lag: int = 50, poll_s: float = 0.05, echo=print):
+    def __init__(self, run_dir: str | Path, *, max_lag: int = 50, poll_s: float = 0.05, echo=print,
+                 exit_when_finished: bool = True):
         from robot_rl.learner.policy import load_policy
 
         self.run_dir, self.max_lag, self.poll_s, self.echo = Path(run_dir), max_lag, poll_s, echo
-        self.published = wait_until_acting(run_dir, echo=echo)
+        self.exit_when_finished = exit_when_finished
+        self.heartbeat = Heartbeat(run_dir, "fast twin")
+        self.heartbeat.beat("starting", force=True)
+        self.published = wait_until_acting(run_dir, self.heartbeat, echo=echo)
         self.agent, env, cfg, _ = load_policy(self.published.folder)  # the run's twin: its task and dynamics
         self.writer = StoreWriter.open_or_create(online_store(run_dir), env.embodiment, on_tail="drop")
         self.rollouts = Rollouts([env], self.writer, seed=ACTOR_SEED_OFFSET + 1000 * int(cfg.seed),
@@ -85,21 +94,35 @@ class TwinActor:
             if self.published.finished:
                 self.echo(f"actor: the learner finished; {self.episodes} episodes committed, "
                           f"{self.reloads} checkpoints reloaded")
+                if not self.exit_when_finished:
+                    self.stay_until_stopped()
                 return self.episodes
             if self.writer.num_steps - self.published.env_steps >= self.max_lag:
+                self.heartbeat.beat(f"paused {self.max_lag} steps ahead of {self.published.folder.name}")
                 time.sleep(self.poll_s)
                 steps = 0  # look for a newer checkpoint at once
                 continue
             steps += 1
+            self.heartbeat.beat(f"{self.writer.num_steps} steps committed, acting with {self.published.folder.name}")
             for episode in self.rollouts.step(policy):
                 self.episodes += 1
                 if self.episodes % 25 == 0:
                     self.echo(f"actor: {self.writer.num_steps} steps, {self.episodes} episodes, last return "
                               f"{episode.episode_return:.2f}, policy {self.published.folder.name}")
 
+    def stay_until_stopped(self) -> None:
+        """``--keep-running-when-finished`` (role=all): the supervisor stops this process once the learner
+        has exited; exiting first would end the graph as a failure while the learner still writes."""
+        while True:
+            self.heartbeat.beat("the learner finished; waiting to be stopped")
+            time.sleep(0.5)
+
     def _reload_if_newer(self) -> None:
         published = newest_published(self.run_dir)
-        if published is None or published.folder == self.published.folder:
+        if published is None or published == self.published:
+            return
+        if published.folder == self.published.folder:  # rewritten under its name (the last publish, then the
+            self.published = published                  # final evaluation's, finished): the same weights
             return
         try:
             load_weights(self.agent, published.folder)
@@ -120,20 +143,32 @@ def main(argv=None) -> int:
     parser.add_argument("--run-dir", required=True, help="the finetune run folder (checkpoints/, online.zarr)")
     parser.add_argument("--max-lag", type=int, default=50,
                         help="committed steps the actor may run ahead of the newest checkpoint's consumption")
+    parser.add_argument("--keep-running-when-finished", action="store_true",
+                        help="do not exit when the learner finishes; wait to be stopped (a graph the learner ends)")
     args = parser.parse_args(argv)
     if args.max_lag < 1:
         parser.error(f"--max-lag: expected a positive number of steps, found {args.max_lag}")
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop, or its death: as Ctrl-C
     import torch
 
     torch.set_num_threads(1)  # one core for the twin and the policy, the other for the learner
-    actor = TwinActor(args.run_dir, max_lag=args.max_lag)
+    actor, ended = None, "crashed (its log says why)"
     try:
+        actor = TwinActor(args.run_dir, max_lag=args.max_lag, exit_when_finished=not args.keep_running_when_finished)
         actor.run()
+        ended = "the learner finished"
     except KeyboardInterrupt:  # the episode in progress is dropped; every committed one is kept
+        ended = "stopped (Ctrl-C or SIGTERM)"
         return 130
     finally:
-        actor.close()
+        if actor is not None:
+            actor.close()
+        Heartbeat(args.run_dir, "fast twin").stop(ended)  # the learner knows at once, not after STALE_S
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

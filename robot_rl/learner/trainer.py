@@ -28,6 +28,7 @@ from robot_rl.algos import ALGORITHMS
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import ObservationShapes
 from robot_rl.learner.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from robot_rl.learner.heartbeat import ActorStatus, actor_status, restart_actor_command
 from robot_rl.learner.metrics import Metrics
 from robot_rl.learner.replay import Replay
 from robot_rl.learner.rollout import Rollouts, evaluate
@@ -133,6 +134,8 @@ class Trainer:
         self.resumed_from = checkpoint
         self.last_eval: dict | None = None
         self.waiting = False  # actor=external: every step the actor sent is consumed
+        self.actor: ActorStatus | None = None  # actor=external, while waiting: what its heartbeat says
+        self._actor_checked = self._actor_said = -float("inf")
         self._last_line = time.monotonic()
 
     # --- the loop -------------------------------------------------------------------------------
@@ -194,6 +197,7 @@ class Trainer:
         if self.replay.online_steps <= s.env_steps:
             self.waiting = not self.replay.refresh()
             if self.waiting:
+                self.check_actor()
                 time.sleep(self.cfg.actor_poll_s)
                 return 0
             self.log_actor_episodes()
@@ -203,6 +207,34 @@ class Trainer:
             for _ in range(n):
                 self.learn(phase)
         return n
+
+    def check_actor(self, every_s: float = 2.0, repeat_dead_s: float = 60.0) -> None:
+        """While waiting: read the actor's heartbeat; say whether an actor is alive when that changes (and
+        at the first wait), and every ``repeat_dead_s`` while none is, with the command that starts one."""
+        now = time.monotonic()
+        if now - self._actor_checked < every_s:
+            return
+        self._actor_checked = now
+        before, self.actor = self.actor, actor_status(self.run_dir)
+        changed = before is None or before.alive != self.actor.alive
+        if changed or now - self._actor_said >= (repeat_dead_s if not self.actor.alive else float("inf")):
+            self._actor_said = now
+            self.say(f"waiting for the actor's episodes: {self.actor_note()}")
+
+    def actor_note(self) -> str:
+        if self.actor is None:
+            return "no heartbeat read yet"
+        if self.actor.alive:
+            return self.actor.description
+        return (f"no actor is alive ({self.actor.description}); start one with "
+                f"`{restart_actor_command(self.run_dir)}`")
+
+    def say(self, line: str) -> None:
+        """A line in the job's output (and so in its log), beside the progress bar."""
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, flush=True)
 
     def log_actor_episodes(self) -> None:
         s, reader = self.state, self.replay.online_reader
@@ -273,7 +305,7 @@ class Trainer:
                                     markup=False, highlight=False)
 
     def status(self) -> str:
-        s, parts = self.state, ["waiting for the actor's episodes"] if self.waiting else []
+        s, parts = self.state, [f"waiting for the actor's episodes ({self.actor_note()})"] if self.waiting else []
         if s.last_episode:
             parts.append(f"return {s.last_episode['return']:.2f} success {s.last_episode['success']:.0f}")
         if self.last_eval:

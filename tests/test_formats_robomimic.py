@@ -1,10 +1,13 @@
 """robomimic HDF5 both ways: a real store -> HDF5 -> store round trip is bit-exact in every key, the
 file follows robomimic's documented layout (read back with h5py, as robomimic's SequenceDataset reads
-it: robomimic itself does not install beside this project's pins), a robosuite-style file imports, and
-bad input leaves an existing store untouched."""
+it; robomimic 0.3 pulls torchvision and an egl_probe build, so it is not in this project's lock), a
+robosuite-style file imports, and bad input leaves an existing store untouched. With ``ROBOMIMIC_PYTHON``
+pointing at a Python that has robomimic, its SequenceDataset loads an export."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import h5py
 import numpy as np
@@ -157,3 +160,40 @@ def test_existing_file_needs_overwrite(store, tmp_path):
     with pytest.raises(StoreError, match="--overwrite"):
         export_robomimic(store, out)
     assert out.read_bytes() == b"keep me"
+
+
+# --- robomimic's own SequenceDataset (a Python where robomimic installs) ---------------------------------
+
+ROBOMIMIC_PYTHON = os.environ.get("ROBOMIMIC_PYTHON")
+ROBOMIMIC_SCRIPT = r'''
+import json, sys
+import numpy as np
+import robomimic.utils.obs_utils as ObsUtils
+from robomimic.utils.dataset import SequenceDataset
+ObsUtils.initialize_obs_modality_mapping_from_dict({"low_dim": ["state"], "rgb": ["cam"]})
+ds = SequenceDataset(hdf5_path=sys.argv[1], obs_keys=("state", "cam"), dataset_keys=("actions", "rewards", "dones"),
+                     load_next_obs=True, frame_stack=1, seq_length=1, pad_frame_stack=True, pad_seq_length=True,
+                     get_pad_mask=False, goal_mode=None, hdf5_cache_mode=None, hdf5_use_swmr=True,
+                     hdf5_normalize_obs=False, filter_by_attribute="train")
+items = [ds[i] for i in range(len(ds))]
+print(json.dumps({"demos": ds.n_demos, "actions": np.concatenate([it["actions"] for it in items]).tolist(),
+                  "next_state": np.concatenate([it["next_obs"]["state"] for it in items]).tolist(),
+                  "cam": np.concatenate([it["obs"]["cam"] for it in items]).tolist()}))
+'''
+
+
+@pytest.mark.skipif(not ROBOMIMIC_PYTHON, reason="set ROBOMIMIC_PYTHON to a Python with robomimic installed")
+def test_robomimic_sequence_dataset_loads_an_export(store, tmp_path):
+    out = tmp_path / "demos.hdf5"
+    export_robomimic(store, out)
+    done = subprocess.run([ROBOMIMIC_PYTHON, "-c", ROBOMIMIC_SCRIPT, str(out)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=240, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    reader = TrajectoryReader(store)
+    episodes = [reader.episode(i) for i in range(reader.num_episodes)]
+    assert loaded["demos"] == 4
+    assert np.array_equal(np.array(loaded["actions"], np.float32), np.concatenate([e["action"] for e in episodes]))
+    assert np.array_equal(np.array(loaded["cam"], np.uint8), np.concatenate([e["cam"] for e in episodes]))
+    next_state = np.concatenate([np.concatenate([e["state"][1:], e["state"][-1:]]) for e in episodes])
+    assert np.array_equal(np.array(loaded["next_state"], np.float32), next_state)

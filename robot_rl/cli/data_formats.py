@@ -79,7 +79,13 @@ def run_import(args) -> int:
                                      source=args.source, control_rate_hz=args.fps, camera_codec=args.camera_codec,
                                      ignore=tuple(args.ignore), progress=report)
         else:
-            from robot_rl.drivers.bag_import import import_bag
+            try:
+                from robot_rl.drivers.bag_import import import_bag
+            except ImportError as e:  # the recorder's stream classes import rclpy and the message packages
+                from robot_rl.datasets.errors import StoreError
+
+                raise StoreError(f"importing a bag runs the recorder's code, which needs ROS 2's Python packages "
+                                 f"({e.name} is missing): pip install 'robot-rl[ros,formats]'") from e
 
             result = import_bag(src, args.path, spec_from=args.spec_from, overwrite=args.overwrite, source=args.source,
                                 instruction=args.instruction, stale_after_s=args.stale_after, progress=report)

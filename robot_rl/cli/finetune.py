@@ -56,12 +56,27 @@ def resolve(overrides: list[str]):
                           "`robot-rl train` steps the twin in the learner's process")
     if not cfg.realtime and cfg.backend != "twin":
         raise ConfigError("realtime=false steps the twin faster than real time: it needs backend=twin")
+    check_actors(cfg)
     if cfg.backend != "twin" and "task_state" in cfg.obs_keys:
         raise ConfigError(f"backend={cfg.backend}: obs_keys={list(cfg.obs_keys)} reads task_state, the twin's "
                           "privileged object and goal state, which hardware does not have: give obs_keys=[state] "
                           "and cameras=[front]")
     check_config("finetune", overrides, cfg, saved=bool(cfg.resume) or actor_only)
     return cfg
+
+
+def check_actors(cfg) -> None:
+    actors = cfg.actors
+    if isinstance(actors, bool) or not isinstance(actors, int) or actors < 1:
+        raise ConfigError(f"actors={actors!r}: expected a positive number of twin actors (1: one process, no Ray)")
+    if on_ray(cfg) and (cfg.realtime or cfg.backend != "twin"):
+        raise ConfigError(f"actors={actors}, ray_address={cfg.ray_address}: several actors are fast twin actors on "
+                          f"Ray; give backend=twin realtime=false (found backend={cfg.backend} realtime={cfg.realtime})")
+
+
+def on_ray(cfg) -> bool:
+    """Whether the actors run on Ray (robot_rl.learner.ray_actors): more than one, or a cluster named."""
+    return cfg.actors > 1 or bool(cfg.ray_address)
 
 
 def finetune(cfg) -> int:
@@ -125,6 +140,8 @@ def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
     from robot_rl.launch.graphs import Options, Process, finetune_actor
     from robot_rl.learner.trainer import online_store
 
+    if on_ray(cfg):
+        return [ray_actors_process(cfg, run_dir)]
     # With role=actor the actor's own graph ends when the learner has finished (the fast actor exits, the ROS
     # graph's heartbeat process does); with role=all the learner's exit ends the graph, so the actor waits for it.
     alone = cfg.role == "actor"
@@ -142,6 +159,17 @@ def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
         raise ConfigError("the ROS twin takes a sim.dynamics preset (nominal, noisy, perturbed), not single knobs; "
                           "use a preset, or realtime=false")
     return [*finetune_actor(options), heartbeat]
+
+
+def ray_actors_process(cfg, run_dir: Path):
+    """``actors`` fast twin actors on Ray, each with its own store under ``run_dir/online/``."""
+    from robot_rl.launch.graphs import Process
+
+    alone = cfg.role == "actor"  # as the single fast actor: it ends a role=actor graph, waits in role=all
+    args = ("--run-dir", str(run_dir), "--actors", str(cfg.actors), "--max-lag", str(cfg.max_lag),
+            "--max-restarts", str(cfg.actor_max_restarts), *(("--ray-address", str(cfg.ray_address)) if cfg.ray_address else ()),
+            *(() if alone else ("--keep-running-when-finished",)))
+    return Process("actors", "robot_rl.learner.ray_actors", args, completes_job=alone)
 
 
 def dynamics_name(cfg) -> str:

@@ -24,14 +24,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from robot_rl.datasets import StoreWriter
+from robot_rl.datasets import StoreError, StoreWriter
+from robot_rl.datasets.layout import open_root
 from robot_rl.learner.checkpoint import latest_checkpoint, load_weights
 from robot_rl.learner.heartbeat import Heartbeat
+from robot_rl.learner.replay import actor_store, actor_stores
 from robot_rl.learner.rollout import Rollouts
 from robot_rl.learner.trainer import online_store
 
 ACTOR_SEED_OFFSET = 2_000_000  # the actor's episodes never reuse the seeds of demonstrations or evaluations
-CHECK_EVERY = 10               # env steps between looks at checkpoints/latest
+ACTOR_ID_SEEDS = 10_000_000    # several actors (ray_actors): actor k's episode seeds start k times this further
+CHECK_EVERY = 10               # env steps between looks at checkpoints/latest (and the other actors' stores)
 
 
 @dataclass(frozen=True)
@@ -69,18 +72,24 @@ def wait_until_acting(run_dir: str | Path, heartbeat: Heartbeat, poll_s: float =
 
 class TwinActor:
     def __init__(self, run_dir: str | Path, *, max_lag: int = 50, poll_s: float = 0.05, echo=print,
-                 exit_when_finished: bool = True):
+                 exit_when_finished: bool = True, actor_id: int | None = None):
+        """``actor_id``: one of several actors (robot_rl.learner.ray_actors), appending to its own store
+        ``online/actor_<id>.zarr`` (a store has one writer) with ``actor_id`` in each episode's info."""
         from robot_rl.learner.policy import load_policy
 
         self.run_dir, self.max_lag, self.poll_s, self.echo = Path(run_dir), max_lag, poll_s, echo
         self.exit_when_finished = exit_when_finished
-        self.heartbeat = Heartbeat(run_dir, "fast twin")
+        self.actor_id, self.peer_steps, self.peers = actor_id, 0, 0
+        self.heartbeat = Heartbeat(run_dir, "fast twin" if actor_id is None else f"fast twin {actor_id}")
         self.heartbeat.beat("starting", force=True)
         self.published = wait_until_acting(run_dir, self.heartbeat, echo=echo)
         self.agent, env, cfg, _ = load_policy(self.published.folder)  # the run's twin: its task and dynamics
-        self.writer = StoreWriter.open_or_create(online_store(run_dir), env.embodiment, on_tail="drop")
-        self.rollouts = Rollouts([env], self.writer, seed=ACTOR_SEED_OFFSET + 1000 * int(cfg.seed),
-                                 first_episode=self.writer.num_episodes, source="policy")
+        store = online_store(run_dir) if actor_id is None else actor_store(run_dir, actor_id)
+        self.writer = StoreWriter.open_or_create(store, env.embodiment, on_tail="drop")
+        self.rollouts = Rollouts([env], self.writer,
+                                 seed=ACTOR_SEED_OFFSET + 1000 * int(cfg.seed) + ACTOR_ID_SEEDS * (actor_id or 0),
+                                 first_episode=self.writer.num_episodes, source="policy",
+                                 episode_info={} if actor_id is None else {"actor_id": actor_id})
         self.reloads, self.episodes = 0, 0
         echo(f"actor: acting with {self.published.folder.name} on {cfg.robot}/{cfg.task}")
 
@@ -89,15 +98,16 @@ class TwinActor:
         policy = lambda obs: self.agent.act(obs)  # noqa: E731  sampled actions: the policy explores
         steps = 0
         while True:
-            if steps % CHECK_EVERY == 0:  # two small file reads: not on every step
+            if steps % CHECK_EVERY == 0:  # two small file reads (and one per other actor): not on every step
                 self._reload_if_newer()
+                self._count_peer_steps()
             if self.published.finished:
                 self.echo(f"actor: the learner finished; {self.episodes} episodes committed, "
                           f"{self.reloads} checkpoints reloaded")
                 if not self.exit_when_finished:
                     self.stay_until_stopped()
                 return self.episodes
-            if self.writer.num_steps - self.published.env_steps >= self.max_lag:
+            if self._ahead():
                 self.heartbeat.beat(f"paused {self.max_lag} steps ahead of {self.published.folder.name}")
                 time.sleep(self.poll_s)
                 steps = 0  # look for a newer checkpoint at once
@@ -117,6 +127,18 @@ class TwinActor:
             self.heartbeat.beat("the learner finished; waiting to be stopped")
             time.sleep(0.5)
 
+    def _ahead(self) -> bool:
+        """Whether the committed steps the newest checkpoint has not consumed reach ``max_lag`` per actor:
+        this actor's, or with several the run's total, so a dead actor's share goes to the live ones."""
+        unconsumed = self.writer.num_steps + self.peer_steps - self.published.env_steps
+        return unconsumed >= self.max_lag * (1 + self.peers)
+
+    def _count_peer_steps(self) -> None:
+        if self.actor_id is None:
+            return
+        others = [url for url in actor_stores(self.run_dir) if url != actor_store(self.run_dir, self.actor_id)]
+        self.peers, self.peer_steps = len(others), sum(committed_steps(url) for url in others)
+
     def _reload_if_newer(self) -> None:
         published = newest_published(self.run_dir)
         if published is None or published == self.published:
@@ -135,6 +157,15 @@ class TwinActor:
     def close(self) -> None:
         self.rollouts.close()
         self.writer.close()
+
+
+def committed_steps(url) -> int:
+    """The steps committed to a store (the last entry of its commit record; 0 while it is being created)."""
+    try:
+        ends = open_root(url)["meta/episode_ends"]
+    except StoreError:
+        return 0
+    return int(ends[ends.shape[0] - 1]) if ends.shape[0] else 0
 
 
 def main(argv=None) -> int:

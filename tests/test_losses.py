@@ -445,3 +445,19 @@ def test_cql_backs_up_entropy_only_without_the_penalty(monkeypatch):
     expected = td_target_ref(as_lists(batch), 0.4, True, members=(1, 0), action_dim=2)
     assert agent.td_target(batch).tolist() == pytest.approx(expected, rel=1e-5)
     assert not torch.allclose(conservative, agent.td_target(batch))
+
+
+def test_cql_bc_weight_adds_the_mse_of_the_policy_mode_to_the_data_actions_only_while_conservative(monkeypatch):
+    agent = make_agent(CQL, action_dim=2, init_temperature=0.5, bc_weight=2.0)
+    actions, log_probs = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0]
+    mode = [[0.0, 0.5], [0.5, 0.5], [-1.0, 0.0]]
+    monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
+    monkeypatch.setattr(agent.actor, "mode", lambda f: torch.tensor(mode))
+    batch = cql_batch()
+    plain = sum(0.5 * lp - sum(q_ref(m, s, a) for m in ONLINE) / 3
+                for s, a, lp in zip(OBS, actions, log_probs)) / 3
+    mse = sum((p - d) ** 2 for row, data in zip(mode, CQL_ACTION) for p, d in zip(row, data)) / 6
+    loss, _ = agent.actor_loss(torch.tensor(OBS), batch)
+    assert loss.item() == pytest.approx(plain + 2.0 * mse, rel=1e-5)
+    agent.conservative = False  # WSRL's online phase: plain SAC
+    assert agent.actor_loss(torch.tensor(OBS), batch)[0].item() == pytest.approx(plain, rel=1e-5)

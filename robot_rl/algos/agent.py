@@ -10,6 +10,7 @@ import torch
 
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.plan import Phase
+from robot_rl.nets import ObservationEncoder
 
 
 class LearningAgent(torch.nn.Module):
@@ -23,6 +24,13 @@ class LearningAgent(torch.nn.Module):
 
     def begin_phase(self, phase: Phase) -> None:
         """Called by the trainer as each phase of the plan starts (and again on a resume)."""
+
+    def set_state_statistics(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Standardize the state inputs by ``stats`` (per key: mean, std; the offline dataset's) in every
+        encoder built to normalize; the statistics are buffers, saved and loaded with the weights."""
+        for module in self.modules():
+            if isinstance(module, ObservationEncoder) and module.normalize:
+                module.set_state_statistics(stats)
 
     @property
     def encoder_keys(self) -> tuple[str, ...]:

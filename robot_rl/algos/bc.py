@@ -18,7 +18,7 @@ import torch
 
 from robot_rl.algos.agent import LearningAgent
 from robot_rl.algos.batch import Batch
-from robot_rl.algos.ops import masked_mean, optimizer_step
+from robot_rl.algos.ops import imitation_loss, optimizer_step
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import ObservationShapes, config_from_dict
 from robot_rl.nets import ObservationEncoder, mlp
@@ -34,6 +34,7 @@ class BCConfig:
     chunk: int = 1                   # actions per policy output (h)
     feature_dim: int = 50            # per-camera feature size
     augment_pad: int = 4             # DrQ random shift on camera images while training, pixels
+    normalize_obs: bool = False      # standardize state inputs by the dataset's mean/std (bc.yaml: on)
 
     @classmethod
     def from_dict(cls, d) -> BCConfig:
@@ -55,7 +56,8 @@ class BC(LearningAgent):
     def __init__(self, shapes: ObservationShapes, action_dim: int, config: BCConfig):
         super().__init__()
         self.config, self.shapes, self.action_dim = config, shapes, action_dim
-        self.encoder = ObservationEncoder(shapes.state, shapes.cameras, config.feature_dim, config.augment_pad)
+        self.encoder = ObservationEncoder(shapes.state, shapes.cameras, config.feature_dim, config.augment_pad,
+                                          config.normalize_obs)
         self.policy = mlp(self.encoder.out_dim, config.hidden, action_dim * config.chunk)
         self.optimizers = {"policy": torch.optim.Adam([*self.encoder.parameters(), *self.policy.parameters()],
                                                       lr=config.lr)}
@@ -73,11 +75,7 @@ class BC(LearningAgent):
 
     def loss(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
         """MSE or L1 over the real actions of each row (a chunk's padding past the episode's end excluded)."""
-        error = predicted - batch.action
-        error = error.pow(2) if self.config.loss == "mse" else error.abs()
-        if batch.action_mask is None:
-            return error.mean()
-        return masked_mean(error, batch.action_mask.repeat_interleave(self.action_dim, dim=1))
+        return imitation_loss(predicted, batch, self.action_dim, self.config.loss)
 
     def update(self, batches: list[Batch]) -> dict[str, float]:
         for batch in batches:

@@ -34,7 +34,14 @@ import torch
 
 from robot_rl.algos.agent import LearningAgent
 from robot_rl.algos.batch import Batch
-from robot_rl.algos.ops import conservative_gap, masked_mean, optimizer_step, polyak_update, q_per_action
+from robot_rl.algos.ops import (
+    conservative_gap,
+    imitation_loss,
+    masked_mean,
+    optimizer_step,
+    polyak_update,
+    q_per_action,
+)
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import ObservationShapes, config_from_dict
 from robot_rl.nets import CriticEnsemble
@@ -167,11 +174,7 @@ class CORFT(LearningAgent):
 
     def imitation_loss(self, predicted: torch.Tensor, batch: Batch) -> torch.Tensor:
         """L1 or MSE over the chunk's real actions: those padded past the episode's end do not count."""
-        error = predicted - batch.action
-        error = error.abs() if self.config.imitation_loss == "l1" else error.pow(2)
-        if batch.action_mask is None:
-            return error.mean()
-        return masked_mean(error, batch.action_mask.repeat_interleave(self.action_dim, dim=1))  # [B, h * A]
+        return imitation_loss(predicted, batch, self.action_dim, self.config.imitation_loss)
 
     def imitation_step(self, batch: Batch) -> dict[str, float]:
         loss = self.imitation_loss(self.flat_policy(batch.obs, augment=True), batch)

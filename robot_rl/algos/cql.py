@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from robot_rl.algos.batch import Batch
-from robot_rl.algos.ops import conservative_gap, optimizer_step, q_per_action
+from robot_rl.algos.ops import conservative_gap, imitation_loss, optimizer_step, q_per_action
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import SAC, SACConfig
 
@@ -31,6 +31,7 @@ class CQLConfig(SACConfig):
     lagrange: bool = False           # tune alpha toward target_gap instead of fixing it
     target_gap: float = 5.0          # CQL's "target action gap" (tau) for the Lagrange variant
     calql: bool = False              # Cal-QL: lower-bound policy-action Q by the return-to-go
+    bc_weight: float = 0.0           # while conservative: + bc_weight * MSE(tanh(mean), a_data) in the actor loss
 
 
 def plan(schedule) -> list[Phase]:
@@ -75,6 +76,14 @@ class CQL(SAC):
         loss = td_loss + penalty
         info.update(critic_loss=loss.item(), td_loss=td_loss.item(), cql_gap=gap.item(), cql_alpha=alpha.item())
         return loss, info
+
+    def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAC's actor loss; in conservative phases with ``bc_weight``, plus that times the MSE of the
+        policy's mode to the batch's actions (the offline phase only: WSRL's online SAC drops it)."""
+        loss, log_prob = super().actor_loss(features)
+        if self.conservative and self.config.bc_weight and batch is not None:
+            loss = loss + self.config.bc_weight * imitation_loss(self.actor.mode(features), batch, self.action_dim)
+        return loss, log_prob
 
     def lagrange_step(self, loss: torch.Tensor) -> None:
         optimizer_step(self.optimizers["cql_alpha"], loss)

@@ -19,6 +19,16 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.expand_as(values).sum().clamp(min=1)
 
 
+def imitation_loss(predicted: torch.Tensor, batch, action_dim: int, kind: str = "mse") -> torch.Tensor:
+    """MSE (or L1) of flat predicted actions [B, h * A] to the batch's, over the chunk's real actions only
+    (those padded past an episode's end, ``batch.action_mask`` 0, do not count)."""
+    error = predicted - batch.action
+    error = error.pow(2) if kind == "mse" else error.abs()
+    if batch.action_mask is None:
+        return error.mean()
+    return masked_mean(error, batch.action_mask.repeat_interleave(action_dim, dim=1))
+
+
 @torch.no_grad()
 def polyak_update(pairs: Iterable[tuple[nn.Module, nn.Module]], tau: float) -> None:
     """Move each target's parameters a fraction ``tau`` toward its online net's (tau = 1 copies)."""

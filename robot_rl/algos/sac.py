@@ -38,6 +38,7 @@ class SACConfig:
     chunk: int = 1                   # actions per policy output (h); the critic scores the chunk
     feature_dim: int = 50            # per-camera feature size
     augment_pad: int = 4             # DrQ random shift, pixels
+    normalize_obs: bool = False      # standardize state inputs by the offline dataset's mean/std (configs: on)
     pre_tanh_reg: float = 0.0        # weight of 0.5 * mean(mu^2 + log_std^2) in the actor loss (the
                                      # original SAC code's policy regularizer, 1e-3 there): keeps the
                                      # Gaussian off tanh's flat tails, where binary actions get stuck
@@ -82,7 +83,8 @@ class SAC(LearningAgent):
                              f"found {config.target_subset}")
         self.config, self.shapes, self.action_dim = config, shapes, action_dim
         flat_action = action_dim * config.chunk
-        self.encoder = ObservationEncoder(shapes.state, shapes.cameras, config.feature_dim, config.augment_pad)
+        self.encoder = ObservationEncoder(shapes.state, shapes.cameras, config.feature_dim, config.augment_pad,
+                                          config.normalize_obs)
         self.actor = TanhGaussianActor(self.encoder.out_dim, flat_action, config.hidden)
         self.critic = CriticEnsemble(self.encoder.out_dim, flat_action, config.ensemble_size, config.hidden,
                                      config.layer_norm)
@@ -146,9 +148,9 @@ class SAC(LearningAgent):
         loss = masked_mean((q - target) ** 2, batch.valid)
         return loss, {"critic_loss": loss.item(), "q": q.mean().item(), "target_q": target.mean().item()}
 
-    def actor_loss(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """alpha log pi(a|s) - mean over the ensemble of Q(s, a), a ~ pi(s), plus the optional pre-tanh
-        regularizer; also returns log pi."""
+        regularizer; also returns log pi. ``batch`` is for subclasses' terms on the data's actions."""
         action, log_prob = self.actor.sample(features)
         q = self.critic(features, action).mean(0)
         loss = (self.temperature.detach() * log_prob - q).mean()
@@ -166,7 +168,7 @@ class SAC(LearningAgent):
         with torch.no_grad():
             features = self.encoder(batch.obs, augment=True)  # the actor does not train the encoder
         self.critic.requires_grad_(False)
-        actor_loss, log_prob = self.actor_loss(features)
+        actor_loss, log_prob = self.actor_loss(features, batch)
         self.critic.requires_grad_(True)
         temperature_loss = self.temperature_loss(log_prob)
         optimizer_step(self.optimizers["actor"], actor_loss)

@@ -96,6 +96,14 @@ def keep_first_episodes(replay: Replay, demos, url) -> None:
     replay.offline.set_episode_weights(np.arange(episodes) < demos)
 
 
+def state_statistics(source, keys: tuple[str, ...], demos: int | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per key: mean and std over the rows of the episodes training samples (the first ``demos``, or all)."""
+    ends = source.episode_ends
+    rows = int(ends[demos - 1] if demos else ends[-1])
+    columns = {k: np.asarray(source.column(k)[:rows], dtype=np.float64).reshape(rows, -1) for k in keys}
+    return {k: (x.mean(0), x.std(0)) for k, x in columns.items()}
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path, progress=None):
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
@@ -120,6 +128,9 @@ class Trainer:
                              writer=not self.external)
         if cfg.get("demos") is not None:
             keep_first_episodes(self.replay, cfg.demos, cfg.dataset)
+        if self.replay.offline is not None:  # encoders that normalize read the data they train on
+            self.agent.set_state_statistics(state_statistics(self.replay.offline.source, tuple(self.agent.shapes.state),
+                                                             cfg.get("demos")))
         self.state = TrainState()
         checkpoint = latest_checkpoint(self.run_dir / "checkpoints") if cfg.resume else None
         if checkpoint is not None:

@@ -1,8 +1,10 @@
-"""Observation encoders: proprioceptive keys are concatenated as they are (the actor's and critic's
-MLPs are the state MLP); each camera goes through its own small conv net (the DrQ / SAC-AE encoder),
-trained by the critic loss only; the actor reads detached features (Yarats et al. 2021)."""
+"""Observation encoders: proprioceptive keys are concatenated (and, with ``normalize``, standardized by
+the offline dataset's mean and std; the actor's and critic's MLPs are the state MLP); each camera goes
+through its own small conv net (the DrQ / SAC-AE encoder), trained by the critic loss only; the actor
+reads detached features (Yarats et al. 2021)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,20 +46,43 @@ class ConvEncoder(nn.Module):
         return self.head(self.convs(x))
 
 
+STD_FLOOR = 1e-2  # a key nearly constant in the demonstrations is not blown up where it varies online
+
+
 class ObservationEncoder(nn.Module):
-    """A dict of observation tensors -> one feature vector: state keys (in order) concatenated,
-    then each camera's conv features."""
+    """A dict of observation tensors -> one feature vector: state keys (in order) concatenated, then each
+    camera's conv features. ``normalize``: the state part is standardized by ``state_mean``/``state_std``
+    (buffers, saved with the weights; identity until :meth:`set_state_statistics`)."""
 
     def __init__(self, state_dims: dict[str, int], camera_shapes: dict[str, tuple[int, int, int]],
-                 feature_dim: int = 50, augment_pad: int = 4):
+                 feature_dim: int = 50, augment_pad: int = 4, normalize: bool = False):
         super().__init__()
         self.state_keys = tuple(state_dims)
+        self.normalize = normalize
+        if normalize:
+            self.register_buffer("state_mean", torch.zeros(sum(state_dims.values())))
+            self.register_buffer("state_std", torch.ones(sum(state_dims.values())))
         self.cameras = nn.ModuleDict({name: ConvEncoder(shape, feature_dim) for name, shape in camera_shapes.items()})
         self.augment_pad = augment_pad
         self.out_dim = sum(state_dims.values()) + feature_dim * len(camera_shapes)
 
     def forward(self, obs: dict[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
         parts = [obs[k].float().flatten(1) for k in self.state_keys]
+        if self.normalize and parts:
+            parts = [(torch.cat(parts, dim=-1) - self.state_mean) / self.state_std]
         pad = self.augment_pad if augment else 0
         parts += [encoder(obs[name], pad) for name, encoder in self.cameras.items()]
         return torch.cat(parts, dim=-1)
+
+    @torch.no_grad()
+    def set_state_statistics(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """``stats``: per state key, its (mean, std) over the flattened values."""
+        if not self.normalize:
+            raise ValueError("set_state_statistics: this encoder was built with normalize=False")
+        missing = [k for k in self.state_keys if k not in stats]
+        if missing:
+            raise ValueError(f"set_state_statistics: no statistics for {missing}; expected {list(self.state_keys)}")
+        mean, std = (torch.as_tensor(np.concatenate([np.ravel(stats[k][i]) for k in self.state_keys]),
+                                     dtype=torch.float32) for i in (0, 1))
+        self.state_mean.copy_(mean)
+        self.state_std.copy_(std.clamp(min=STD_FLOOR))

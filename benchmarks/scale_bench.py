@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "tests"))  # s3_server: the test suite's moto server
 
-console = Console()
+console = Console(width=150)  # the tables whole, in a log too
 DEMO_AGENT = ["robot=widowx", "task=reach", "algo=wsrl", "algo.agent.hidden=[128,128]", "algo.agent.ensemble_size=2",
               "algo.agent.n_actions=5", "algo.batch_size=128", "algo.discount=0.9", "algo.n_step=3", "threads=1"]
 
@@ -149,17 +149,15 @@ def part_actors(ray, cfg, seconds: float, counts: tuple[int, ...]) -> tuple[Tabl
     for name, env_rate, upd, per in rows:
         table.add_row(name, f"{env_rate:.0f}" if env_rate else "-", f"{upd:.1f}" if upd else "-",
                       f"{per:.0f}" if per else "-", f"{env_rate / alone[0]:.2f}x" if env_rate else "-")
-    per_step_ms = alone[1] * 1e3
-    notes = [f"one actor costs {per_step_ms:.2f} ms of CPU per env step (twin + policy + commit): "
-             f"{1 / alone[1]:.0f} steps/s per core it gets",
-             f"the learner alone: {updates_alone:.1f} updates/s on one core (UTD 1 consumes that many env steps/s)"]
-    for cores in (4, 8, 16, 32):
-        free = cores - 1  # one core for the learner
-        env_rate = free / alone[1]
-        notes.append(f"expected on {cores} cores: about {env_rate:.0f} env steps/s from {free} actors, "
-                     f"{env_rate / updates_alone:.0f}x what one CPU learner consumes at UTD 1 "
-                     f"(so {max(1, int(np.ceil(updates_alone * alone[1])))} actor(s) keep a CPU learner busy; a GPU "
-                     "learner's rate decides beyond that)")
+    per_core = 1 / alone[1]
+    notes = [f"one actor costs {alone[1] * 1e3:.2f} ms of CPU per env step (twin + policy + commit): "
+             f"{per_core:.0f} env steps/s per core it gets (alone it got {alone[0]:.0f}/s of wall time here)",
+             f"the learner alone: {updates_alone:.1f} updates/s on one core; at UTD 1 it consumes that many env "
+             f"steps/s, {updates_alone / per_core:.2f} of an actor core"]
+    for cores in (4, 8, 16, 32):  # one core for the learner; actors share nothing but their own stores
+        notes.append(f"expected on {cores} cores: about {(cores - 1) * per_core:.0f} env steps/s from {cores - 1} "
+                     f"actors, {(cores - 1) * per_core / updates_alone:.0f}x what this CPU learner consumes at UTD 1: "
+                     "beyond one or two actors a faster (GPU) learner or a higher UTD is what uses them")
     return table, notes
 
 

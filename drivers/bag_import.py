@@ -145,7 +145,7 @@ class _BagFeed:
         self.raw = {k: StreamBuffer(state_topic(k), max_samples=4000) for k in spec.obs_keys if k not in driver_keys}
         for buffer in self.streams.buffers.values():  # a second of every stream ahead of the clock, whatever its rate
             buffer.max_samples = max(buffer.max_samples, 4000)
-        decode = self.streams._decode  # the recorder node's decoding: proprio FK, images fitted to the spec
+        decode = self.streams.decode  # the recorder node's decoding: proprio FK, images fitted to the spec
         self.observations = AlignedStreams({**self.streams.buffers, **self.raw}, stale_after_s=stale_after_s,
                                            decode=lambda key, value: value if key in self.raw else decode(key, value))
         self.topics = {*self.subscriptions.callbacks, *(b.name for b in self.raw.values()), COMMAND_TOPIC,
@@ -164,11 +164,8 @@ class _BagFeed:
     def start(self, writer, source: str, instruction: str, progress, total: int) -> None:
         self.writer = _KeepExportedInfo(writer)
         self.recorder = EpisodeRecorder(self.spec, self.writer, self.observations, instruction=instruction,
-                                        source=source, recorder="bag_import", log=self._log, clock=lambda: self.now)
-        if self.has_status and not self.recorder.twin:
-            # The recorder takes rewards from task_status on the twin only; a bag that has them keeps them.
-            self.recorder.twin = True
-            self.recorder.task_status = StreamBuffer(STATUS_TOPIC, max_samples=500)
+                                        source=source, recorder="bag_import", log=self._log, clock=lambda: self.now,
+                                        rewards_from_status=self.has_status or None)  # a bag with them keeps them
         self.progress, self.total, self.done = progress, total, 0
 
     def _log(self, level: str, message: str) -> None:

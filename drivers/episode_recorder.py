@@ -139,7 +139,7 @@ class EpisodeRecorder:
                  max_episodes: int | None = None, max_steps: int | None = None, auto_start: bool = False,
                  log: Callable[..., None] = _quiet, on_change: Callable[[], None] = _quiet,
                  reset_task: Callable[[], None] = _quiet, resetting: Callable[[], bool] = lambda: False,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, rewards_from_status: bool | None = None):
         check_settings(spec, max_episodes=max_episodes, max_steps=max_steps,
                        stale_after_s=observations.stale_after_s)
         missing = [k for k in spec.obs_keys if k not in observations.buffers]
@@ -154,7 +154,9 @@ class EpisodeRecorder:
         self._log, self._on_change, self._reset_task, self._resetting = log, on_change, reset_task, resetting
         self._logged_at: dict[str, float] = {}  # throttled messages: level -> when one was last logged
         self.clock = clock
-        self.twin = "task_state" in spec.state
+        # Rewards and success from the task_status stream: the twin's task node (default: when the spec has
+        # task_state); a recording that kept task_status (an imported bag) may ask for it explicitly.
+        self.twin = "task_state" in spec.state if rewards_from_status is None else rewards_from_status
         self.commands = StreamBuffer(COMMAND_STREAM, keep_s=30.0, max_samples=2000)
         self.task_status = StreamBuffer(STATUS_STREAM, max_samples=500) if self.twin else None
         self.kept, self.discarded, self.refused = 0, 0, 0

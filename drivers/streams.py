@@ -75,7 +75,7 @@ class ObservationStreams(AlignedStreams):
         if unknown:
             raise ValueError(f"keys: {unknown} are not observation keys of the {spec.name!r} spec "
                              f"(it has {list(spec.obs_keys)})")
-        super().__init__({}, stale_after_s=stale_after_s, decode=self._value)
+        super().__init__({}, stale_after_s=stale_after_s, decode=self.decode)
         self.spec, self.keys = spec, keys
         self._proprio = proprio_builder(spec.name) if "state" in keys else None
         for key in keys:
@@ -93,7 +93,8 @@ class ObservationStreams(AlignedStreams):
         buffer = self.buffers[key] = StreamBuffer(topic, max_samples=max_samples)
         node.create_subscription(msg_type, topic, lambda msg: buffer.add(header_seconds(msg), msg), qos)
 
-    def _value(self, key: str, msg) -> np.ndarray:
+    def decode(self, key: str, msg) -> np.ndarray:
+        """The spec array of one received message of ``key`` (proprioception from joints, an image fitted)."""
         if key == "state":
             return self._proprio(msg.name, msg.position)
         if key in self.spec.cameras:

@@ -8,6 +8,11 @@ appending the same frames to plain zarr arrays one frame at a time (same codecs)
 Sample: batches of 256 transitions (obs and next_obs: two 128 x 128 cameras + 14-D state) from the
 store loaded in RAM and from disk (warm page cache), against plain numpy fancy indexing of the same
 arrays in memory (the ceiling) and a naive reader calling zarr once per sampled row.
+Flush: the cost of the writer's flush policy (a partial block written at the latest FLUSH_INTERVAL_S after
+its first frame, so a kill loses at most that much): a recorder at 50 Hz (one 128 x 128 camera + 14-D
+state), paced in real time, its episode's low-dimensional chunks nearly full (the most a flush rewrites),
+with the timed flush and without it (blocks written only when full, every 256 frames): the writer
+process's CPU time per second recorded, the longest single block write, and the frames a kill would lose.
 Prints tables; passes or fails nothing.
 """
 from __future__ import annotations
@@ -23,8 +28,10 @@ import zarr
 from rich.console import Console
 from rich.table import Table
 
+from robot_rl.datasets import writer as writer_module
 from robot_rl.datasets.codecs import image_array_options, lowdim_array_options
 from robot_rl.datasets.frames import FrameReader
+from robot_rl.datasets.layout import LOWDIM_CHUNK_ROWS
 from robot_rl.datasets.prefetch import Prefetcher
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.samplers import TransitionSampler
@@ -206,10 +213,72 @@ def bench_overlap(disk, batch, quick):
     console.print(table)
 
 
+FLUSH_RATE_HZ = 50.0
+
+
+def paced_recording(path, spec, frames, seconds: float, flush_s: float) -> tuple[float, list[float], int]:
+    """(writer CPU seconds per wall second, each block write's seconds, rows handed over by the timer
+    or a full block) for ``seconds`` of frames at FLUSH_RATE_HZ with FLUSH_INTERVAL_S = ``flush_s``."""
+    writes: list[float] = []
+    real_write, real_interval = writer_module._Flusher._write, writer_module.FLUSH_INTERVAL_S
+
+    def timed_write(self, start, block):
+        began = time.perf_counter()
+        real_write(self, start, block)
+        writes.append(time.perf_counter() - began)
+
+    writer_module._Flusher._write, writer_module.FLUSH_INTERVAL_S = timed_write, flush_s
+    try:
+        with StoreWriter.create(path, spec, overwrite=True, durable=False) as store:
+            filler = store.new_episode(source="teleop")  # the chunks nearly full: a flush rewrites ~4000 rows
+            for t in range(LOWDIM_CHUNK_ROWS - 64):
+                filler.add(frames[t % len(frames)])
+            filler.commit()
+            writes.clear()
+            episode = store.new_episode(source="teleop")
+            cpu, began = time.process_time(), time.perf_counter()
+            tick, added = began, 0
+            while time.perf_counter() - began < seconds:
+                episode.add(frames[added % len(frames)])
+                added += 1
+                tick += 1.0 / FLUSH_RATE_HZ
+                time.sleep(max(0.0, tick - time.perf_counter()))
+            store._flusher.wait()
+            load = (time.process_time() - cpu) / (time.perf_counter() - began)
+            episode.discard()
+    finally:
+        writer_module._Flusher._write, writer_module.FLUSH_INTERVAL_S = real_write, real_interval
+    return load, writes, added
+
+
+def bench_flush(work, quick):
+    spec = synthetic_spec(cameras=("front",), height=128, width=128)
+    frames = frame_pool(spec)
+    seconds = 5.0 if quick else 20.0
+    table = Table(title=f"flush policy: a 50 Hz recorder (1 x 128x128 RGB + 14-D state) for {seconds:g} s, open "
+                        f"low-dim chunks near {LOWDIM_CHUNK_ROWS} rows")
+    for column in ("policy", "frames", "writer CPU (s per s)", "block writes", "longest write (ms)",
+                   "frames a kill loses (at most)", "CPU vs blocks only"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    rows = {}
+    for name, flush_s in ((f"timed flush, {writer_module.FLUSH_INTERVAL_S:g} s (this writer)",
+                           writer_module.FLUSH_INTERVAL_S), ("full blocks only (peer)", float("inf"))):
+        rows[name] = paced_recording(work / "flush.zarr", spec, frames, seconds, flush_s)
+    baseline = rows["full blocks only (peer)"][0]
+    for name, (load, writes, added) in rows.items():
+        at_risk = "255 (a block)" if "peer" in name else \
+            f"{FLUSH_RATE_HZ * writer_module.FLUSH_INTERVAL_S:.0f} + one write"
+        table.add_row(name, str(added), f"{load:.3f}", str(len(writes)), f"{max(writes, default=0) * 1e3:.1f}", at_risk,
+                      f"{load / baseline:.2f}x")
+    table.caption = ("peer: without a timed flush a block of 256 frames waits in memory (5 s at 50 Hz; an episode "
+                     "shorter than a block is on disk only at its commit)")
+    console.print(table)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
-    parser.add_argument("--only", choices=["write", "sample"], help="run one part")
+    parser.add_argument("--only", choices=["write", "sample", "flush"], help="run one part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="robot_rl_bench_") as tmp:
         work = Path(tmp)
@@ -217,6 +286,8 @@ def main():
             bench_write(work, args.quick)
         if args.only in (None, "sample"):
             bench_sample(work, args.quick)
+        if args.only in (None, "flush"):
+            bench_flush(work, args.quick)
 
 
 if __name__ == "__main__":

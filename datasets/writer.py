@@ -446,7 +446,7 @@ class _Flusher:
     def _next_due(self) -> float:
         episode = self._store._episode
         due = episode.flush_due_in() if episode is not None else None
-        return FLUSH_INTERVAL_S / 4 if due is None else due  # idle: look again soon after a first frame
+        return min(FLUSH_INTERVAL_S / 4 if due is None else due, 1.0)  # idle: look again soon after a first frame
 
     def _write(self, start: int, block: dict[str, np.ndarray]) -> None:
         """Every key's rows at once (zarr compresses chunks on its own threads), then the mark."""

@@ -31,11 +31,15 @@ def add_parser(verbs) -> None:
 
 
 def run(args) -> int:
+    import os
+
+    from robot_rl.drivers.network import apply_dds_environment
     from robot_rl.launch.graphs import build_graph
 
     try:
         cfg, options = graph_options(args.graph, args.overrides)
         processes = build_graph(args.graph, options)
+        apply_dds_environment(dict(os.environ))  # a bad ROBOT_RL_NETWORK is refused before anything starts
     except BAD_INPUT as e:
         return report_error(e)
     return run_processes(cfg, processes)

@@ -80,6 +80,18 @@ def object_store(url: str, read_only: bool):
                          "and the credentials in the environment") from e
 
 
+def list_children(url: str | os.PathLike) -> list[str]:
+    """The names directly inside a local folder or an object-store prefix (none if it does not exist)."""
+    path = local_path(url)
+    if path is not None:
+        return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    import obstore
+    from obstore.store import from_url
+
+    listing = obstore.list_with_delimiter(from_url(os.fspath(url).rstrip("/")))
+    return sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in listing["common_prefixes"]})
+
+
 def store_exists(url: str | os.PathLike) -> bool:
     """Whether something is already at ``url`` (a non-empty local folder, or a remote store)."""
     path = local_path(url)

@@ -196,3 +196,35 @@ def test_checkpoints_on_s3_are_published_then_loaded_and_resumed_by_another_proc
     assert found["weights"] == pytest.approx(float(sum(p.abs().sum() for p in agent.state_dict().values())))
     assert moments > 0 and found["moments"] == pytest.approx(moments)
     assert (tmp_path / "actor_cache").is_dir()  # it read its own copy, not the learner's
+
+
+@pytest.mark.slow
+def test_finetune_with_two_ray_actors_keeps_its_stores_and_checkpoints_in_the_bucket(s3, tmp_path, monkeypatch):
+    """`robot-rl finetune realtime=false actors=2 object_store=s3://...`: the actors append to their stores
+    in the bucket and act with checkpoints they fetch from it; the learner consumes the bucket's stores and
+    publishes there. The run folder keeps only what is local (config, logs, evaluations, report)."""
+    from learner_helpers import demo_store
+
+    monkeypatch.setenv("ROBOT_RL_CACHE", str(tmp_path / "cache"))
+    dataset = demo_store(tmp_path / "reach.zarr", episodes=3)
+    bucket = f"{s3.bucket('run-' + uuid.uuid4().hex[:8])}/runs/ft1"
+    run = tmp_path / "run"
+    job = subprocess.run(
+        [ROBOT_RL, "finetune", "robot=widowx", "task=reach", "algo=wsrl", "algo.agent.hidden=[32,32]",
+         "algo.agent.ensemble_size=2", "algo.batch_size=16", "algo.schedule.offline_updates=20", "algo.schedule.utd=1",
+         "algo.schedule.warmup_steps=0", "algo.schedule.online_steps=300", "eval.episodes=1", "eval.every_updates=0",
+         "eval.every_env_steps=0", "eval.video=false", "threads=1", "grace_s=3", "publish_every=40", "max_lag=40",
+         f"dataset={dataset}", "realtime=false", "actors=2", f"object_store={bucket}", f"run_dir={run}"],
+        capture_output=True, text=True, timeout=600)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    stores = [TrajectoryReader(f"{bucket}/online/actor_{k}.zarr") for k in (0, 1)]
+    assert sum(r.num_steps for r in stores) >= 300
+    for k, reader in enumerate(stores):
+        assert {reader.episode_info(i)["actor_id"] for i in range(reader.num_episodes)} <= {k}
+        assert validate(f"{bucket}/online/actor_{k}.zarr") == []
+    import obstore
+
+    latest = bytes(obstore.get(obstore.store.from_url(f"{bucket}/checkpoints"), "latest").bytes()).decode()
+    assert latest.endswith("_000000300")
+    assert not (run / "checkpoints").exists() and not (run / "online").exists() and not (run / "online.zarr").exists()
+    assert (run / "report" / "report.md").exists()

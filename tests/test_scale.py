@@ -167,6 +167,8 @@ def dataset(tmp_path_factory) -> Path:
     (["actors=0"], "actors=0: expected a positive number of twin actors"),
     (["actors=2"], "several actors are fast twin actors on Ray; give backend=twin realtime=false "
                    "(found backend=twin realtime=True)"),
+    (["object_store=s3://bucket/run"], "object_store=s3://bucket/run: the run's stores and checkpoints on object "
+                                       "storage are for the fast twin actors"),
 ])
 def test_bad_actor_settings_name_the_key_and_the_fix(tmp_path, overrides, says):
     from robot_rl.cli.config import ConfigError

@@ -69,6 +69,10 @@ def check_actors(cfg) -> None:
     actors = cfg.actors
     if isinstance(actors, bool) or not isinstance(actors, int) or actors < 1:
         raise ConfigError(f"actors={actors!r}: expected a positive number of twin actors (1: one process, no Ray)")
+    if cfg.object_store and (cfg.realtime or cfg.backend != "twin"):
+        raise ConfigError(f"object_store={cfg.object_store}: the run's stores and checkpoints on object storage are for "
+                          f"the fast twin actors (the ROS graph reads the run folder); give backend=twin realtime=false "
+                          f"(found backend={cfg.backend} realtime={cfg.realtime}), or object_store=null")
     if on_ray(cfg) and (cfg.realtime or cfg.backend != "twin"):
         raise ConfigError(f"actors={actors}, ray_address={cfg.ray_address}: several actors are fast twin actors on "
                           f"Ray; give backend=twin realtime=false (found backend={cfg.backend} realtime={cfg.realtime})")
@@ -119,13 +123,14 @@ def prepare_online_store(cfg) -> int:
     """Create the run's online store with the spec its recorder writes (before either side opens it, so
     neither races the other to create it); returns the episode length in actions."""
     from robot_rl.learner.replay import open_for_reading
+    from robot_rl.learner.run_storage import shared_root
     from robot_rl.learner.trainer import online_store
     from robot_rl.sim.specs import embodiment_spec, task_facts
 
     # the hardware recorder has no twin task state
     spec = embodiment_spec(cfg.robot, cfg.task if cfg.backend == "twin" else None, tuple(cfg.cameras),
                            tuple(cfg.image_size))
-    open_for_reading(online_store(cfg.run_dir), spec, (*cfg.obs_keys, *cfg.cameras))
+    open_for_reading(online_store(shared_root(cfg, cfg.run_dir)), spec, (*cfg.obs_keys, *cfg.cameras))
     return int(cfg.max_steps or task_facts(cfg.robot, cfg.task).max_steps)
 
 
@@ -147,6 +152,7 @@ def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
     alone = cfg.role == "actor"
     if not cfg.realtime:
         return [Process("actor", "robot_rl.learner.actor", ("--run-dir", str(run_dir), "--max-lag", str(cfg.max_lag),
+                                                            *object_store_args(cfg),
                                                             *(() if alone else ("--keep-running-when-finished",))),
                         completes_job=alone)]
     heartbeat = Process("heartbeat", "robot_rl.learner.heartbeat",
@@ -168,8 +174,12 @@ def ray_actors_process(cfg, run_dir: Path):
     alone = cfg.role == "actor"  # as the single fast actor: it ends a role=actor graph, waits in role=all
     args = ("--run-dir", str(run_dir), "--actors", str(cfg.actors), "--max-lag", str(cfg.max_lag),
             "--max-restarts", str(cfg.actor_max_restarts), *(("--ray-address", str(cfg.ray_address)) if cfg.ray_address else ()),
-            *(() if alone else ("--keep-running-when-finished",)))
+            *object_store_args(cfg), *(() if alone else ("--keep-running-when-finished",)))
     return Process("actors", "robot_rl.learner.ray_actors", args, completes_job=alone)
+
+
+def object_store_args(cfg) -> tuple[str, ...]:
+    return ("--object-store", str(cfg.object_store)) if cfg.object_store else ()
 
 
 def dynamics_name(cfg) -> str:

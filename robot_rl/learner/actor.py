@@ -30,6 +30,7 @@ from robot_rl.learner.checkpoint import latest_checkpoint, load_weights
 from robot_rl.learner.heartbeat import Heartbeat
 from robot_rl.learner.replay import actor_store, actor_stores
 from robot_rl.learner.rollout import Rollouts
+from robot_rl.learner.run_storage import as_root, checkpoints_folder
 from robot_rl.learner.trainer import online_store
 
 ACTOR_SEED_OFFSET = 2_000_000  # the actor's episodes never reuse the seeds of demonstrations or evaluations
@@ -46,9 +47,10 @@ class Published:
     finished: bool   # training is over: stop
 
 
-def newest_published(run_dir: str | Path) -> Published | None:
-    """The newest complete checkpoint of a run, or None (none yet, or pruned while being read)."""
-    folder = latest_checkpoint(Path(run_dir) / "checkpoints")
+def newest_published(root: str | Path) -> Published | None:
+    """The newest complete checkpoint of a run (its folder, or its object_store URL: a local copy), or None
+    (none yet, or pruned while being read)."""
+    folder = latest_checkpoint(checkpoints_folder(as_root(root)))
     try:
         state = json.loads((folder / "state.json").read_text()) if folder else None
     except OSError:
@@ -59,11 +61,11 @@ def newest_published(run_dir: str | Path) -> Published | None:
     return Published(folder, int(state["env_steps"]), bool(actor["acting"]), bool(actor["finished"]))
 
 
-def wait_until_acting(run_dir: str | Path, heartbeat: Heartbeat, poll_s: float = 0.5, echo=print) -> Published:
+def wait_until_acting(root: str | Path, heartbeat: Heartbeat, poll_s: float = 0.5, echo=print) -> Published:
     """Block until the learner publishes a checkpoint to act with (after offline pretraining)."""
-    echo(f"actor: waiting for the learner's first online checkpoint in {Path(run_dir) / 'checkpoints'}")
+    echo(f"actor: waiting for the learner's first online checkpoint in {checkpoints_folder(as_root(root))}")
     while True:
-        published = newest_published(run_dir)
+        published = newest_published(root)
         if published is not None and (published.acting or published.finished):
             return published
         heartbeat.beat("waiting for the learner's first online checkpoint")
@@ -72,19 +74,21 @@ def wait_until_acting(run_dir: str | Path, heartbeat: Heartbeat, poll_s: float =
 
 class TwinActor:
     def __init__(self, run_dir: str | Path, *, max_lag: int = 50, poll_s: float = 0.05, echo=print,
-                 exit_when_finished: bool = True, actor_id: int | None = None):
+                 exit_when_finished: bool = True, actor_id: int | None = None, object_store: str | None = None):
         """``actor_id``: one of several actors (robot_rl.learner.ray_actors), appending to its own store
-        ``online/actor_<id>.zarr`` (a store has one writer) with ``actor_id`` in each episode's info."""
+        ``online/actor_<id>.zarr`` (a store has one writer) with ``actor_id`` in each episode's info.
+        ``object_store``: the run's stores and checkpoints are under that URL, not in ``run_dir``."""
         from robot_rl.learner.policy import load_policy
 
         self.run_dir, self.max_lag, self.poll_s, self.echo = Path(run_dir), max_lag, poll_s, echo
         self.exit_when_finished = exit_when_finished
         self.actor_id, self.peer_steps, self.peers = actor_id, 0, 0
+        self.root = as_root(object_store) if object_store else self.run_dir  # robot_rl.learner.run_storage
         self.heartbeat = Heartbeat(run_dir, "fast twin" if actor_id is None else f"fast twin {actor_id}")
         self.heartbeat.beat("starting", force=True)
-        self.published = wait_until_acting(run_dir, self.heartbeat, echo=echo)
+        self.published = wait_until_acting(self.root, self.heartbeat, echo=echo)
         self.agent, env, cfg, _ = load_policy(self.published.folder)  # the run's twin: its task and dynamics
-        store = online_store(run_dir) if actor_id is None else actor_store(run_dir, actor_id)
+        store = online_store(self.root) if actor_id is None else actor_store(self.root, actor_id)
         self.writer = StoreWriter.open_or_create(store, env.embodiment, on_tail="drop")
         self.rollouts = Rollouts([env], self.writer,
                                  seed=ACTOR_SEED_OFFSET + 1000 * int(cfg.seed) + ACTOR_ID_SEEDS * (actor_id or 0),
@@ -136,11 +140,11 @@ class TwinActor:
     def _count_peer_steps(self) -> None:
         if self.actor_id is None:
             return
-        others = [url for url in actor_stores(self.run_dir) if url != actor_store(self.run_dir, self.actor_id)]
+        others = [url for url in actor_stores(self.root) if url != actor_store(self.root, self.actor_id)]
         self.peers, self.peer_steps = len(others), sum(committed_steps(url) for url in others)
 
     def _reload_if_newer(self) -> None:
-        published = newest_published(self.run_dir)
+        published = newest_published(self.root)
         if published is None or published == self.published:
             return
         if published.folder == self.published.folder:  # rewritten under its name (the last publish, then the
@@ -176,6 +180,8 @@ def main(argv=None) -> int:
                         help="committed steps the actor may run ahead of the newest checkpoint's consumption")
     parser.add_argument("--keep-running-when-finished", action="store_true",
                         help="do not exit when the learner finishes; wait to be stopped (a graph the learner ends)")
+    parser.add_argument("--object-store", default=None,
+                        help="the run's object_store URL (stores and checkpoints there, not in the run folder)")
     args = parser.parse_args(argv)
     if args.max_lag < 1:
         parser.error(f"--max-lag: expected a positive number of steps, found {args.max_lag}")
@@ -185,7 +191,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # one core for the twin and the policy, the other for the learner
     actor, ended = None, "crashed (its log says why)"
     try:
-        actor = TwinActor(args.run_dir, max_lag=args.max_lag, exit_when_finished=not args.keep_running_when_finished)
+        actor = TwinActor(args.run_dir, max_lag=args.max_lag, exit_when_finished=not args.keep_running_when_finished,
+                          object_store=args.object_store)
         actor.run()
         ended = "the learner finished"
     except KeyboardInterrupt:  # the episode in progress is dropped; every committed one is kept

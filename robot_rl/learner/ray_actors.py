@@ -12,7 +12,8 @@ actors, on a Ray instance this process starts (the default) or on an existing cl
 - A killed actor loses at most its episode in progress (never committed; the restarted actor drops the
   rows it left). Ray restarts it up to ``max_restarts`` times and runs its loop again.
 - The Ray instance started here binds 127.0.0.1 only (Ray's node address is the loopback one), with no
-  dashboard and no usage reporting. On a cluster every node must see the run folder (a shared mount).
+  dashboard and no usage reporting. On a cluster the actors must reach the run's stores and checkpoints:
+  ``object_store=s3://...`` (credentials from each node's environment), or a run folder every node mounts.
 """
 from __future__ import annotations
 
@@ -40,11 +41,12 @@ def import_ray(local: bool):
 class TwinActorWorker:
     """One fast twin actor in a Ray worker process (decorated with ``ray.remote`` in :func:`run_actors`)."""
 
-    def __init__(self, run_dir: str, actor_id: int, max_lag: int):
+    def __init__(self, run_dir: str, actor_id: int, max_lag: int, object_store: str | None = None):
         import torch
 
         torch.set_num_threads(1)  # one core per actor
-        self.run_dir, self.actor_id, self.max_lag = run_dir, actor_id, max_lag
+        self.run_dir, self.actor_id, self.max_lag, self.object_store = run_dir, actor_id, max_lag, object_store
+        os.makedirs(run_dir, exist_ok=True)  # its heartbeat, on a node that may not share the run folder
 
     def pid(self) -> int:
         return os.getpid()
@@ -56,7 +58,8 @@ class TwinActorWorker:
         echo = lambda line: print(f"[actor {self.actor_id}] {line}", flush=True)  # noqa: E731
         while True:
             try:
-                actor = TwinActor(self.run_dir, max_lag=self.max_lag, actor_id=self.actor_id, echo=echo)
+                actor = TwinActor(self.run_dir, max_lag=self.max_lag, actor_id=self.actor_id, echo=echo,
+                                  object_store=self.object_store)
                 break
             except FileNotFoundError as err:  # the learner pruned the checkpoint while it loaded: take the newest
                 echo(f"{err}; looking for the newest checkpoint again")
@@ -74,17 +77,18 @@ def start_ray(ray, address: str | None, actors: int) -> None:
                  configure_logging=False)
 
 
-def start_actors(ray, run_dir: str, actors: int, max_lag: int, max_restarts: int) -> list:
+def start_actors(ray, run_dir: str, actors: int, max_lag: int, max_restarts: int, object_store: str | None) -> list:
     remote = ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=-1)(TwinActorWorker)
-    return [remote.remote(os.path.abspath(run_dir), k, max_lag) for k in range(actors)]
+    return [remote.remote(os.path.abspath(run_dir), k, max_lag, object_store) for k in range(actors)]
 
 
 def run_actors(run_dir: str, actors: int, *, max_lag: int = 50, address: str | None = None,
-               max_restarts: int = 10, keep_running_when_finished: bool = False, echo=print) -> int:
+               max_restarts: int = 10, keep_running_when_finished: bool = False, object_store: str | None = None,
+               echo=print) -> int:
     ray = import_ray(local=not address)
     start_ray(ray, address, actors)
     try:
-        workers = start_actors(ray, run_dir, actors, max_lag, max_restarts)
+        workers = start_actors(ray, run_dir, actors, max_lag, max_restarts, object_store)
         echo(f"ray actors: {actors} twin actors on {'the cluster at ' + address if address else 'a local Ray'} "
              f"(pids {ray.get([w.pid.remote() for w in workers])}), each restarted up to {max_restarts} times")
         episodes = ray.get([w.run.remote() for w in workers])
@@ -106,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-restarts", type=int, default=10, help="restarts of each actor after its process dies")
     parser.add_argument("--keep-running-when-finished", action="store_true",
                         help="do not exit when the learner finishes; wait to be stopped (a graph the learner ends)")
+    parser.add_argument("--object-store", default=None,
+                        help="the run's object_store URL (stores and checkpoints there, not in the run folder)")
     args = parser.parse_args(argv)
     for name in ("actors", "max_lag"):
         if getattr(args, name) < 1:
@@ -113,7 +119,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop: as Ctrl-C, and Ray shuts down
     try:
         return run_actors(args.run_dir, args.actors, max_lag=args.max_lag, address=args.ray_address,
-                          max_restarts=args.max_restarts, keep_running_when_finished=args.keep_running_when_finished)
+                          max_restarts=args.max_restarts, keep_running_when_finished=args.keep_running_when_finished,
+                          object_store=args.object_store)
     except KeyboardInterrupt:
         return 130
 

@@ -17,8 +17,9 @@ from robot_rl.datasets import (
     TransitionSampler,
     create_store,
 )
-from robot_rl.datasets.layout import store_exists
+from robot_rl.datasets.layout import list_children, store_exists
 from robot_rl.datasets.merged import MergedReader
+from robot_rl.learner.run_storage import child, parent
 
 ACTOR_STORES = "online"  # run_dir/online/actor_<k>.zarr: one store per Ray actor (a store has one writer)
 
@@ -106,15 +107,17 @@ def open_for_reading(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> Trajec
     return reader
 
 
-def actor_store(run_dir, actor_id: int) -> Path:
-    """The store that actor ``actor_id`` of ``robot-rl finetune actors=N`` appends to."""
-    return Path(run_dir) / ACTOR_STORES / f"actor_{actor_id}.zarr"
+def actor_store(root, actor_id: int) -> Path | str:
+    """The store that actor ``actor_id`` of ``robot-rl finetune actors=N`` appends to, under the run's
+    shared root (robot_rl.learner.run_storage: the run folder or an object-store URL)."""
+    return child(child(root, ACTOR_STORES), f"actor_{actor_id}.zarr")
 
 
-def actor_stores(run_dir) -> list[Path]:
-    """Every actor's store in the run folder, by actor id."""
-    found = [p for p in (Path(run_dir) / ACTOR_STORES).glob("actor_*.zarr") if p.stem[len("actor_"):].isdigit()]
-    return sorted(found, key=lambda p: int(p.stem[len("actor_"):]))
+def actor_stores(root) -> list[Path | str]:
+    """Every actor's store under the run's shared root, by actor id."""
+    ids = [name[len("actor_"):-len(".zarr")] for name in list_children(child(root, ACTOR_STORES))
+           if name.startswith("actor_") and name.endswith(".zarr")]
+    return [actor_store(root, k) for k in sorted(int(i) for i in ids if i.isdigit())]
 
 
 def online_stores(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> MergedReader:
@@ -122,8 +125,8 @@ def online_stores(url, spec: EmbodimentSpec, keys: tuple[str, ...]) -> MergedRea
     stores of its Ray actors beside it (``online/actor_<k>.zarr``, picked up as they appear), as one
     source. Each is checked as :func:`open_for_reading` checks the online store."""
     open_for_reading(url, spec, keys)
-    run_dir = Path(url).parent
-    return MergedReader(lambda: [url, *actor_stores(run_dir)],
+    root = parent(url)
+    return MergedReader(lambda: [url, *actor_stores(root)],
                         on_open=lambda reader: check_dataset(reader.spec, spec, keys, reader.url))
 
 

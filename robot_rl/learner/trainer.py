@@ -32,6 +32,7 @@ from robot_rl.learner.heartbeat import ActorStatus, actor_status, restart_actor_
 from robot_rl.learner.metrics import Metrics
 from robot_rl.learner.replay import Replay
 from robot_rl.learner.rollout import Rollouts, evaluate
+from robot_rl.learner.run_storage import checkpoints_folder, child, shared_root
 from robot_rl.learner.video import write_mp4
 
 TRAIN_SEED_OFFSET = 1_000_000  # training episodes never reuse the seeds of collected demonstrations
@@ -57,9 +58,10 @@ def make_twin(cfg: DictConfig):
                     terminate_on_success=cfg.terminate_on_success)
 
 
-def online_store(run_dir) -> Path:
-    """The run's online episodes (the actor's), next to its checkpoints."""
-    return Path(run_dir) / "online.zarr"
+def online_store(root) -> Path | str:
+    """The run's online episodes (the actor's), next to its checkpoints, under the run's shared root: the
+    run folder, or the ``object_store`` URL (robot_rl.learner.run_storage)."""
+    return child(root, "online.zarr")
 
 
 def observation_shapes(spec, keys: tuple[str, ...]) -> ObservationShapes:
@@ -122,7 +124,8 @@ class Trainer:
         algo.Agent.configure(cfg, self.eval_env,  # settings the run decides (CO-RFT's instruction), saved with it
                              dataset_instructions(cfg.dataset, cfg.get("demos")) if reads_instructions else [])
         self.agent = build_agent(cfg, spec).to(cfg.device)
-        self.replay = Replay(spec, self.keys, online_store(self.run_dir), cfg.dataset,
+        self.shared = shared_root(cfg, self.run_dir)  # online stores and checkpoints: here or object_store
+        self.replay = Replay(spec, self.keys, online_store(self.shared), cfg.dataset,
                              batch_size=cfg.algo.batch_size, discount=cfg.algo.discount, n_step=cfg.algo.n_step,
                              chunk=self.agent.config.chunk, seed=cfg.seed, device=cfg.device,
                              writer=not self.external)
@@ -132,7 +135,7 @@ class Trainer:
             self.agent.set_state_statistics(state_statistics(self.replay.offline.source, tuple(self.agent.shapes.state),
                                                              cfg.get("demos")))
         self.state = TrainState()
-        checkpoint = latest_checkpoint(self.run_dir / "checkpoints") if cfg.resume else None
+        checkpoint = latest_checkpoint(checkpoints_folder(self.shared)) if cfg.resume else None
         if checkpoint is not None:
             saved = load_checkpoint(checkpoint, self.agent, self.agent.optimizers)
             self.replay.restore(saved.pop("replay"))
@@ -302,7 +305,7 @@ class Trainer:
         state = {**s.__dict__, "replay": self.replay.state(),
                  "actor": {"acting": acting, "finished": s.phase >= len(self.phases)}}
         name = f"step_{s.critic_updates:010d}_{s.env_steps:09d}"
-        return save_checkpoint(self.run_dir / "checkpoints", name, self.agent, self.agent.optimizers, state,
+        return save_checkpoint(checkpoints_folder(self.shared), name, self.agent, self.agent.optimizers, state,
                                OmegaConf.to_yaml(self.cfg), spec=self.eval_env.embodiment,
                                keep=self.cfg.keep_checkpoints)
 

@@ -61,14 +61,16 @@ def newest_published(root: str | Path) -> Published | None:
     return Published(folder, int(state["env_steps"]), bool(actor["acting"]), bool(actor["finished"]))
 
 
-def wait_until_acting(root: str | Path, heartbeat: Heartbeat, poll_s: float = 0.5, echo=print) -> Published:
+def wait_until_acting(root: str | Path, heartbeat: Heartbeat | None = None, poll_s: float = 0.5,
+                      echo=print) -> Published:
     """Block until the learner publishes a checkpoint to act with (after offline pretraining)."""
     echo(f"actor: waiting for the learner's first online checkpoint in {checkpoints_folder(as_root(root))}")
     while True:
         published = newest_published(root)
         if published is not None and (published.acting or published.finished):
             return published
-        heartbeat.beat("waiting for the learner's first online checkpoint")
+        if heartbeat is not None:  # the fast actor's; the ROS actor graph beats from its own process
+            heartbeat.beat("waiting for the learner's first online checkpoint")
         time.sleep(poll_s)
 
 
@@ -86,7 +88,7 @@ class TwinActor:
         self.root = as_root(object_store) if object_store else self.run_dir  # robot_rl.learner.run_storage
         self.heartbeat = Heartbeat(run_dir, "fast twin" if actor_id is None else f"fast twin {actor_id}")
         self.heartbeat.beat("starting", force=True)
-        self.published = wait_until_acting(self.root, self.heartbeat, echo=echo)
+        self.published = wait_until_acting(self.root, heartbeat=self.heartbeat, echo=echo)
         self.agent, env, cfg, _ = load_policy(self.published.folder)  # the run's twin: its task and dynamics
         store = online_store(self.root) if actor_id is None else actor_store(self.root, actor_id)
         self.writer = StoreWriter.open_or_create(store, env.embodiment, on_tail="drop")

@@ -62,6 +62,15 @@ class BenchActor:
         self.writer = StoreWriter.create(store, env.embodiment)
         self.rollouts = Rollouts([env], self.writer, seed=1000 * actor_id, episode_info={"actor_id": actor_id})
 
+    def warm(self) -> int:
+        """Step until an episode is committed (so a learner has data); returns the steps taken."""
+        policy = lambda obs: self.agent.act(obs)  # noqa: E731
+        steps = 0
+        while self.writer.num_episodes == 0:
+            self.rollouts.step(policy)
+            steps += 1
+        return steps
+
     def run(self, seconds: float) -> tuple[int, float, float]:
         """Step for ``seconds``; returns (env steps, wall s, CPU s of this process)."""
         policy = lambda obs: self.agent.act(obs)  # noqa: E731
@@ -86,12 +95,10 @@ class Learner:
                              discount=cfg.algo.discount, n_step=cfg.algo.n_step, chunk=self.agent.config.chunk,
                              seed=0, writer=False)
 
-    def wait_for_data(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not (self.replay.refresh() or self.replay.online_ready()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("no episode committed by the actors")
-            time.sleep(0.1)
+    def wait_for_data(self) -> None:
+        self.replay.refresh()
+        if not self.replay.online_ready():
+            raise RuntimeError("the actors committed no episode")
 
     def run(self, seconds: float) -> tuple[int, float]:
         updates, start = 0, time.perf_counter()
@@ -118,7 +125,7 @@ def part_actors(ray, cfg, seconds: float, counts: tuple[int, ...]) -> tuple[Tabl
         run_dir = Path(tempfile.mkdtemp(prefix="scale_bench_"))
         try:
             actors = [remote.remote(OmegaConf.to_yaml(cfg), str(actor_store(run_dir, k)), k) for k in range(n)]
-            ray.get([a.run.remote(1.0) for a in actors])  # built, warm, and an episode or two committed
+            ray.get([a.warm.remote() for a in actors])  # built, warm, and an episode committed
             learner = Learner(cfg, run_dir, spec) if with_learner else None
             if learner is not None:
                 learner.wait_for_data()
@@ -167,7 +174,7 @@ def _learner_alone(cfg, spec, seconds: float, ray, remote) -> float:
     run_dir = Path(tempfile.mkdtemp(prefix="scale_bench_"))
     try:
         actor = remote.remote(OmegaConf.to_yaml(cfg), str(actor_store(run_dir, 0)), 0)
-        ray.get(actor.run.remote(2.0))
+        ray.get(actor.warm.remote())
         ray.kill(actor)
         learner = Learner(cfg, run_dir, spec)
         learner.wait_for_data()

@@ -88,8 +88,15 @@ class TwinActor:
         self.root = as_root(object_store) if object_store else self.run_dir  # robot_rl.learner.run_storage
         self.heartbeat = Heartbeat(run_dir, "fast twin" if actor_id is None else f"fast twin {actor_id}")
         self.heartbeat.beat("starting", force=True)
-        self.published = wait_until_acting(self.root, heartbeat=self.heartbeat, echo=echo)
-        self.agent, env, cfg, _ = load_policy(self.published.folder)  # the run's twin: its task and dynamics
+        while True:
+            self.published = wait_until_acting(self.root, heartbeat=self.heartbeat, echo=echo)
+            try:
+                self.agent, env, cfg, _ = load_policy(self.published.folder)  # the run's twin: task, dynamics
+                break
+            except FileNotFoundError as err:
+                if self.published.folder.exists():  # something else is missing (e.g. an old checkpoint's spec)
+                    raise
+                echo(f"actor: {self.published.folder.name} was pruned while it loaded ({err}); taking the newest")
         store = online_store(self.root) if actor_id is None else actor_store(self.root, actor_id)
         self.writer = StoreWriter.open_or_create(store, env.embodiment, on_tail="drop")
         self.rollouts = Rollouts([env], self.writer,

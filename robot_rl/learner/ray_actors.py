@@ -56,13 +56,8 @@ class TwinActorWorker:
         from robot_rl.learner.actor import TwinActor
 
         echo = lambda line: print(f"[actor {self.actor_id}] {line}", flush=True)  # noqa: E731
-        while True:
-            try:
-                actor = TwinActor(self.run_dir, max_lag=self.max_lag, actor_id=self.actor_id, echo=echo,
-                                  object_store=self.object_store)
-                break
-            except FileNotFoundError as err:  # the learner pruned the checkpoint while it loaded: take the newest
-                echo(f"{err}; looking for the newest checkpoint again")
+        actor = TwinActor(self.run_dir, max_lag=self.max_lag, actor_id=self.actor_id, echo=echo,
+                          object_store=self.object_store)
         try:
             return actor.run()
         finally:

@@ -1,12 +1,14 @@
-"""Success rate against online steps on WidowXPickPlace: SAC from scratch, offline Cal-QL only, RLPD
-and WSRL, with the same budgets and seeds, from one scripted-demo dataset.
+"""Success rate against online steps on a WidowX twin task: behaviour cloning and offline Cal-QL (the
+same demonstrations, the same number of updates), SAC from scratch, RLPD and WSRL, with the same budgets
+and seeds, from one scripted-demo dataset. BC is the baseline printed beside every result.
 
-    python benchmarks/learning_curves.py                 # the CPU profile (2 cores, about an hour)
+    python benchmarks/learning_curves.py                 # pick-and-place, the CPU profile (2 cores, about an hour)
+    python benchmarks/learning_curves.py --task reach --dynamics perturbed --algos bc,calql_offline
     python benchmarks/learning_curves.py --quick         # a few minutes: checks the pipeline, not the ranking
     python benchmarks/learning_curves.py --profile paper # the papers' networks and UTD (for a GPU)
 
-Writes runs/bench/learning_curves/curves.csv (one row per evaluation) and curves.png, and prints the
-final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time.
+Writes runs/bench/learning_curves/<task>/curves.csv (one row per evaluation) and curves.png, and prints
+the final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time.
 
 The CPU profile keeps each algorithm's structure (RLPD's 50/50 batches and LayerNorm ensemble, WSRL's
 Cal-QL pretraining, warmup and offline-free fine-tuning) but shrinks the arithmetic to fit two cores
@@ -35,22 +37,26 @@ OUT = Path("runs/bench/learning_curves")
 # Per-algorithm overrides of the CPU profile. All: 128-unit layers, batch 128, discount 0.9 with 3-step
 # returns (80-step episodes at 5 Hz). Online-from-scratch learners (SAC, RLPD): learning rates 1e-3 and
 # initial temperature 0.05, the settings that solve WidowXReach in tests/test_learning.py. Cal-QL
-# phases: 5 sampled actions of each kind instead of 10, and target entropy 0 (-|A| collapses the
-# policy's gripper onto one tanh edge within a few hundred updates, where its gradient vanishes).
+# phases: 5 sampled actions of each kind instead of 10, target entropy 0 (-|A| collapses the policy's
+# gripper onto one tanh edge within a few hundred updates, where its gradient vanishes), and the demo's
+# initial temperature 0.05 and learning rates 1e-3 (CQL's 1e-4 actor rate needs far more updates).
 SHARED = ["algo.agent.hidden=[128,128]", "algo.batch_size=128", "algo.discount=0.9", "algo.n_step=3"]
+BC = ["algo.agent.hidden=[128,128]", "algo.batch_size=128"]
 ENSEMBLE = ["algo.agent.ensemble_size=5", "algo.agent.target_subset=2", "algo.agent.layer_norm=true"]
 ONLINE = ["algo.agent.init_temperature=0.05", "algo.agent.actor_lr=1e-3", "algo.agent.critic_lr=1e-3"]
-CALQL = ["algo.agent.n_actions=5", "algo.agent.target_entropy_scale=0"]
+CALQL = ["algo.agent.n_actions=5", "algo.agent.target_entropy_scale=0", "algo.agent.init_temperature=0.05",
+         "algo.agent.actor_lr=1e-3", "algo.agent.critic_lr=1e-3"]
 PROFILES = {
-    "cpu": {"sac": SHARED + ONLINE, "calql_offline": SHARED + ENSEMBLE + CALQL,
+    "cpu": {"bc": BC, "sac": SHARED + ONLINE, "calql_offline": SHARED + ENSEMBLE + CALQL,
             "rlpd": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "wsrl": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"]},
-    "paper": {"sac": [], "calql_offline": [], "rlpd": [], "wsrl": []},
+    "paper": {"bc": [], "sac": [], "calql_offline": [], "rlpd": [], "wsrl": []},
 }
 
 
 def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[str, list[str]]:
     return {
+        "bc": ["algo=bc", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}"],
         "sac": ["algo=sac", f"algo.schedule.random_steps={min(1000, online // 5)}", f"algo.schedule.online_steps={online}"],
         "calql_offline": ["algo=calql", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}"],
         "rlpd": ["algo=rlpd", f"dataset={dataset}", f"algo.schedule.online_steps={online}"],
@@ -59,26 +65,30 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
     }
 
 
-def collect(dataset: Path, episodes: int) -> None:
+OFFLINE_ONLY = ("bc", "calql_offline")  # no online phase: drawn flat over the online budget
+
+
+def collect(out: Path, task: str, dataset: Path, episodes: int, noise: float) -> None:
     if dataset.exists():
         return
-    subprocess.run([sys.executable, "-m", "robot_rl.cli.main", "collect", "robot=widowx", "task=pick_place",
-                    f"episodes={episodes}", f"out={dataset}", f"run_dir={OUT / 'collect'}"], check=True)
+    subprocess.run([sys.executable, "-m", "robot_rl.cli.main", "collect", "robot=widowx", f"task={task}",
+                    f"episodes={episodes}", f"noise={noise}", f"out={dataset}", f"run_dir={out / 'collect'}"],
+                   check=True)
 
 
-def train(name: str, seed: int, overrides: list[str], eval_every: int, episodes: int) -> Path:
-    run_dir = OUT / f"{name}_seed{seed}"
-    cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", "task=widowx_pick_place", f"seed={seed}",
+def train(out: Path, task: str, name: str, seed: int, overrides: list[str], eval_every: int, episodes: int) -> Path:
+    run_dir = out / f"{name}_seed{seed}"
+    cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", f"task=widowx_{task}", f"seed={seed}",
            f"eval.every_env_steps={eval_every}", "eval.every_updates=0", f"eval.episodes={episodes}",
            "eval.video=false", "threads=1", f"run_dir={run_dir}", *overrides]
-    with open(OUT / f"{name}_seed{seed}.log", "w") as log:
+    with open(out / f"{name}_seed{seed}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     return run_dir
 
 
 def curve_rows(name: str, seed: int, run_dir: Path, online: int) -> list[dict]:
     evals = read_evaluations(run_dir)
-    if name == "calql_offline":  # no online phase: its final evaluation, flat over the online budget
+    if name in OFFLINE_ONLY:  # no online phase: its final evaluation, flat over the online budget
         last = evals[-1]
         return [{"algo": name, "seed": seed, "env_steps": s, "success_rate": last["success_rate"],
                  "return": last["return"]} for s in (0, online)]
@@ -88,7 +98,7 @@ def curve_rows(name: str, seed: int, run_dir: Path, online: int) -> list[dict]:
              "return": e["return"]} for e in [*pretrained, *online_evals]]
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, title: str) -> None:
     """Success rate and (dense, staged) return against online steps: mean over seeds, band min..max."""
     import matplotlib
     matplotlib.use("Agg")
@@ -97,7 +107,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, metric, label in ((axes[0], "success_rate", "evaluation success rate"),
-                              (axes[1], "return", "evaluation return (staged reward, 80 steps)")):
+                              (axes[1], "return", "evaluation return (dense reward)")):
         for algo in dict.fromkeys(r["algo"] for r in rows):
             mine = [r for r in rows if r["algo"] == algo]
             steps = sorted({r["env_steps"] for r in mine})
@@ -108,61 +118,100 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].legend()
-    fig.suptitle("WidowXPickPlace twin, scripted demonstrations")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
+def spread(values: list[float], fmt: str) -> str:
+    """mean, and min..max over seeds when there are several."""
+    mean = sum(values) / len(values)
+    return fmt.format(mean) + (f" ({fmt.format(min(values))}..{fmt.format(max(values))})" if len(values) > 1 else "")
+
+
 def report(rows: list[dict], title: str) -> None:
+    """Per algorithm: success and return at 0 and at the end of the online budget (mean over seeds, range),
+    and the final success against BC's on the same data (the baseline every result is read against)."""
     table = Table(title=title)
-    for col in ("algorithm", "success at 0 online steps", "success at end", "return at 0", "return at end"):
+    for col in ("algorithm", "seeds", "success at 0 online steps", "success at end", "return at 0", "return at end",
+                "success at end - BC"):
         table.add_column(col, justify="right")
+    final = {}
     for algo in dict.fromkeys(r["algo"] for r in rows):
         mine = [r for r in rows if r["algo"] == algo]
+        final[algo] = [r for r in mine if r["env_steps"] == max(x["env_steps"] for x in mine)]
+    bc = sum(r["success_rate"] for r in final["bc"]) / len(final["bc"]) if "bc" in final else None
+    for algo, last in final.items():
+        mine = [r for r in rows if r["algo"] == algo]
         first = [r for r in mine if r["env_steps"] == min(x["env_steps"] for x in mine)]
-        last = [r for r in mine if r["env_steps"] == max(x["env_steps"] for x in mine)]
-        mean = lambda rs, k: sum(float(r[k]) for r in rs) / len(rs)  # noqa: E731
-        table.add_row(algo, f"{mean(first, 'success_rate'):.0%}", f"{mean(last, 'success_rate'):.0%}",
-                      f"{mean(first, 'return'):.1f}", f"{mean(last, 'return'):.1f}")
+        end = sum(r["success_rate"] for r in last) / len(last)
+        table.add_row(algo, str(len(last)), spread([r["success_rate"] for r in first], "{:.0%}"),
+                      spread([r["success_rate"] for r in last], "{:.0%}"), spread([r["return"] for r in first], "{:.1f}"),
+                      spread([r["return"] for r in last], "{:.1f}"), "" if bc is None else f"{end - bc:+.0%}")
     console.print(table)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("pick_place", "reach"), default="pick_place")
+    parser.add_argument("--dynamics", default="nominal", help="the twin's dynamics preset for training and "
+                        "evaluation (perturbed: the demo's stand-in for the real robot); demos are on nominal")
+    parser.add_argument("--algos", default=",".join(PROFILES["cpu"]), help="comma-separated subset")
+    parser.add_argument("--override", action="append", default=[], metavar="ALGO:key=value",
+                        help="an extra `robot-rl train` override for one algorithm (repeatable)")
+    parser.add_argument("--tag", default="", help="a suffix for the output folder (compare variants)")
+    parser.add_argument("--offline-updates", type=int, default=None)
+    parser.add_argument("--online-steps", type=int, default=None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--demos", type=int, default=50)
+    parser.add_argument("--noise", type=float, default=0.05, help="the scripted expert's action noise "
+                        "(make demo records with 0.1)")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from curves.csv")
     args = parser.parse_args()
+    out = OUT / (args.task + (f"_{args.tag}" if args.tag else ""))
+    title = f"WidowX {args.task} twin ({args.dynamics} dynamics), {args.demos} scripted demonstrations"
     if args.replot:
-        with open(OUT / "curves.csv", newline="") as f:
+        with open(out / "curves.csv", newline="") as f:
             rows = [{**r, "env_steps": int(r["env_steps"]), "success_rate": float(r["success_rate"]),
                      "return": float(r["return"])} for r in csv.DictReader(f)]
-        plot(rows, OUT / "curves.png")
-        report(rows, f"{OUT / 'curves.csv'}")
+        plot(rows, out / "curves.png", title)
+        report(rows, f"{out / 'curves.csv'}")
         return
     online, offline, warmup, eval_every, episodes, seeds = (
         (600, 300, 200, 200, 3, 1) if args.quick else (12000, 4000, 1000, 1500, 10, 2))
+    online, offline = args.online_steps or online, args.offline_updates or offline
     seeds = args.seeds or seeds
-    OUT.mkdir(parents=True, exist_ok=True)
-    dataset = OUT / f"pick_place_demos{args.demos}.zarr"
-    collect(dataset, args.demos)
+    chosen = args.algos.split(",")
+    extra = {name: [] for name in chosen}
+    for item in args.override:
+        name, _, override = item.partition(":")
+        if name not in extra or "=" not in override:
+            parser.error(f"--override {item!r}: expected ALGO:key=value with ALGO one of {chosen}")
+        extra[name].append(override)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = OUT / f"{args.task}_demos{args.demos}_noise{args.noise:g}.zarr"
+    collect(out, args.task, dataset, args.demos, args.noise)
     profile = PROFILES[args.profile]
-    jobs = [(name, seed, [*overrides, *profile[name]])
-            for name, overrides in algorithms(dataset.resolve(), online, offline, warmup).items()
-            for seed in range(seeds)]
+    every = algorithms(dataset.resolve(), online, offline, warmup)
+    unknown = sorted(set(chosen) - set(every))
+    if unknown:
+        parser.error(f"--algos: unknown {unknown}; expected some of {sorted(every)}")
+    jobs = [(name, seed, [*every[name], *profile[name], f"sim.dynamics={args.dynamics}", *extra[name]])
+            for name in chosen for seed in range(seeds)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = list(pool.map(lambda job: (job[0], job[1], train(job[0], job[1], job[2], eval_every, episodes)), jobs))
+        runs = list(pool.map(lambda job: (job[0], job[1], train(out, args.task, job[0], job[1], job[2], eval_every,
+                                                                episodes)), jobs))
     rows = [row for name, seed, run_dir in runs for row in curve_rows(name, seed, run_dir, online)]
-    with open(OUT / "curves.csv", "w", newline="") as f:
+    with open(out / "curves.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, ["algo", "seed", "env_steps", "success_rate", "return"])
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, OUT / "curves.png")
-    report(rows, f"WidowXPickPlace, {args.demos} demos, {online} online steps, {seeds} seed(s), "
-                 f"profile {args.profile}")
-    console.print(f"wrote {OUT / 'curves.csv'} and {OUT / 'curves.png'}")
+    plot(rows, out / "curves.png", title)
+    online_note = f", {online} online steps" if set(chosen) - set(OFFLINE_ONLY) else ""
+    report(rows, f"{title}: {offline} offline updates{online_note}, profile {args.profile}")
+    console.print(f"wrote {out / 'curves.csv'} and {out / 'curves.png'}")
 
 
 if __name__ == "__main__":

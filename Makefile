@@ -29,7 +29,7 @@ STAMPS     := $(VENV)/.stamps
 VENV_STAMP := $(STAMPS)/venv
 APT_STAMP  := $(STAMPS)/apt
 
-.PHONY: all venv apt test lint demo bench curves clean FORCE
+.PHONY: all venv apt s3-server test lint demo bench curves clean FORCE
 .DEFAULT_GOAL := test
 
 all: test
@@ -67,9 +67,19 @@ $(VENV_STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt $(S
 	$(PIP) install -q -e . --no-deps
 	@touch $@
 
+# --- the S3 server the object-storage tests run against (moto, bound to 127.0.0.1 by the tests): a venv of
+# its own, since botocore caps python-dateutil below the lock's pin (tests/s3_server.py)
+S3_SERVER_STAMP := $(STAMPS)/s3-server
+s3-server: $(S3_SERVER_STAMP)
+$(S3_SERVER_STAMP): requirements/s3-server.txt
+	@mkdir -p $(@D)
+	@test -x $(VENV)/s3-server/bin/python || $(PYTHON) -m venv $(VENV)/s3-server
+	$(VENV)/s3-server/bin/python -m pip install -q -r requirements/s3-server.txt
+	@touch $@
+
 # --- the README's commands ---------------------------------------------------------------------
 # The whole suite, slow learning tests included; FAST=1 deselects tests marked `slow`.
-test: venv
+test: venv $(S3_SERVER_STAMP)
 	@rc=0; $(VENV)/bin/python -m pytest -q $(if $(FAST),-m "not slow") $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
@@ -83,12 +93,14 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_layers.py  # DESIGN.md's import layers
 
-bench: venv
+bench: venv $(S3_SERVER_STAMP)
 	$(VENV)/bin/python benchmarks/store_bench.py
 	$(VENV)/bin/python benchmarks/sim_bench.py
 	$(VENV)/bin/python benchmarks/learner_bench.py
 	$(VENV)/bin/python benchmarks/control_bench.py
 	$(VENV)/bin/python benchmarks/finetune_bench.py
+	$(VENV)/bin/python benchmarks/formats_bench.py
+	$(VENV)/bin/python benchmarks/scale_bench.py
 
 # SAC, Cal-QL, RLPD and WSRL on the WidowX pick-and-place twin (CSV + PNG under runs/bench/; long)
 curves: venv

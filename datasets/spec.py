@@ -16,6 +16,11 @@ from robot_rl.datasets.errors import SpecMismatchError
 
 # Per-step keys every episode has besides the observations, with their fixed layout.
 STEP_KEYS = ("action", "reward", "terminated", "truncated", "timestamp")
+# Per-step keys a store may have, named in the spec's ``optional_keys``; a frame without one gets its
+# default (old stores, and writers that do not know the key, stay valid).
+OPTIONAL_STEP_KEYS = {
+    "intervention": ("bool", False, "the action came from a human taking over from the policy"),
+}
 IMAGE_CODECS = ("zstd", "lz4", "raw", "jpeg")  # all but jpeg are lossless
 
 
@@ -63,12 +68,19 @@ class EmbodimentSpec:
     action: KeySpec
     state: Mapping[str, KeySpec] = field(default_factory=dict)
     cameras: Mapping[str, CameraSpec] = field(default_factory=dict)
+    optional_keys: tuple[str, ...] = ()  # from OPTIONAL_STEP_KEYS, e.g. ("intervention",)
 
     def __post_init__(self):
+        object.__setattr__(self, "optional_keys", tuple(self.optional_keys))
+        unknown = [k for k in self.optional_keys if k not in OPTIONAL_STEP_KEYS]
+        if unknown:
+            raise SpecMismatchError(f"optional_keys: {unknown} are unknown; expected some of "
+                                    f"{list(OPTIONAL_STEP_KEYS)}")
         for key in [*self.state, *self.cameras]:
-            if key in STEP_KEYS:
+            if key in STEP_KEYS or key in OPTIONAL_STEP_KEYS:
                 raise SpecMismatchError(
-                    f"observation key {key!r} clashes with a per-step key {STEP_KEYS}: rename it")
+                    f"observation key {key!r} clashes with a per-step key {STEP_KEYS + tuple(OPTIONAL_STEP_KEYS)}: "
+                    "rename it")
         clash = set(self.state) & set(self.cameras)
         if clash:
             raise SpecMismatchError(f"keys {sorted(clash)} are both state and camera keys")
@@ -87,6 +99,10 @@ class EmbodimentSpec:
         return replace(self, state={k: v for k, v in self.state.items() if k not in keys},
                        cameras={k: v for k, v in self.cameras.items() if k not in keys})
 
+    def with_optional(self, *keys: str) -> EmbodimentSpec:
+        """This spec with the optional per-step ``keys`` too (``spec.with_optional("intervention")``)."""
+        return replace(self, optional_keys=tuple(dict.fromkeys((*self.optional_keys, *keys))))
+
     def keys(self) -> dict[str, KeySpec]:
         """Every per-step key of ``data/`` with its spec, observations first."""
         return {
@@ -97,11 +113,14 @@ class EmbodimentSpec:
             "terminated": KeySpec((), "bool"),
             "truncated": KeySpec((), "bool"),
             "timestamp": KeySpec((), "float64", "s"),
+            **{k: KeySpec((), OPTIONAL_STEP_KEYS[k][0], description=OPTIONAL_STEP_KEYS[k][2])
+               for k in self.optional_keys},
         }
 
     def check_frame(self, frame: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Return the frame as arrays of the spec's dtypes, or refuse it naming the bad key."""
         expected = self.keys()
+        frame = {**{k: OPTIONAL_STEP_KEYS[k][1] for k in self.optional_keys if k not in frame}, **frame}
         missing = [k for k in expected if k not in frame]
         unknown = [k for k in frame if k not in expected]
         if missing or unknown:
@@ -127,6 +146,7 @@ class EmbodimentSpec:
             "action": _key_to_dict(self.action),
             "state": {k: _key_to_dict(v) for k, v in self.state.items()},
             "cameras": {k: asdict(v) for k, v in self.cameras.items()},
+            **({"optional_keys": list(self.optional_keys)} if self.optional_keys else {}),
         }
 
     @classmethod
@@ -137,6 +157,7 @@ class EmbodimentSpec:
             action=KeySpec(**d["action"]),
             state={k: KeySpec(**v) for k, v in d["state"].items()},
             cameras={k: CameraSpec(**v) for k, v in d["cameras"].items()},
+            optional_keys=tuple(d.get("optional_keys", ())),
         )
 
 

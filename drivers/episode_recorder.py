@@ -25,7 +25,10 @@ beat against the command source's and put 0 or 2 commands in some of its periods
   operator ended it). "success" is a stop by which the operator says the task was done: on hardware the
   last row gets reward 1 and ``terminated`` (a sparse reward the learner can fine-tune on) and the
   episode's ``success`` is True; on the twin its task status decides and "success" is a plain stop.
-  "discard" drops it. An episode also ends when the twin task reports ``terminated`` (committed,
+  "discard" drops it. "failure" is the operator's live label of the current step as a failure: the
+  episode ends there, its last row reward 0 and ``terminated`` (an absorbing failure: the learner does
+  not bootstrap past it), ``success`` False; on the twin, as "success", its task status decides.
+  An episode also ends when the twin task reports ``terminated`` (committed,
   terminated) or after ``max_steps`` rows (committed, truncated). ``max_episodes`` kept episodes end the
   session (``done``); 0 or None: no limit (until Ctrl-C).
 - Refusals: "start" is refused, with the reason, while an observation stream or the task status is stale
@@ -42,6 +45,14 @@ beat against the command source's and put 0 or 2 commands in some of its periods
   the next task; with ``auto_start`` the recorder then starts the next episode itself (a policy-driven
   actor). On hardware (no ``task_state``) reward is 0 but for the operator's "success", and the operator
   starts and ends each episode.
+- Interventions: with ``intervention`` in the spec's optional keys, each row stores whether its command
+  came from the operator (the newest ``add_intervention`` state stamped at or before the command's
+  stamp: the teleop node in takeover mode sends it every tick; none received means the policy acted), and
+  the episode's info holds ``interventions`` (takeovers begun in it) and ``human_steps`` (its rows).
+- A learned reward (``reward_fn``: an observation dict -> success probability, and ``reward_threshold``),
+  on hardware only: a row whose probability reaches the threshold gets reward 1 and ``terminated``, the
+  episode ends there as a success (``ended_by`` "classifier"). The operator's labels override it: rows
+  before an operator's "success" or "failure" event are never classified.
 - Latency: for every row, each observation stream's age (t - stamp), the task status's age at the
   reward time, and the command's delivery delay (arrival - stamp); p50/p99 per stream over the last 1000
   rows (``latency_percentiles_ms``) and per episode in its info (``latency_ms``), with ``rows``,
@@ -65,8 +76,9 @@ import numpy as np
 from robot_rl.datasets import EmbodimentSpec, EpisodeWriter, StoreError, StoreWriter, UncommittedTailError
 from robot_rl.drivers.stamped import AlignedStreams, Sample, StaleStreamError, StreamBuffer, stale_reasons
 
-START, STOP, SUCCESS, DISCARD = EPISODE_EVENTS = ("start", "stop", "success", "discard")
+START, STOP, SUCCESS, DISCARD, FAILURE = EPISODE_EVENTS = ("start", "stop", "success", "discard", "failure")
 COMMAND_STREAM = "ee_command_applied"
+INTERVENTION_STREAM = "intervention"  # the operator holds the takeover button (robot_rl.drivers.takeover)
 STATUS_STREAM = "task_status"
 ACTION_DIM = 7             # dx, dy, dz, droll, dpitch, dyaw, gripper
 LATENCY_WINDOW = 1000      # rows of per-stream latency kept for diagnostics
@@ -121,6 +133,10 @@ class _Episode:
     ages: dict[str, list[float]] = field(default_factory=dict)
     success: bool = False
     operator_success: bool = False      # hardware: the operator's "success" labels the last row
+    operator_failure: bool = False      # the operator's "failure" labels the last row
+    interventions: int = 0              # takeovers begun in this episode
+    human_steps: int = 0                # rows whose command came from the operator
+    last_human: bool = False
     stop_at: float | None = None        # closing: rows are the commands applied before this
 
 
@@ -139,7 +155,8 @@ class EpisodeRecorder:
                  max_episodes: int | None = None, max_steps: int | None = None, auto_start: bool = False,
                  log: Callable[..., None] = _quiet, on_change: Callable[[], None] = _quiet,
                  reset_task: Callable[[], None] = _quiet, resetting: Callable[[], bool] = lambda: False,
-                 clock: Callable[[], float] = time.time, rewards_from_status: bool | None = None):
+                 clock: Callable[[], float] = time.time, rewards_from_status: bool | None = None,
+                 reward_fn: Callable[[dict], float] | None = None, reward_threshold: float = 0.5):
         check_settings(spec, max_episodes=max_episodes, max_steps=max_steps,
                        stale_after_s=observations.stale_after_s)
         missing = [k for k in spec.obs_keys if k not in observations.buffers]
@@ -158,6 +175,14 @@ class EpisodeRecorder:
         # task_state); a recording that kept task_status (an imported bag) may ask for it explicitly.
         self.twin = "task_state" in spec.state if rewards_from_status is None else rewards_from_status
         self.commands = StreamBuffer(COMMAND_STREAM, keep_s=30.0, max_samples=2000)
+        self.records_interventions = "intervention" in spec.optional_keys
+        self.interventions = StreamBuffer(INTERVENTION_STREAM, keep_s=30.0, max_samples=2000)
+        if reward_fn is not None and self.twin:
+            raise ValueError("reward_fn: the twin task gives the reward; a learned reward is for hardware "
+                             "(a spec without task_state)")
+        if not 0.0 < reward_threshold <= 1.0:
+            raise ValueError(f"reward_threshold: expected a probability in (0, 1], found {reward_threshold}")
+        self.reward_fn, self.reward_threshold = reward_fn, float(reward_threshold)
         self.task_status = StreamBuffer(STATUS_STREAM, max_samples=500) if self.twin else None
         self.kept, self.discarded, self.refused = 0, 0, 0
         self.last_problem, self._problem_time = "", -math.inf
@@ -173,6 +198,10 @@ class EpisodeRecorder:
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"{COMMAND_STREAM}: expected {ACTION_DIM} values, found shape {action.shape}")
         self.commands.add(stamp, action, self.clock() if received is None else received)
+
+    def add_intervention(self, stamp: float, held: bool, received: float | None = None) -> None:
+        """The operator's takeover state at ``stamp``: True while a human's commands replace the policy's."""
+        self.interventions.add(stamp, bool(held), self.clock() if received is None else received)
 
     def add_status(self, stamp: float, values, received: float | None = None) -> None:
         """The twin task's status at ``stamp``: (reward, success, failure, terminated)."""
@@ -252,7 +281,7 @@ class EpisodeRecorder:
             return None
         return 1.0 / float(np.median(np.diff([s.stamp for s in recent])))
 
-    def end(self, t: float, *, discard: bool, success: bool = False) -> tuple[bool, str]:
+    def end(self, t: float, *, discard: bool, success: bool = False, failure: bool = False) -> tuple[bool, str]:
         """Stop (keep the rows applied before ``t``; ``success``: the operator says the task was done) or
         discard the episode in progress; (success, message)."""
         episode = self._episode
@@ -267,13 +296,14 @@ class EpisodeRecorder:
             return self._discard("discarded by the operator", level="info")
         episode.stop_at = t
         episode.operator_success = success and not self.twin  # on the twin, its task status decides
+        episode.operator_failure = failure and not self.twin
         return True, "stopping: the episode is committed once its last commands are in"
 
     def apply(self, kind: str, t: float) -> tuple[bool, str]:
         """Handle an episode event now (a service call), not queued; (success, message)."""
         if kind == START:
             return self.start(t)
-        result = self.end(t, discard=kind == DISCARD, success=kind == SUCCESS)
+        result = self.end(t, discard=kind == DISCARD, success=kind == SUCCESS, failure=kind == FAILURE)
         if self.recording:
             self._record()
         return result
@@ -357,10 +387,21 @@ class EpisodeRecorder:
             terminated = bool(terminated)
             ages[STATUS_STREAM] = reward_time - status.stamp
         ended_by = "terminated"
-        if episode.operator_success and reward_time == episode.stop_at:  # the last row of a labelled success
+        last_labelled = reward_time == episode.stop_at and (episode.operator_success or episode.operator_failure)
+        if last_labelled and episode.operator_success:  # the last row of a labelled success
             reward, terminated, episode.success, ended_by = 1.0, True, True, "success"
-        episode.writer.add({**obs, "action": command.value, "reward": np.float32(reward), "terminated": terminated,
-                            "truncated": False, "timestamp": t})
+        elif last_labelled:
+            reward, terminated, episode.success, ended_by = 0.0, True, False, "failure"
+        elif self.reward_fn is not None and float(self.reward_fn(obs)) >= self.reward_threshold:
+            reward, terminated, episode.success, ended_by = 1.0, True, True, "classifier"
+        row = {**obs, "action": command.value, "reward": np.float32(reward), "terminated": terminated,
+               "truncated": False, "timestamp": t}
+        if self.records_interventions:
+            row["intervention"] = human = self._human_at(t)
+            episode.human_steps += human
+            episode.interventions += human and not episode.last_human
+            episode.last_human = human
+        episode.writer.add(row)
         episode.rows += 1
         episode.first_t, episode.last_t = min(episode.first_t, t), t
         for name, age in ages.items():
@@ -372,14 +413,22 @@ class EpisodeRecorder:
         self._reset_task()
         return False
 
+    def _human_at(self, t: float) -> bool:
+        state = self.interventions.latest_at(t)
+        return bool(state is not None and state.value)
+
     def _finish(self, ended_by: str) -> None:
         episode = self._episode
         if episode.rows == 0:
             self._discard(f"ended by {ended_by} before any command was applied", level="warning")
             return
         span = episode.last_t - episode.first_t
-        labelled = self.twin or episode.operator_success
-        info = {"ended_by": ended_by, "rows": episode.rows, "latency_ms": percentiles_ms(episode.ages),
+        labelled = self.twin or episode.operator_success or episode.operator_failure or ended_by == "classifier"
+        if self.records_interventions:
+            info_extra = {"interventions": episode.interventions, "human_steps": episode.human_steps}
+        else:
+            info_extra = {}
+        info = {**info_extra, "ended_by": ended_by, "rows": episode.rows, "latency_ms": percentiles_ms(episode.ages),
                 "command_rate_hz": round((episode.rows - 1) / span, 3) if span > 0 else None,
                 "leading_commands_skipped": episode.skipped}
         index = episode.writer.commit(success=episode.success if labelled else None, **info)

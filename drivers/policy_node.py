@@ -16,6 +16,7 @@ how chunks run, when a checkpoint is refused and how commands are matched to ans
 | `diagnostics`         | publish | diagnostic_msgs/DiagnosticArray | 1 Hz, and at once on a reload   | reliable, volatile, last 10       |
 | `checkpoint_announce` | subscr. | std_msgs/String                 | event: a new checkpoint         | reliable, transient local, last 1 |
 | `ee_command_applied`  | subscr. | sensor_msgs/JointState (7)      | the driver's answer per command | reliable, volatile, last 10       |
+| `intervention`        | subscr. | std_msgs/Bool                   | a takeover teleop's tick        | reliable, volatile, last 10       |
 
 - `ee_delta_command`: the agent's 7-D action (dxyz, drpy, gripper), clipped to [-1, 1]: the Bridge
   convention of robot_rl.drivers.driver_node. If this node stops, the driver's watchdog holds the arm.
@@ -26,6 +27,9 @@ how chunks run, when a checkpoint is refused and how commands are matched to ans
   `checkpoints/latest` every so many seconds (for setups without the topic).
 - `ee_command_applied`: the driver node publishes one for each ee_delta_command it executed; the node
   uses it only to time commands.
+- `intervention`: while the newest says True an operator has taken over (robot_rl.drivers.takeover): the
+  node publishes nothing; when it says False again the node resumes with a fresh query (an open-loop
+  chunk planned before the takeover is dropped).
 - `diagnostics`: one status "<node>: policy" with the checkpoint in use, inference latency p50/p99 in
   ms (time.perf_counter around agent.act, over the last 1000 queries), command latency p50/p99 in ms
   (over the last 1000 answered commands) and the commands left unanswered, actions published, the
@@ -59,7 +63,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import Bool, Float64MultiArray, String
 
 from robot_rl.drivers.policy_runner import (
     LoadedPolicy,
@@ -72,6 +76,7 @@ from robot_rl.drivers.policy_runner import (
     write_report,
 )
 from robot_rl.drivers.spinning import spin_until
+from robot_rl.drivers.takeover import PolicyYield
 from robot_rl.learner.chunking import ACT_DECAY
 
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -97,17 +102,23 @@ class PolicyNode(Node):
         super().__init__(node_name, **node_kwargs)
         self.runner.log = self.get_logger()
         self._publishing = True
+        self.yielding = PolicyYield()
+        self.create_subscription(Bool, "intervention", lambda msg: self.yielding.update(msg.data), COMMAND_QOS)
         self.command_pub = self.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", COMMAND_QOS)
         self.create_subscription(String, "checkpoint_announce", lambda msg: self.runner.request_reload(msg.data),
                                  ANNOUNCE_QOS)
-        self.create_subscription(JointState, "ee_command_applied", lambda _msg: self.runner.answered(), COMMAND_QOS)
+        self.create_subscription(JointState, "ee_command_applied", self._on_applied, COMMAND_QOS)
         self.create_timer(1.0 / self.runner.rate_hz, self.tick)
         self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics)
         if poll_checkpoints_s > 0:
             self.create_timer(poll_checkpoints_s, self.runner.poll)
         policy = self.policy
         self.get_logger().info(f"policy from {policy.folder} ({policy.robot}/{policy.task}, reads {list(policy.keys)})")
+
+    def _on_applied(self, _msg: JointState) -> None:
+        if not self.yielding.held:  # the operator's commands are not this node's to time
+            self.runner.answered()
 
     @property
     def policy(self) -> LoadedPolicy:
@@ -125,6 +136,10 @@ class PolicyNode(Node):
         return self.runner.summary()
 
     def tick(self) -> None:
+        if self.yielding.held:
+            return
+        if self.yielding.take_resumed():
+            self.runner.chunks.reset()
         if self._publishing:
             self.command_pub.publish(Float64MultiArray(data=self.runner.next_action().tolist()))
 

@@ -15,7 +15,8 @@ turns messages, services and timers into calls of that core.
 | `ee_command_applied` | subscr. | sensor_msgs/JointState (7, named)     | the command rate      | reliable, last 100           |
 | `task_state`         | subscr. | sensor_msgs/JointState (twin only)    | the twin task node's  | reliable, last 10            |
 | `task_status`        | subscr. | sensor_msgs/JointState (twin only)    | the twin task node's  | reliable, last 10            |
-| `episode_control`    | subscr. | std_msgs/String: start, stop, success, discard | event (teleop) | reliable, volatile, last 10 |
+| `episode_control`    | subscr. | std_msgs/String: start, stop, success, discard, failure | event (teleop) | reliable, volatile, last 10 |
+| `intervention`       | subscr. | std_msgs/Bool (``--interventions``)   | the teleop's tick     | reliable, volatile, last 10  |
 | `diagnostics`        | publish | diagnostic_msgs/DiagnosticArray       | 1 Hz, at once on news | reliable, volatile, last 10  |
 | `start_episode`      | service | std_srvs/Trigger                      | -                     | services default             |
 | `stop_episode`       | service | std_srvs/Trigger                      | -                     | services default             |
@@ -28,6 +29,10 @@ turns messages, services and timers into calls of that core.
 - Twin vs hardware: ``main`` decides, ``--twin-task`` / ``--no-twin-task``, or by default waits up to
   3 s for a ``task_state`` publisher (pass the flag explicitly where nodes start in parallel). On the
   twin the node calls ``reset_task`` as each episode ends (when the service exists and ``reset_task``).
+- ``--interventions``: the store gets the per-step ``intervention`` key (robot_rl.drivers.takeover),
+  timed, as episode_control, by each message's source timestamp.
+- ``--reward-classifier PATH`` (hardware): a trained reward classifier (robot_rl.learner.reward_classifier)
+  labels rows as successes at ``--reward-threshold``; the operator's success and failure labels override it.
 - ``--episodes 0`` (the default): record until Ctrl-C. Ctrl-C or SIGTERM ends the process with status 0
   after the callback in progress: the episode still open is discarded, committed ones stay.
 """
@@ -43,7 +48,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from robot_rl.datasets import EmbodimentSpec, StoreError
@@ -51,6 +56,7 @@ from robot_rl.drivers.driver_node import EE_ACTION_NAMES
 from robot_rl.drivers.episode_recorder import (
     COMMAND_STREAM,
     EPISODE_EVENTS,
+    INTERVENTION_STREAM,
     STATUS_STREAM,
     EpisodeRecorder,
     check_settings,
@@ -72,7 +78,8 @@ class RecorderNode(Node):
     def __init__(self, spec: EmbodimentSpec, out, *, rate_hz: float = 5.0, cameras=(), instruction: str = "",
                  source: str = "teleop", max_episodes: int | None = None, stale_after_s: float = 0.5,
                  node_name: str = "recorder", max_steps: int | None = None, auto_start: bool = False,
-                 reset_task: bool = True, on_tail: str = "drop", durable: bool = True, **node_kwargs):
+                 reset_task: bool = True, on_tail: str = "drop", durable: bool = True, reward_fn=None,
+                 reward_threshold: float = 0.5, **node_kwargs):
         check_settings(spec, rate_hz=rate_hz, cameras=cameras, max_episodes=max_episodes, max_steps=max_steps,
                        stale_after_s=stale_after_s)
         writer, tail_note = open_store(out, spec, on_tail, durable)  # before the node: a refusal leaves none
@@ -88,11 +95,14 @@ class RecorderNode(Node):
             spec, writer, ObservationStreams(self, spec, stale_after_s=stale_after_s), instruction=instruction,
             source=source, recorder=self.get_name(), max_episodes=max_episodes, max_steps=max_steps,
             auto_start=auto_start, log=self._log, on_change=self.publish_diagnostics,
-            reset_task=self._request_reset, resetting=self._resetting)
+            reset_task=self._request_reset, resetting=self._resetting, reward_fn=reward_fn,
+            reward_threshold=reward_threshold)
         self.create_subscription(JointState, COMMAND_STREAM, self._on_command, APPLIED_QOS)
         if self.core.twin:
             self.create_subscription(JointState, STATUS_STREAM, self._on_status, TASK_QOS)
         self.create_subscription(String, "episode_control", self._on_episode_control, TELEOP_QOS)
+        if self.core.records_interventions:
+            self.create_subscription(Bool, INTERVENTION_STREAM, self._on_intervention, TELEOP_QOS)
         for kind in EPISODE_EVENTS:  # start_episode, stop_episode, success_episode, discard_episode
             self.create_service(Trigger, f"{kind}_episode", lambda request, response, kind=kind:
                                 self._on_service(response, kind))
@@ -122,10 +132,17 @@ class RecorderNode(Node):
 
     def _on_episode_control(self, msg: String, info):
         if msg.data not in EPISODE_EVENTS:
-            self.get_logger().warning(f"episode_control: expected start, stop, success or discard, found {msg.data!r}")
+            self.get_logger().warning(f"episode_control: expected one of {EPISODE_EVENTS}, found {msg.data!r}")
             return
+        self.core.event(msg.data, self._sent_at(info))
+
+    def _on_intervention(self, msg: Bool, info):
+        self.core.add_intervention(self._sent_at(info), msg.data)
+
+    @staticmethod
+    def _sent_at(info) -> float:
         now, sent = time.time(), info["source_timestamp"] * 1e-9
-        self.core.event(msg.data, sent if abs(sent - now) < EVENT_CLOCK_TOLERANCE else now)
+        return sent if abs(sent - now) < EVENT_CLOCK_TOLERANCE else now
 
     def _on_service(self, response, kind: str):
         response.success, response.message = self.core.apply(kind, time.time())
@@ -202,6 +219,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stale-after", type=float, default=0.5, help="seconds without a message: stale stream")
     parser.add_argument("--on-tail", choices=("drop", "salvage", "error"), default="drop",
                         help="rows a killed recorder left after the last commit")
+    parser.add_argument("--interventions", action="store_true",
+                        help="store the per-step intervention key from the intervention topic (motion takeover)")
+    parser.add_argument("--reward-classifier", default=None, metavar="PATH",
+                        help="hardware: a reward classifier (robot-rl train-reward) labels successes")
+    parser.add_argument("--reward-threshold", type=float, default=None,
+                        help="the classifier's success probability threshold (default: the one saved with it)")
     parser.add_argument("--name", default="recorder", help="the node name")
     args, _ros_args = parser.parse_known_args(argv)
     if args.episodes < 0:
@@ -254,7 +277,10 @@ def main(argv=None) -> None:
     node = None
     try:
         twin = detect_twin_task(stop=stop) if args.twin_task is None else args.twin_task
-        node = RecorderNode(spec if twin else spec.without("task_state"), args.out,
+        spec = spec if twin else spec.without("task_state")
+        spec = spec.with_optional("intervention") if args.interventions else spec
+        reward_fn, threshold = load_reward_fn(args.reward_classifier, args.reward_threshold)
+        node = RecorderNode(spec, args.out, reward_fn=reward_fn, reward_threshold=threshold,
                             rate_hz=args.rate or spec.control_rate_hz, cameras=args.cameras,
                             instruction=instruction if args.instruction is None else args.instruction,
                             source=args.source, max_episodes=args.episodes, stale_after_s=args.stale_after,
@@ -275,6 +301,16 @@ def main(argv=None) -> None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def load_reward_fn(path: str | None, threshold: float | None):
+    """(reward_fn, threshold) of a saved reward classifier, or (None, 0.5) without one."""
+    if path is None:
+        return None, 0.5
+    from robot_rl.learner.reward_classifier import load_classifier
+
+    classifier = load_classifier(path)
+    return classifier.probability, classifier.threshold if threshold is None else threshold
 
 
 if __name__ == "__main__":

@@ -5,13 +5,16 @@
     python -m robot_rl.drivers.teleop --device gamepad             # pip install pygame
     python -m robot_rl.drivers.teleop --device scripted --task reach --episodes 3   # no hardware at all
     python -m robot_rl.drivers.teleop --device keyboard --buttons-only   # episode events only (a policy acts)
+    python -m robot_rl.drivers.teleop --device spacemouse --takeover     # take over from a policy while held
 
 ``TeleopNode`` reads a ``TeleopDevice`` once per control tick and publishes:
 
 | name               | kind    | type                           | rate                                | QoS                         |
 |--------------------|---------|--------------------------------|-------------------------------------|-----------------------------|
 | `ee_delta_command` | publish | std_msgs/Float64MultiArray (7) | the control rate (default 5 Hz)     | reliable, volatile, last 10 |
-| `episode_control`  | publish | std_msgs/String                | event: start, stop, success, discard | reliable, volatile, last 10 |
+| `episode_control`  | publish | std_msgs/String                | event: start, stop, success, discard, failure | reliable, volatile, last 10 |
+| `intervention`     | publish | std_msgs/Bool (``--takeover``)  | the control rate                    | reliable, volatile, last 10 |
+| `ee_command_applied` | subscr. | sensor_msgs/JointState (7)    | ``--takeover``: the driver's answers | reliable, volatile, last 10 |
 
 - `ee_delta_command`: dx, dy, dz, droll, dpitch, dyaw in [-1, 1] (normalized; the driver scales them,
   the WidowX by MAX_DELTA_POS / MAX_DELTA_ROT), then the gripper: +1 open, -1 closed. Deltas smaller
@@ -19,11 +22,15 @@
   pass unchanged (not rescaled: a key's or an expert's value arrives as sent). The gripper is a latched
   state the device toggles (it starts open). One message every tick, zeros included; if this node dies
   the driver's watchdog holds the arm. ``buttons_only`` (``--buttons-only``): nothing on this topic, for an
-  operator who labels episodes while a policy acts (``robot-rl finetune`` on hardware).
+  operator who labels episodes while a policy acts (``robot-rl finetune`` on hardware). ``takeover``
+  (``--takeover``): ``intervention`` every tick, and commands only while the operator holds the device;
+  the policy yields meanwhile (robot_rl.drivers.takeover: the design, and what "holding" is per device).
 - `episode_control`: what the operator asked of the recorder. "start" begins an episode, "stop" ends and
   keeps it, "success" ends and keeps it as a success (on hardware the recorder rewards its last step),
   "discard" ends and drops it. When several come in one tick they go out in the order success, stop,
-  discard, start (end the old episode before beginning the next). Volatile: a recorder that starts
+  discard, start (end the old episode before beginning the next). "failure" labels the current step a
+  failure (reward 0, terminal) and ends the episode; "success" at any time labels the current step a
+  success (reward 1, terminal) and ends it. Volatile: a recorder that starts
   later does not see earlier events.
 
 Keyboard keys (a terminal in cbreak mode: no echo, Ctrl-C still stops the node):
@@ -35,7 +42,8 @@ Keyboard keys (a terminal in cbreak mode: no echo, Ctrl-C still stops the node):
 | r / f                     | +z / -z (up)         | j / l, arrow left / right | +yaw / -yaw          |
 | space                     | toggle the gripper   | Enter or 1                | start an episode     |
 | 2 or Backspace            | stop (keep) episode  | 3 or x                    | discard the episode  |
-| 4                         | stop: a success      |                           |                      |
+| 4                         | stop: a success      | 5                         | stop: a failure      |
+| Tab                       | take over / hand back (``--takeover``) |         |                      |
 
 Terminals send no key-up events, so each key press moves for one control tick; holding a key moves
 continuously through the terminal's auto-repeat (typically 30 presses/s after a 0.5 s delay: the first
@@ -60,7 +68,8 @@ from typing import Protocol
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Float64MultiArray, String
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
 
 from robot_rl.drivers.spinning import spin_until
 from robot_rl.drivers.twin_reset import reset_task_keeping_robot
@@ -68,7 +77,8 @@ from robot_rl.drivers.twin_reset import reset_task_keeping_robot
 TELEOP_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
 EE_DELTA_DIM = 6
-EPISODE_START, EPISODE_STOP, EPISODE_DISCARD, EPISODE_SUCCESS = "start", "stop", "discard", "success"
+EPISODE_START, EPISODE_STOP, EPISODE_DISCARD, EPISODE_SUCCESS, EPISODE_FAILURE = (
+    "start", "stop", "discard", "success", "failure")
 GRIPPER_OPEN, GRIPPER_CLOSED = 1.0, -1.0
 
 
@@ -86,6 +96,9 @@ class TeleopInput:
     stop: bool = False
     discard: bool = False
     success: bool = False  # stop, and the operator says the task was done
+    failure: bool = False  # stop, and the operator says the task failed at this step
+    held: bool = False     # takeover: the operator holds the device (its motion replaces the policy's)
+    gripper_open: bool | None = None  # an absolute gripper (scripted devices); None: gripper_toggle latches
 
 
 class TeleopDevice(Protocol):
@@ -111,16 +124,22 @@ class TeleopNode(Node):
     The caller connects and disconnects the device (the node only reads it)."""
 
     def __init__(self, device: TeleopDevice, *, rate_hz: float = 5.0, deadband: float = 0.05,
-                 buttons_only: bool = False, node_name: str = "teleop", **node_kwargs):
+                 buttons_only: bool = False, takeover: bool = False, node_name: str = "teleop", **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         if not rate_hz > 0:
             raise ValueError(f"rate_hz: expected a positive control rate in Hz, found {rate_hz}")
         if not 0 <= deadband < 1:
             raise ValueError(f"deadband: expected a value in [0, 1), found {deadband}")
         self.device, self.rate_hz, self.deadband = device, float(rate_hz), float(deadband)
+        if buttons_only and takeover:
+            raise ValueError("buttons_only and takeover: choose one (buttons_only never moves the arm)")
         self.gripper_open = True
+        self.takeover, self.holding, self.applied_gripper = takeover, False, None
         self.ee_delta_pub = None if buttons_only else \
             self.create_publisher(Float64MultiArray, "ee_delta_command", TELEOP_QOS)
+        if takeover:
+            self.intervention_pub = self.create_publisher(Bool, "intervention", TELEOP_QOS)
+            self.create_subscription(JointState, "ee_command_applied", self._on_applied, TELEOP_QOS)
         self.episode_pub = self.create_publisher(String, "episode_control", TELEOP_QOS)
         self.timer = self.create_timer(1.0 / self.rate_hz, self.tick)
 
@@ -131,17 +150,30 @@ class TeleopNode(Node):
             self.get_logger().error(f"teleop device: {err}", throttle_duration_sec=2.0)
             return
         self._publish_episode_events(teleop_input)
-        if teleop_input.gripper_toggle:
+        if self.takeover:
+            began = teleop_input.held and not self.holding
+            self.holding = bool(teleop_input.held)
+            self.intervention_pub.publish(Bool(data=self.holding))
+            if began and self.applied_gripper is not None:  # take the gripper as it is: no jump
+                self.gripper_open = self.applied_gripper >= 0.0
+        if teleop_input.gripper_open is not None:
+            self.gripper_open = bool(teleop_input.gripper_open)
+        elif teleop_input.gripper_toggle:
             self.gripper_open = not self.gripper_open
-        if self.ee_delta_pub is not None:
+        if self.ee_delta_pub is not None and (self.holding or not self.takeover):
             self.ee_delta_pub.publish(Float64MultiArray(data=self.command(teleop_input).tolist()))
+
+    def _on_applied(self, msg: JointState) -> None:
+        if len(msg.position) == EE_DELTA_DIM + 1:
+            self.applied_gripper = float(msg.position[-1])
 
     def command(self, teleop_input: TeleopInput) -> np.ndarray:
         gripper = GRIPPER_OPEN if self.gripper_open else GRIPPER_CLOSED
         return np.append(apply_deadband(teleop_input.delta, self.deadband), gripper)
 
     def _publish_episode_events(self, teleop_input: TeleopInput) -> None:
-        for event, asked in ((EPISODE_SUCCESS, teleop_input.success), (EPISODE_STOP, teleop_input.stop),
+        for event, asked in ((EPISODE_SUCCESS, teleop_input.success), (EPISODE_FAILURE, teleop_input.failure),
+                             (EPISODE_STOP, teleop_input.stop),
                              (EPISODE_DISCARD, teleop_input.discard), (EPISODE_START, teleop_input.start)):
             if asked:
                 self.get_logger().info(f"episode {event}")
@@ -160,6 +192,8 @@ START_KEYS = {"\n", "\r", "1"}
 STOP_KEYS = {"2", "\x7f", "\x08"}  # Backspace sends DEL (0x7f) on most terminals, BS on some
 DISCARD_KEYS = {"3", "x"}
 SUCCESS_KEYS = {"4"}
+FAILURE_KEYS = {"5"}
+TAKEOVER_KEYS = {"\t"}
 ARROWS = {"A": "UP", "B": "DOWN", "C": "RIGHT", "D": "LEFT"}
 ESC = "\x1b"
 
@@ -186,7 +220,8 @@ class KeyboardDevice:
     """Keys from a terminal file descriptor (stdin by default), read without blocking."""
 
     HELP = ("keys: w/s x, a/d y, r/f z, u/o roll, i/k or up/down pitch, j/l or left/right yaw, "
-            "space gripper, Enter/1 start, 2/Backspace stop, 4 stop as a success, 3/x discard, Ctrl-C quit")
+            "space gripper, Enter/1 start, 2/Backspace stop, 4 stop as a success, 5 stop as a failure, "
+            "3/x discard, Tab take over / hand back (--takeover), Ctrl-C quit")
 
     def __init__(self, fd: int | None = None, speed: float = 0.5):
         if not 0 < speed <= 1:
@@ -194,6 +229,7 @@ class KeyboardDevice:
         self.fd, self.speed = fd, float(speed)
         self._saved_mode: list | None = None
         self._pending = ""
+        self.held = False  # Tab toggles the takeover
 
     def connect(self) -> None:
         if self.fd is None:
@@ -224,7 +260,9 @@ class KeyboardDevice:
                 axis, sign = MOTION_KEYS[key]
                 delta[axis] += sign
         toggles = sum(key in GRIPPER_KEYS for key in keys)
-        return TeleopInput(self.speed * np.clip(delta, -1.0, 1.0), gripper_toggle=toggles % 2 == 1,
+        self.held ^= sum(key in TAKEOVER_KEYS for key in keys) % 2 == 1
+        return TeleopInput(self.speed * np.clip(delta, -1.0, 1.0), gripper_toggle=toggles % 2 == 1, held=self.held,
+                           failure=any(k in FAILURE_KEYS for k in keys),
                            start=any(k in START_KEYS for k in keys), stop=any(k in STOP_KEYS for k in keys),
                            discard=any(k in DISCARD_KEYS for k in keys), success=any(k in SUCCESS_KEYS for k in keys))
 
@@ -357,6 +395,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="scripted: seed of the first episode")
     parser.add_argument("--buttons-only", action="store_true",
                         help="publish episode events only, no motion (an operator labelling a policy's episodes)")
+    parser.add_argument("--takeover", action="store_true",
+                        help="take over from a policy while the device is held (robot_rl.drivers.takeover)")
     parser.add_argument("--name", default="teleop", help="the node name")
     args, _ros_args = parser.parse_known_args(argv)
     if not args.rate > 0:
@@ -401,7 +441,7 @@ def _run_device(device: TeleopDevice, args: argparse.Namespace) -> None:
     node = None
     try:
         node = TeleopNode(device, rate_hz=args.rate, deadband=args.deadband, buttons_only=args.buttons_only,
-                          node_name=args.name)
+                          takeover=args.takeover, node_name=args.name)
         if isinstance(device, KeyboardDevice):
             node.get_logger().info(KeyboardDevice.HELP)
         spin_until([node], until=lambda: False)

@@ -12,8 +12,14 @@ one-line ImportError naming the package to install:
 |            |                                                                 | start, then stop (alternating); |
 |            |                                                                 | both together: discard          |
 | gamepad    | left stick: x (up = forward), y (left = +y); triggers: z        | A: toggle gripper; Start: start |
-|            | (right up, left down); right stick: yaw (left = +), pitch;      | B: stop; X: discard             |
-|            | bumpers: roll (right = +)                                       | (SDL numbering of an Xbox pad)  |
+|            | (right up, left down); right stick: yaw (left = +), pitch;      | B: stop; X: discard; Back: a    |
+|            | bumpers: roll (right = +)                                       | failure; left stick click: a    |
+|            |                                                                 | success; Y held: takeover       |
+|            |                                                                 | (SDL numbering of an Xbox pad)  |
+
+Takeover (``--takeover``, robot_rl.drivers.takeover): the SpaceMouse holds while deflected beyond the
+takeover deadband and for 0.5 s after it comes back to rest (HIL-SERL's rule: touching it takes over);
+the gamepad while its takeover button (Y) is held.
 
 Buttons act on the press (the edge), once per press. The axis signs and order are the common mounting
 (the operator faces the robot's +x); they are parameters because devices and set-ups differ: check
@@ -28,6 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from robot_rl.drivers.takeover import HoldOver
 from robot_rl.drivers.teleop import EE_DELTA_DIM, TeleopDeviceError, TeleopInput
 
 
@@ -68,13 +75,15 @@ class SpaceMouseDevice:
     """
 
     def __init__(self, library: str = "auto", axis_order: Sequence[int] = (1, 0, 2, 4, 3, 5),
-                 axis_signs: Sequence[float] = (1, -1, 1, 1, -1, -1), scale: float = 1.0):
+                 axis_signs: Sequence[float] = (1, -1, 1, 1, -1, -1), scale: float = 1.0,
+                 takeover_deadband: float = 0.05, hold_s: float = 0.5):
         if library not in ("auto", "pyspacemouse", "hidapi"):
             raise ValueError(f"library: expected 'auto', 'pyspacemouse' or 'hidapi', found {library!r}")
         self.library, self.axis_order, self.axis_signs, self.scale = library, axis_order, axis_signs, scale
         self._reader = None
         self._edges = ButtonEdges()
         self._recording = False
+        self.takeover_deadband, self._held = takeover_deadband, HoldOver(hold_s)
 
     def connect(self) -> None:
         self._reader = self._open_reader()
@@ -93,7 +102,8 @@ class SpaceMouseDevice:
         left, right = (list(buttons) + [False, False])[:2]
         both = left and right
         left_press, right_press = self._edges.pressed([left, right])
-        return TeleopInput(delta, gripper_toggle=left_press and not both,
+        held = self._held.update(bool(np.any(np.abs(delta) >= self.takeover_deadband)))
+        return TeleopInput(delta, gripper_toggle=left_press and not both, held=held,
                            discard=both and (left_press or right_press),
                            **self._start_or_stop(right_press and not both))
 
@@ -180,11 +190,13 @@ class GamepadDevice:
     def __init__(self, index: int = 0, *, left_x: int = 0, left_y: int = 1, left_trigger: int = 2,
                  right_x: int = 3, right_y: int = 4, right_trigger: int = 5, button_gripper: int = 0,
                  button_stop: int = 1, button_discard: int = 2, button_start: int = 7,
-                 bumper_left: int = 4, bumper_right: int = 5, scale: float = 1.0):
+                 bumper_left: int = 4, bumper_right: int = 5, button_takeover: int = 3, button_failure: int = 6,
+                 button_success: int = 9, scale: float = 1.0):
         self.index, self.scale = index, scale
         self.sticks = (left_x, left_y, right_x, right_y)
         self.triggers = (left_trigger, right_trigger)
-        self.buttons = (button_gripper, button_start, button_stop, button_discard, bumper_left, bumper_right)
+        self.buttons = (button_gripper, button_start, button_stop, button_discard, bumper_left, bumper_right,
+                        button_takeover, button_failure, button_success)
         self._pygame = self._joystick = None
         self._edges = ButtonEdges()
         self._triggers_seen_at_rest = [False, False]
@@ -215,11 +227,12 @@ class GamepadDevice:
         if self._joystick is None:
             raise TeleopDeviceError("gamepad: not connected; call connect() first")
         self._pygame.event.pump()
-        gripper, start, stop, discard, bumper_left, bumper_right = (
+        gripper, start, stop, discard, bumper_left, bumper_right, takeover, failure, success = (
             self._joystick.get_button(b) for b in self.buttons)
-        presses = self._edges.pressed([gripper, start, stop, discard])
+        presses = self._edges.pressed([gripper, start, stop, discard, failure, success])
         return TeleopInput(self.scale * self._delta(bumper_left, bumper_right), gripper_toggle=presses[0],
-                           start=presses[1], stop=presses[2], discard=presses[3])
+                           start=presses[1], stop=presses[2], discard=presses[3], failure=presses[4],
+                           success=presses[5], held=bool(takeover))
 
     def _delta(self, bumper_left: bool, bumper_right: bool) -> np.ndarray:
         left_x, left_y, right_x, right_y = (self._joystick.get_axis(a) for a in self.sticks)

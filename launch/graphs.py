@@ -59,6 +59,9 @@ class Options:
     report: str | None = None      # deploy: the policy node writes its JSON report here when it stops
     seed: int = 0
     dynamics: str | None = None    # the twin's robot_rl.sim.dynamics preset (finetune: the "real" stand-in)
+    takeover: bool = False         # finetune_actor: the operator's device takes over motion while held
+    takeover_budget: int | None = None  # finetune_actor, teleop=scripted on the twin: the expert's most ticks
+    reward_classifier: str | None = None  # finetune_actor on hardware: a learned reward (robot-rl train-reward)
 
     def __post_init__(self):
         _check_choice("robot", self.robot, tuple(ROBOTS))
@@ -150,16 +153,28 @@ def finetune_actor(o: Options) -> list[Process]:
     reload) and the recorder committing each episode of at most ``o.steps`` actions to ``o.out``. On the
     twin the recorder resets the task and starts the next episode itself, and the twin task gives the
     reward; on hardware the operator starts each episode and ends it, as a success (reward 1 on its last
-    step) or not, with the ``o.teleop`` device's buttons."""
+    step) or not, with the ``o.teleop`` device's buttons, or at any step with its success and failure
+    buttons. ``o.takeover``: the device also takes over motion while held (robot_rl.drivers.takeover);
+    on the twin ``teleop=scripted`` with ``takeover`` is the task's expert taking over when the policy
+    strays. The recorder stores each step's ``intervention`` flag. ``o.reward_classifier`` (hardware): the
+    recorder's reward from a learned classifier, the operator's labels overriding it."""
     if not (o.checkpoint and o.out and o.steps):
         raise ValueError("finetune_actor needs checkpoint=<run folder>, out=<its online store> and steps=<episode length>")
     twin = o.backend == "twin"
     recorder = ["--robot", o.robot, "--task", o.task, "--out", str(o.out), *(("--cameras", *o.cameras) if o.cameras else ()),
-                "--rate", str(o.rate), "--max-steps", str(o.steps), "--source", "policy",
+                "--rate", str(o.rate), "--max-steps", str(o.steps), "--source", "policy", "--interventions",
                 *(["--twin-task", "--auto-start"] if twin else ["--no-twin-task"])]
+    if o.reward_classifier:
+        if twin:
+            raise ValueError("reward_classifier: on the twin the task gives the reward; the classifier is for hardware")
+        recorder += ["--reward-classifier", str(o.reward_classifier)]
     processes = [Process("recorder", "robot_rl.drivers.recorder_node", tuple(recorder))]
     if twin:  # the policy reads the twin's state, so it runs in the robot process
-        return [*processes, robot_process(o, "--twin-task", "--policy", str(o.checkpoint))]
+        if o.takeover and o.teleop != "scripted":
+            raise ValueError(f"takeover=true on the twin: teleop=scripted (the expert takes over), found teleop={o.teleop}")
+        takeover = ["--scripted-takeover", *(["--takeover-budget", str(o.takeover_budget)]
+                                             if o.takeover_budget is not None else [])] if o.takeover else []
+        return [*processes, robot_process(o, "--twin-task", "--policy", str(o.checkpoint), *takeover)]
     cameras = ("--cameras", *o.cameras) if o.cameras else ()
     policy = ("--checkpoint", str(o.checkpoint), "--rate", str(o.rate), "--observation", "topics", *cameras,
               "--stochastic", "--poll-checkpoints", "1.0", "--wait-for-acting")
@@ -169,8 +184,11 @@ def finetune_actor(o: Options) -> list[Process]:
                          "spacemouse, gamepad, or none (the recorder's services)")
     processes += [robot_process(o), *camera_processes(o), Process("policy", "robot_rl.drivers.policy_node", policy)]
     if o.teleop != "none":
+        mode = "--takeover" if o.takeover else "--buttons-only"
         processes.append(Process("operator", "robot_rl.drivers.teleop", ("--device", o.teleop, "--rate", str(o.rate),
-                                                                          "--buttons-only"), terminal=o.teleop == "keyboard"))
+                                                                          mode), terminal=o.teleop == "keyboard"))
+    elif o.takeover:
+        raise ValueError("takeover=true needs an operator device: teleop=keyboard, spacemouse or gamepad")
     return processes
 
 
@@ -201,9 +219,9 @@ def options_from_strings(values: dict[str, str]) -> Options:
             parsed[key] = dict(pairs)
         elif key in ("rate", "camera_fps"):
             parsed[key] = float(text)
-        elif key in ("episodes", "seed", "steps", "execute_steps"):
+        elif key in ("episodes", "seed", "steps", "execute_steps", "takeover_budget"):
             parsed[key] = int(text) if text else None
-        elif key == "temporal_ensemble":
+        elif key in ("temporal_ensemble", "takeover"):
             parsed[key] = text.lower() in ("1", "true", "yes")
         else:
             parsed[key] = text or None

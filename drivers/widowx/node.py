@@ -14,7 +14,9 @@ and ``--scripted-episodes N`` a teleop node playing the task's scripted expert f
 the twin's true state; the process exits after them, and ``--wait-for-recorder`` holds the first start
 until a recorder listens). ``--policy <run folder>`` adds the policy node of a fine-tuning run
 (robot_rl.drivers.policy_node, reading the twin's observation): it waits for the learner's first online
-checkpoint, samples its actions, and reloads each newer checkpoint. On hardware, cameras and teleop are processes of their own
+checkpoint, samples its actions, and reloads each newer checkpoint; ``--scripted-takeover`` adds a teleop
+node in takeover mode whose operator is the task's expert, taking over when the policy strays
+(robot_rl.drivers.takeover.ScriptedTakeover; ``--takeover-budget`` caps its ticks). On hardware, cameras and teleop are processes of their own
 (robot_rl.drivers.camera_node, robot_rl.drivers.teleop); ``robot-rl bringup`` starts them.
 
 DDS stays on this machine unless asked otherwise: robot_rl.drivers.network's localhost mode (export
@@ -32,7 +34,8 @@ from __future__ import annotations
 
 import argparse
 
-TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "policy", "dynamics")
+TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "policy", "dynamics",
+             "scripted_takeover")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,7 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     twin.add_argument("--dynamics", default=None, help="a robot_rl/configs/sim/dynamics preset, e.g. perturbed")
     twin.add_argument("--policy", default=None, metavar="RUN_DIR",
                       help="act with the newest checkpoint of this fine-tuning run (sampled actions, hot reload)")
+    twin.add_argument("--scripted-takeover", action="store_true",
+                      help="with --policy and --twin-task: the task's expert takes over when the policy strays")
+    twin.add_argument("--takeover-budget", type=int, default=None,
+                      help="--scripted-takeover: the most ticks the expert may drive (default: no limit)")
     args, _ros_args = parser.parse_known_args(argv)
+    if args.scripted_takeover and not (args.policy and args.twin_task):
+        parser.error("--scripted-takeover takes over from the fine-tuning policy: it needs --policy and --twin-task")
     for key in ("rate", "command_rate", "camera_fps"):
         if not getattr(args, key) > 0:
             parser.error(f"--{key.replace('_', '-')}: expected a positive rate in Hz, found {getattr(args, key)}")
@@ -114,6 +123,17 @@ def scripted_operator_node(backend, args: argparse.Namespace):
     if args.wait_for_recorder:
         device.listening = lambda: teleop.episode_pub.get_subscription_count() > 0
     return teleop, operator
+
+
+def scripted_takeover_node(backend, args: argparse.Namespace, task_node):
+    """A teleop node in takeover mode playing the task's expert when the policy strays; the task node's
+    reset count tells it a new episode began."""
+    from robot_rl.drivers.takeover import ScriptedTakeover
+    from robot_rl.drivers.teleop import TeleopNode
+
+    operator = ScriptedTakeover.for_twin_backend(backend, episode=lambda: task_node.resets, seed=args.seed,
+                                                 max_human_ticks=args.takeover_budget)
+    return TeleopNode(operator, rate_hz=args.command_rate, deadband=0.0, takeover=True, node_name="operator")
 
 
 def finetune_policy_node(backend, args: argparse.Namespace):
@@ -196,6 +216,11 @@ def run(args: argparse.Namespace) -> None:
             nodes.append(teleop)
         if args.policy:
             nodes.append(finetune_policy_node(backend, args))
+        if args.scripted_takeover:
+            from robot_rl.drivers.twin_task_node import TwinTaskNode
+
+            task_node = next(n for n in nodes if isinstance(n, TwinTaskNode))
+            nodes.append(scripted_takeover_node(backend, args, task_node))
         # The scripted operator cannot press the enable button.
         spin(nodes, enable_torque=args.enable_torque or bool(operator),
              until=(lambda: operator.finished) if operator else (lambda: False))

@@ -13,6 +13,8 @@ node, recorder), or with ``realtime=false`` on the twin one process stepping it 
 (robot_rl.learner.actor). On the twin each episode resets itself and the twin task gives the reward; on
 hardware the operator starts and ends each episode, labelling successes (reward 1 on the last step),
 with a teleop device's buttons (``teleop=keyboard``; it sends no motion) or the recorder's services.
+``takeover=true``: the device also takes over motion while held (on the twin, ``teleop=scripted``: the
+task's expert, when the policy strays); ``reward_classifier=PATH`` (hardware): a learned reward.
 
 The job ends when the learner has run every phase; it then writes ``run_dir/report/`` (success against
 steps for the pretrained-only and the fine-tuned policy, the table, a rollout video, the config).
@@ -130,6 +132,8 @@ def prepare_online_store(cfg) -> int:
     # the hardware recorder has no twin task state
     spec = embodiment_spec(cfg.robot, cfg.task if cfg.backend == "twin" else None, tuple(cfg.cameras),
                            tuple(cfg.image_size))
+    if cfg.realtime:  # the ROS graph's recorder marks the operator's steps (robot_rl.drivers.takeover)
+        spec = spec.with_optional("intervention")
     open_for_reading(online_store(shared_root(cfg, cfg.run_dir)), spec, (*cfg.obs_keys, *cfg.cameras))
     return int(cfg.max_steps or task_facts(cfg.robot, cfg.task).max_steps)
 
@@ -160,7 +164,8 @@ def actor_processes(cfg, run_dir: Path, episode_steps: int) -> list:
     options = Options(robot=cfg.robot, backend=cfg.backend, task=cfg.task, cameras=tuple(cfg.cameras),
                       camera_devices=dict(cfg.camera_devices), camera_fps=cfg.camera_fps, port=cfg.port, rate=cfg.rate,
                       teleop=cfg.teleop, checkpoint=str(run_dir), out=str(online_store(run_dir)), steps=episode_steps,
-                      seed=cfg.seed, dynamics=dynamics_name(cfg))
+                      seed=cfg.seed, dynamics=dynamics_name(cfg), takeover=bool(cfg.get("takeover", False)),
+                      takeover_budget=cfg.get("takeover_budget"), reward_classifier=cfg.get("reward_classifier"))
     if options.dynamics == "custom":
         raise ConfigError("the ROS twin takes a sim.dynamics preset (nominal, noisy, perturbed), not single knobs; "
                           "use a preset, or realtime=false")

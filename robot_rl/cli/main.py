@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from robot_rl.cli import bringup, collect, data, demo, deploy, evaluate, finetune, train
+from robot_rl.cli import bringup, collect, data, demo, deploy, evaluate, finetune, train, train_reward
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     bringup.add_parser(verbs)
     deploy.add_parser(verbs)
     finetune.add_parser(verbs)
+    train_reward.add_parser(verbs)
     demo.add_parser(verbs)
     return parser
 

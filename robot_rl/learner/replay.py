@@ -1,5 +1,6 @@
 """Where batches come from: the offline dataset (opened read-only, never modified) and the run's own
-online store (the actor's episodes), mixed at each phase's ratio with exact counts per batch."""
+online store (the actor's episodes), mixed at each phase's ratio with exact counts per batch; the
+operator's steps in the online store also go to the demonstration side (robot_rl.learner.interventions)."""
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ from robot_rl.datasets import (
 )
 from robot_rl.datasets.layout import list_children, store_exists
 from robot_rl.datasets.merged import MergedReader
+from robot_rl.learner.interventions import demo_side, human_sampler
 from robot_rl.learner.run_storage import child, parent
 
 ACTOR_STORES = "online"  # run_dir/online/actor_<k>.zarr: one store per Ray actor (a store has one writer)
@@ -27,7 +29,12 @@ ACTOR_STORES = "online"  # run_dir/online/actor_<k>.zarr: one store per Ray acto
 class Replay:
     def __init__(self, spec: EmbodimentSpec, keys: tuple[str, ...], online_url: str | os.PathLike,
                  offline_url: str | os.PathLike | None, *, batch_size: int, discount: float, n_step: int,
-                 chunk: int, seed: int, offline_in_memory: bool = True, device: str = "cpu", writer: bool = True):
+                 chunk: int, seed: int, offline_in_memory: bool = True, device: str = "cpu", writer: bool = True,
+                 hil_ratio: float = 0.5):
+        if not 0.0 <= hil_ratio < 1.0:
+            raise ValueError(f"hil_ratio={hil_ratio}: expected the share of a batch drawn from the operator's steps "
+                             "in phases without offline data, in [0, 1)")
+        self.hil_ratio = float(hil_ratio)
         self.keys, self.batch_size, self.device = keys, batch_size, device
         self.sampler_args = dict(keys=keys, discount=discount, **(
             {"horizon": chunk} if chunk > 1 else {"n_step": n_step}))
@@ -36,7 +43,7 @@ class Replay:
         # this one only reads it. Otherwise the in-progress episode of a killed run is dropped on open.
         self.writer = StoreWriter.open_or_create(online_url, spec, on_tail="drop") if writer else None
         self.online_reader = TrajectoryReader(online_url) if writer else online_stores(online_url, spec, keys)
-        seeds = np.random.SeedSequence(seed).spawn(2)
+        seeds = np.random.SeedSequence(seed).spawn(3)
         self.online = self.sampler_class(self.online_reader, batch_size, seed=np.random.default_rng(seeds[0]),
                                          **self.sampler_args)
         self.offline = None
@@ -46,8 +53,10 @@ class Replay:
             source = reader.to_memory() if offline_in_memory else reader
             self.offline = self.sampler_class(source, batch_size, seed=np.random.default_rng(seeds[1]),
                                               **self.sampler_args)
-        self.drawn = {"offline": 0, "online": 0}  # rows sampled from each, over the run
-        self._mixtures: dict[tuple[float, int], MixtureSampler] = {}
+        self.human = human_sampler(self.sampler_class, self.online_reader, batch_size,
+                                   seed=np.random.default_rng(seeds[2]), **self.sampler_args)
+        self.drawn = {"offline": 0, "online": 0, "human": 0}  # rows sampled from each, over the run
+        self._mixtures: dict[tuple, MixtureSampler] = {}
 
     @property
     def online_steps(self) -> int:
@@ -66,28 +75,36 @@ class Replay:
             raise ValueError("this phase samples the offline dataset but no dataset= was given")
         mixture = self._mixture(offline_ratio, b)
         for sampler, count in zip(mixture.samplers, mixture.counts):
-            self.drawn["offline" if sampler is self.offline else "online"] += int(count)
+            self.drawn["offline" if sampler is self.offline else "human" if sampler is self.human else "online"] += int(count)
         sample = mixture.sample()
-        if offline_ratio == 0.0:
-            sample["source"] = np.ones(b, dtype=np.int64)  # a mixture of one labels rows 0; these are online
+        # source: 0 the offline dataset, 1 the actor's rows (the human steps among them), whatever the mixture
+        sample["source"] = np.repeat([int(s is not self.offline) for s in mixture.samplers], mixture.counts)
         return to_batch(sample, self.device)
 
     def _mixture(self, offline_ratio: float, batch_size: int) -> MixtureSampler:
-        """One mixture per (ratio, batch size), built on first use: sample() runs utd times per step."""
-        key = (offline_ratio, batch_size)
+        """One mixture per (ratios, batch size), built on first use: sample() runs utd times per step. The
+        demonstration side's split between the dataset and the human steps follows their sizes."""
+        offline_rows = len(self.offline) if self.offline is not None and offline_ratio > 0 else 0
+        dataset, human = demo_side(offline_ratio, self.hil_ratio, offline_rows, len(self.human))
+        key = (round(dataset, 4), round(human, 4), batch_size)
         if key not in self._mixtures:
-            pairs = [(s, r) for s, r in ((self.offline, offline_ratio), (self.online, 1.0 - offline_ratio)) if r > 0]
+            if len(self._mixtures) > 64:  # the human share moves with every takeover: keep the recent ones
+                self._mixtures.clear()
+            pairs = [(s, r) for s, r in ((self.offline, dataset), (self.human, human),
+                                         (self.online, 1.0 - dataset - human)) if r > 1e-9]
             self._mixtures[key] = MixtureSampler(pairs, batch_size)
         return self._mixtures[key]
 
     def state(self) -> dict:
         return {"drawn": dict(self.drawn), "rng": {
-            "online": self.online.rng.bit_generator.state,
+            "online": self.online.rng.bit_generator.state, "human": self.human.rng.bit_generator.state,
             **({"offline": self.offline.rng.bit_generator.state} if self.offline else {})}}
 
     def restore(self, state: dict) -> None:
-        self.drawn = dict(state["drawn"])
+        self.drawn = {"human": 0, **state["drawn"]}
         self.online.rng.bit_generator.state = state["rng"]["online"]
+        if "human" in state["rng"]:
+            self.human.rng.bit_generator.state = state["rng"]["human"]
         if self.offline is not None and "offline" in state["rng"]:
             self.offline.rng.bit_generator.state = state["rng"]["offline"]
 

@@ -128,7 +128,7 @@ class Trainer:
         self.replay = Replay(spec, self.keys, online_store(self.shared), cfg.dataset,
                              batch_size=cfg.algo.batch_size, discount=cfg.algo.discount, n_step=cfg.algo.n_step,
                              chunk=self.agent.config.chunk, seed=cfg.seed, device=cfg.device,
-                             writer=not self.external)
+                             writer=not self.external, hil_ratio=cfg.get("hil_ratio", 0.5))
         if cfg.get("demos") is not None:
             keep_first_episodes(self.replay, cfg.demos, cfg.dataset)
         if self.replay.offline is not None:  # encoders that normalize read the data they train on

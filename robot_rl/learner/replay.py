@@ -55,7 +55,7 @@ class Replay:
                                               **self.sampler_args)
         self.human = human_sampler(self.sampler_class, self.online_reader, batch_size,
                                    seed=np.random.default_rng(seeds[2]), **self.sampler_args)
-        self.drawn = {"offline": 0, "online": 0, "human": 0}  # rows sampled from each, over the run
+        self.drawn = {"offline": 0, "online": 0}  # rows sampled from each over the run; "human" once drawn
         self._mixtures: dict[tuple, MixtureSampler] = {}
 
     @property
@@ -75,7 +75,8 @@ class Replay:
             raise ValueError("this phase samples the offline dataset but no dataset= was given")
         mixture = self._mixture(offline_ratio, b)
         for sampler, count in zip(mixture.samplers, mixture.counts):
-            self.drawn["offline" if sampler is self.offline else "human" if sampler is self.human else "online"] += int(count)
+            side = "offline" if sampler is self.offline else "human" if sampler is self.human else "online"
+            self.drawn[side] = self.drawn.get(side, 0) + int(count)
         sample = mixture.sample()
         # source: 0 the offline dataset, 1 the actor's rows (the human steps among them), whatever the mixture
         sample["source"] = np.repeat([int(s is not self.offline) for s in mixture.samplers], mixture.counts)
@@ -101,7 +102,7 @@ class Replay:
             **({"offline": self.offline.rng.bit_generator.state} if self.offline else {})}}
 
     def restore(self, state: dict) -> None:
-        self.drawn = {"human": 0, **state["drawn"]}
+        self.drawn = dict(state["drawn"])
         self.online.rng.bit_generator.state = state["rng"]["online"]
         if "human" in state["rng"]:
             self.human.rng.bit_generator.state = state["rng"]["human"]

@@ -177,7 +177,7 @@ class Trainer:
                 elif self.publish_due(phase, advanced):
                     self.checkpoint()
             s.phase_log.append({"phase": phase.name, "critic_updates": s.critic_updates - updates_before,
-                                **{f"{k}_rows": self.replay.drawn[k] - drawn_before[k] for k in self.replay.drawn}})
+                                **{f"{k}_rows": self.replay.drawn[k] - drawn_before.get(k, 0) for k in self.replay.drawn}})
             s.phase, s.progress = s.phase + 1, 0
             self.evaluate_and_checkpoint(phase.name, video=s.phase == len(self.phases) and self.cfg.eval.video)
         return s

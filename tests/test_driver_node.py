@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -331,3 +334,31 @@ def test_applied_commands_report_what_was_written_with_one_stamp(rig):
     with backend.lock:
         written = backend.env.data.ctrl[backend._ctrl].copy()
     np.testing.assert_allclose(target, written, atol=1e-12, err_msg="command_applied is the target written")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda sig: sig.name)
+def test_the_driver_process_exits_cleanly_on_ctrl_c_and_sigterm(spinner, tmp_path, sig):
+    """The real process (issue 16: a diagnostics publish after the context went away, exit 1): once it
+    publishes joint states it is spinning; the signal ends it with status 0, torque off, no traceback."""
+    namespace = f"/driver_process_{os.getpid()}_{sig.name}"
+    process = subprocess.Popen([sys.executable, "-m", "robot_rl.drivers.widowx.node", "--backend", "twin",
+                                "--task", "reach", "--enable-torque", "--ros-args", "-r", f"__ns:={namespace}"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listener = spinner.add(Node("driver_process_listener", context=spinner.executor.context,
+                                    namespace=namespace))
+        up = threading.Event()
+        listener.create_subscription(JointState, "joint_states", lambda _: up.set(), qos_profile_sensor_data)
+        spinner.start()
+        wait_for(lambda: up.is_set() or process.poll() is not None, 60.0, "the driver's first joint_states")
+        assert process.poll() is None, f"the driver exited before it was up: {process.communicate()[1]}"
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=30.0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, f"exit status {process.returncode} after {sig.name}:\n{err}"
+    for problem in ("Traceback", "context is invalid", "Failed to publish"):
+        assert problem not in out + err, f"{problem!r} after {sig.name}:\n{err}"
+    assert "torque on" in err

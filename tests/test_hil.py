@@ -147,3 +147,33 @@ def test_the_policy_yields_while_held_and_resumes_once():
     policy.update(False)
     assert policy.take_resumed() and not policy.take_resumed()
     assert np.isclose(policy.takeovers, 1)
+
+
+# --- the finetune actor's graph with takeover -------------------------------------------------------
+
+def test_the_finetune_actor_graph_wires_takeover_interventions_and_the_learned_reward():
+    from robot_rl.drivers.recorder_node import parse_args as recorder_args
+    from robot_rl.drivers.teleop import parse_args as teleop_args
+    from robot_rl.drivers.widowx.node import parse_args as robot_args
+    from robot_rl.launch.graphs import Options, finetune_actor
+
+    graph = {p.name: p for p in finetune_actor(Options(backend="dynamixel", checkpoint="run", out="o.zarr", steps=40,
+                                                       camera_devices={"front": "0"}, teleop="spacemouse",
+                                                       takeover=True, reward_classifier="clf"))}
+    operator = teleop_args(list(graph["operator"].args))
+    assert operator.takeover and not operator.buttons_only and operator.device == "spacemouse"
+    recorder = recorder_args(list(graph["recorder"].args))
+    assert recorder.interventions and recorder.reward_classifier == "clf"
+    twin = {p.name: p for p in finetune_actor(Options(checkpoint="run", out="o.zarr", steps=40, teleop="scripted",
+                                                      takeover=True, takeover_budget=30))}
+    robot = robot_args(list(twin["widowx"].args))
+    assert robot.scripted_takeover and robot.takeover_budget == 30 and robot.policy == "run"
+    with pytest.raises(ValueError, match="teleop=scripted"):
+        finetune_actor(Options(checkpoint="run", out="o.zarr", steps=40, takeover=True))
+    with pytest.raises(ValueError, match="the classifier is for hardware"):
+        finetune_actor(Options(checkpoint="run", out="o.zarr", steps=40, reward_classifier="clf"))
+    with pytest.raises(ValueError, match="needs an operator device"):
+        finetune_actor(Options(backend="dynamixel", checkpoint="run", out="o.zarr", steps=40, teleop="none",
+                               cameras=(), takeover=True))
+    with pytest.raises(SystemExit):
+        robot_args(["--backend", "twin", "--scripted-takeover"])

@@ -107,6 +107,7 @@ def test_every_import_goes_down_the_layers_and_ros_stays_in_the_drivers():
 @pytest.mark.parametrize("packages, absent", [
     (["robot_rl.datasets", "robot_rl.sim"], ["torch", "rclpy"]),
     (["robot_rl.datasets", "robot_rl.datasets.spec"], ["torch", "rclpy", "mujoco"]),
+    (["robot_rl.sim", "robot_rl.sim.specs", "robot_rl.drivers.robot"], ["torch", "rclpy", "mujoco", "gymnasium"]),
 ])
 def test_importing_the_light_layers_brings_no_torch_and_no_ros(packages, absent):
     code = (f"import importlib, sys\nfor p in {packages!r}: importlib.import_module(p)\n"

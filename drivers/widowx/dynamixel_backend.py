@@ -11,10 +11,12 @@ One read() is one Sync Read of Present Current..Present Position (126..135) from
 included (their answers are only checked: a shadow in overload or off the bus is a fault too). One
 write() is one Sync Write of Goal Position to the master servos; the shadows follow through Secondary ID.
 
-Fault detection is bounded: a read that gets no answer at all first asks whether the port itself is gone
-(its device node vanished, or the tty reports a hang-up: an unplugged U2D2), and says so; otherwise the
-whole bus is silent (servo power lost), reported after that one sync-read timeout (about 36 ms), since a
-retry cannot help. Only a partial answer (a servo missing a packet) is retried, ``comm_retries`` times.
+Fault detection is bounded: a read that gets no answer at all within the SDK's sync-read timeout (about
+36 ms) listens ``LATE_ANSWERS_MS`` more (a loaded host's answers can be late; a silent bus stays silent),
+then asks whether the port itself is gone (its device node vanished, or the tty reports a hang-up: an
+unplugged U2D2) and says so; otherwise the whole bus is silent (servo power lost), reported without a
+retry. Any other failed transaction asks about the port first too. Only a partial answer (a servo
+missing a packet) is retried, ``comm_retries`` times.
 
 Effort is approximate: XM430-W350 Present Current x 2.69 mA x 1.78 N m/A (stall torque over stall current
 at 12 V; the real curve is not linear), times the number of servos on the joint (a shadow carries an equal
@@ -65,6 +67,7 @@ XL430_LOAD_FULL_SCALE = 1000  # Present Load is in 0.1 %
 HARDWARE_ERROR_BITS = {0: "input voltage", 2: "overheating", 3: "motor encoder", 4: "electrical shock",
                        5: "overload"}
 PORT_ERRORS = (OSError, termios.error)  # serial.SerialException is an OSError
+LATE_ANSWERS_MS = 15.0  # after a sync read's timeout with no answer: how long more to listen
 
 
 def load_widowx_config(path: str | Path | None = None) -> dict:
@@ -303,6 +306,8 @@ class WidowXDynamixelBackend:
 
     def _check(self, what: str, result: int, error: int = 0) -> None:
         if result != dxl.COMM_SUCCESS:
+            if self._port is not None and not self._port_lost:
+                self._raise_if_port_gone()  # a failed transaction on a vanished port: say the port
             raise BackendFault(f"{what} failed on {self.port_name}: {self._packets.getTxRxResult(result)}")
         if error & ~ALERT_BIT:
             raise BackendFault(f"{what} refused: {self._packets.getRxPacketError(error)}")
@@ -337,7 +342,8 @@ class WidowXDynamixelBackend:
         return answers
 
     def _raise_if_port_gone(self) -> None:
-        """An unplugged adapter: its device node is gone, or its tty reads as hung up (EIO)."""
+        """An unplugged adapter: its device node is gone, or its tty reads as hung up (EIO). Asked first
+        whenever a transaction fails or nothing answers, so a lost port is never reported as servos."""
         port = self._port
         reason = None if os.path.exists(self.port_name) else f"{self.port_name} no longer exists"
         if reason is None:
@@ -360,11 +366,15 @@ class WidowXDynamixelBackend:
         for servo_id in self.servo_ids:
             reader.addParam(servo_id)
         self._check("sync read", reader.txPacket())
-        answers, errors = {}, {}
+        answers, errors, extended = {}, {}, False
         while len(answers) < len(self.servo_ids):
             packet, result = self._packets.rxPacket(self._port, False)
             if result != dxl.COMM_SUCCESS:
-                break
+                if answers or extended:
+                    break
+                extended = True  # nothing yet: late answers of a loaded host, or a silent bus
+                self._port.setPacketTimeoutMillis(LATE_ANSWERS_MS)
+                continue
             servo_id = packet[4]
             if servo_id in self._servo_label:
                 answers[servo_id], errors[servo_id] = packet[9:9 + READ_LENGTH], packet[8]

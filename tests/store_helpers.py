@@ -59,3 +59,13 @@ if __name__ == "__main__":
     writer_module.BLOCK_BYTES = 4096  # flush every few frames, so a kill lands in every phase
     path, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     write_episodes(path, first, count, float(sys.argv[4]) if len(sys.argv) > 4 else 0.0)
+
+
+def contents(path):
+    """(every per-step key gathered over the whole store, each episode's info, the reader)."""
+    from robot_rl.datasets import TrajectoryReader
+
+    reader = TrajectoryReader(path)
+    steps = np.arange(reader.num_steps)
+    return ({k: reader.gather(k, steps) for k in reader.spec.keys()},
+            [reader.episode_info(i) for i in range(reader.num_episodes)], reader)

@@ -18,7 +18,7 @@ import pytest
 from robot_rl.datasets import SpecMismatchError, StoreError, StoreWriter, TrajectoryReader
 from robot_rl.datasets.formats.lerobot import export_lerobot, import_lerobot
 from robot_rl.datasets.synthetic import SyntheticEpisodes, synthetic_spec
-from store_helpers import write_episodes
+from store_helpers import contents, write_episodes
 
 MIN_PSNR_DB = 28.0  # AV1 at CRF 30: 48x64 synthetic scenes measure 29 dB, 640x480 ones about 37 dB
 LEROBOT_PYTHON = os.environ.get("LEROBOT_PYTHON")
@@ -28,13 +28,6 @@ needs_lerobot = pytest.mark.skipif(not LEROBOT_PYTHON, reason="set LEROBOT_PYTHO
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
-def contents(path):
-    reader = TrajectoryReader(path)
-    steps = np.arange(reader.num_steps)
-    return ({k: reader.gather(k, steps) for k in reader.spec.keys()},
-            [reader.episode_info(i) for i in range(reader.num_episodes)], reader)
 
 
 @pytest.fixture

@@ -23,15 +23,9 @@ from robot_rl.datasets import (
 from robot_rl.datasets.formats.mcap import export_mcap, to_nanoseconds, typestore
 from robot_rl.datasets.synthetic import SyntheticEpisodes, synthetic_spec
 from robot_rl.drivers.bag_import import import_bag
+from store_helpers import contents
 
 T0 = 1_796_000_000.0  # wall-clock seconds, as the recorder stamps rows
-
-
-def contents(path):
-    reader = TrajectoryReader(path)
-    steps = np.arange(reader.num_steps)
-    return ({k: reader.gather(k, steps) for k in reader.spec.keys()},
-            [reader.episode_info(i) for i in range(reader.num_episodes)], reader)
 
 
 @pytest.fixture

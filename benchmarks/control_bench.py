@@ -1,8 +1,9 @@
 """WidowX control-path timings on the protocol twin: bus cycle rate beside the 1 Mbps wire ceiling, command
 latency, joint_states jitter.
 
-    python benchmarks/control_bench.py            # full run (under 2 minutes)
-    python benchmarks/control_bench.py --quick    # under 40 s
+    python benchmarks/control_bench.py                  # full run (about 3 minutes)
+    python benchmarks/control_bench.py --quick          # about a minute
+    python benchmarks/control_bench.py --only-faults    # part 4 alone
 
 Measured against ``EmulatedWidowX`` (robot_rl.sim.dynamixel: the nine WidowX servos answering Protocol 2.0
 on a pseudo-terminal, real-time MuJoCo physics behind them), run in a child process as a real chain is

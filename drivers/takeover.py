@@ -31,13 +31,12 @@ Known edge: a policy command published in the same instant as the operator's fir
 still reach the driver (the policy has not yet received it): that one command is applied and, stamped
 after the takeover began, recorded as the operator's. One control period at most, once per takeover.
 
-``ScriptedTakeover`` is the operator of the tests and of benchmarks/hil_bench.py: on the twin it takes over
-when the policy strays (the task's dense reward has not improved for ``patience`` ticks) and hands back
-when the expert has put it on track (``hold`` ticks of the expert and a new best reward).
+``ScriptedTakeover`` is the twin's operator in the ROS graph (tests/test_hil_graph.py): the learner's
+ScriptedOperator, which takes over when the policy strays (the task's dense reward has not improved for
+``patience`` ticks) and hands back when the expert has put it on track (``hold`` ticks and a new best).
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -81,31 +80,13 @@ class HoldOver:
 
 
 class ScriptedTakeover:
-    """A twin operator for takeover: the task's scripted expert, held while the policy strays.
+    """The twin's scripted operator (robot_rl.learner.scripted_operator.ScriptedOperator) as a teleop device
+    in takeover mode: held while the operator holds, the expert's action and gripper as the command."""
 
-    Each tick (``read``): the task's dense reward of the present state (the twin's true state, under
-    ``lock``) is compared with its best this episode. Not holding: after ``patience`` ticks without a new
-    best it takes over. Holding: it sends the expert's action and hands back after at least ``hold`` ticks
-    once the reward has a new best. ``episode`` returns a number that changes when the twin's task is
-    reset (TwinTaskNode.resets): the expert's plan and the best reward then start over. ``takeovers`` and
-    ``human_ticks`` count what it did; ``max_human_ticks`` caps the ticks it may hold over its life (the
-    human budget of a benchmark).
-    """
+    def __init__(self, env, **kwargs):
+        from robot_rl.learner.scripted_operator import ScriptedOperator
 
-    def __init__(self, env, *, lock=None, episode: Callable[[], int] = lambda: 0, patience: int = 5,
-                 hold: int = 5, seed: int = 0, max_human_ticks: int | None = None, min_gain: float = 1e-3):
-        from robot_rl.sim import make_expert
-
-        if patience < 1 or hold < 1:
-            raise ValueError(f"patience, hold: expected ticks >= 1, found {patience}, {hold}")
-        self.env = env.unwrapped if hasattr(env, "unwrapped") else env
-        self.expert = make_expert(self.env, seed=seed)
-        self.lock = lock if lock is not None else contextlib.nullcontext()
-        self.episode, self.patience, self.hold = episode, int(patience), int(hold)
-        self.max_human_ticks, self.min_gain = max_human_ticks, float(min_gain)
-        self.takeovers = self.human_ticks = 0
-        self._seen_episode, self._best, self._stalled, self._held_for = None, -np.inf, 0, 0
-        self.holding = False
+        self.operator = ScriptedOperator(env, **kwargs)
 
     @classmethod
     def for_twin_backend(cls, backend, episode: Callable[[], int] = lambda: 0, **kwargs) -> ScriptedTakeover:
@@ -120,29 +101,8 @@ class ScriptedTakeover:
     def read(self):
         from robot_rl.drivers.teleop import EE_DELTA_DIM, TeleopInput
 
-        with self.lock:
-            self._new_episode_check()
-            reward = float(self.env._evaluate(sparse=False).reward)
-            improved = reward > self._best + self.min_gain
-            self._best = max(self._best, reward)
-            self._stalled = 0 if improved else self._stalled + 1
-            budget_left = self.max_human_ticks is None or self.human_ticks < self.max_human_ticks
-            if not self.holding and self._stalled >= self.patience and budget_left:
-                self.holding, self._held_for = True, 0
-                self.takeovers += 1
-            elif self.holding and ((self._held_for >= self.hold and improved) or not budget_left):
-                self.holding = False
-                self._stalled = 0
-            action = self.expert(None)  # planned every tick: the expert's phases follow the scene
-        if not self.holding:
+        action = self.operator.act()
+        if action is None:
             return TeleopInput()
-        self._held_for += 1
-        self.human_ticks += 1
         return TeleopInput(np.asarray(action[:EE_DELTA_DIM], dtype=float), held=True,
                            gripper_open=bool(action[-1] >= 0))
-
-    def _new_episode_check(self) -> None:
-        episode = self.episode()
-        if episode != self._seen_episode:
-            self._seen_episode, self._best, self._stalled, self.holding = episode, -np.inf, 0, False
-            self.expert.reset()

@@ -83,3 +83,27 @@ def test_the_demo_side_rule():
     with pytest.raises(ValueError, match="hil_ratio=1.0"):
         Replay.__init__(object.__new__(Replay), None, (), "x", None, batch_size=1, discount=0.9, n_step=1, chunk=1,
                         seed=0, hil_ratio=1.0)
+
+
+def test_the_scripted_operator_takes_over_a_stalled_policy_in_the_twin_rollouts(tmp_path):
+    from robot_rl.learner.rollout import Rollouts
+    from robot_rl.learner.scripted_operator import ScriptedOperator
+    from robot_rl.sim import make_env
+
+    env = make_env("widowx", "reach", max_steps=30)
+    operator = ScriptedOperator(env, patience=3, hold=3)
+    with StoreWriter.create(tmp_path / "online.zarr", env.embodiment.with_optional("intervention")) as writer:
+        rollouts = Rollouts([env], writer, seed=0, operators=[operator])
+        for _ in range(60):
+            rollouts.step(lambda obs: np.zeros((1, 7), np.float32))  # a policy that never moves: it strays
+        rollouts.close()
+    reader = TrajectoryReader(tmp_path / "online.zarr")
+    flags = reader.column("intervention")
+    assert flags[:3].tolist() == [False] * 3, "patience: 3 ticks of the policy first"
+    assert flags.any() and operator.takeovers >= 2
+    ends = np.asarray(reader.episode_ends)
+    for i, (start, end) in enumerate(zip(np.r_[0, ends[:-1]], ends)):
+        assert reader.episode_info(i)["human_steps"] == int(flags[start:end].sum())
+    assert sum(reader.episode_info(i)["success"] for i in range(reader.num_episodes)) >= 1, "the expert reaches"
+    moved = np.abs(reader.column("action")[flags][:, :3]).max()
+    assert moved > 0, "the operator's rows hold the expert's actions, not the policy's zeros"

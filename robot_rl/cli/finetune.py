@@ -56,6 +56,9 @@ def resolve(overrides: list[str]):
     if cfg.actor != "external":
         raise ConfigError("actor=external is what finetune runs (the actor is its own process); "
                           "`robot-rl train` steps the twin in the learner's process")
+    if cfg.get("takeover") and not cfg.realtime:
+        raise ConfigError("takeover=true: the operator takes over in the ROS graph (realtime=true); the fast twin actor "
+                          "(realtime=false) has no operator: give realtime=true, or `robot-rl train takeover=true`")
     if not cfg.realtime and cfg.backend != "twin":
         raise ConfigError("realtime=false steps the twin faster than real time: it needs backend=twin")
     check_actors(cfg)

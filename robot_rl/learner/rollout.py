@@ -5,6 +5,11 @@ to the run's online store, and evaluate.
 episode reaches the store only when it ends, so a killed run loses at most the episodes in progress.
 With action chunks a :class:`~robot_rl.learner.chunking.ChunkExecutor` per env decides when to query
 (default: every h steps, the chunk open-loop; or k <= h steps, or temporal ensembling).
+
+``operators`` (one per env, robot_rl.learner.scripted_operator): a scripted operator that may take over
+an env's tick; its action replaces the policy's (the env's open-loop chunk is dropped, so the policy
+queries afresh when it hands back), the row's ``intervention`` is True (when the store has the key) and
+the episode's info counts ``interventions`` and ``human_steps``.
 """
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ class _Running:
     episode_return: float = 0.0
     success: bool = False
     seed: int = 0
+    human_steps: int = 0
+    interventions: int = 0
+    human: bool = False
 
 
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]  # batched obs -> [N, A] or [N, h, A]
@@ -39,8 +47,13 @@ Policy = Callable[[dict[str, np.ndarray]], np.ndarray]  # batched obs -> [N, A] 
 
 class Rollouts:
     def __init__(self, envs: list, writer: StoreWriter, *, seed: int, first_episode: int = 0, source: str = "policy",
-                 executor: Callable[[], ChunkExecutor] = ChunkExecutor, episode_info: dict | None = None):
+                 executor: Callable[[], ChunkExecutor] = ChunkExecutor, episode_info: dict | None = None,
+                 operators: list | None = None):
         self.envs, self.writer, self.seed, self.source = envs, writer, seed, source
+        if operators is not None and len(operators) != len(envs):
+            raise ValueError(f"operators: expected one per env ({len(envs)}), found {len(operators)}")
+        self.operators = operators
+        self.marks_interventions = "intervention" in writer.spec.optional_keys
         self.episode_info = dict(episode_info or {})  # recorded in every episode's info (e.g. the actor's id)
         self.make_executor = executor
         self.episodes_started = first_episode
@@ -51,6 +64,8 @@ class Rollouts:
         seed = self.seed + self.episodes_started
         self.episodes_started += 1
         obs, _ = env.reset(seed=seed)
+        if self.operators is not None:
+            self.operators[self.envs.index(env)].new_episode()
         return _Running(obs, self.make_executor(), seed=seed)
 
     def step(self, policy: Policy | None) -> list[EpisodeStats]:
@@ -68,10 +83,18 @@ class Rollouts:
         finished = []
         for i, (env, run) in enumerate(zip(self.envs, self.running)):
             action = np.asarray(run.executor.next_action(), dtype=np.float32)
+            human_action = self.operators[i].act() if self.operators is not None else None
+            if human_action is not None:
+                action = np.asarray(human_action, dtype=np.float32)
+                run.executor.reset()
+            run.interventions += human_action is not None and not run.human
+            run.human = human_action is not None
+            run.human_steps += run.human
             timestamp = env.unwrapped.time
             next_obs, reward, terminated, truncated, info = env.step(action)
             run.frames.append({**run.obs, "action": action, "reward": reward, "terminated": terminated,
-                               "truncated": truncated, "timestamp": timestamp})
+                               "truncated": truncated, "timestamp": timestamp,
+                               **({"intervention": run.human} if self.marks_interventions else {})})
             run.episode_return += reward
             run.success |= bool(info.get("success", False))
             run.obs = next_obs
@@ -82,8 +105,9 @@ class Rollouts:
 
     def _commit(self, run: _Running, env) -> EpisodeStats:
         instruction = getattr(env.unwrapped, "instruction", "")
+        hil = {"interventions": run.interventions, "human_steps": run.human_steps} if self.operators else {}
         with self.writer.new_episode(instruction=instruction, source=self.source, seed=run.seed,
-                                     **self.episode_info) as episode:
+                                     **self.episode_info, **hil) as episode:
             for frame in run.frames:
                 episode.add(frame)
             episode.commit(success=run.success)

@@ -87,6 +87,16 @@ def dataset_instructions(url, demos: int | None) -> list[str]:
     return [text for text in (reader.episode_info(i).get("instruction", "") for i in range(n)) if text]
 
 
+def scripted_operators(cfg, envs) -> list:
+    """One scripted operator per twin (robot_rl.learner.scripted_operator), ``takeover_budget`` ticks split
+    between them."""
+    from robot_rl.learner.scripted_operator import ScriptedOperator
+
+    budget = cfg.get("takeover_budget")
+    return [ScriptedOperator(env, seed=cfg.seed + k, max_human_ticks=None if budget is None else budget // len(envs))
+            for k, env in enumerate(envs)]
+
+
 def keep_first_episodes(replay: Replay, demos, url) -> None:
     """``demos=N``: sample only the first N episodes of the offline dataset (weight 0 on the rest)."""
     if replay.offline is None:
@@ -125,7 +135,9 @@ class Trainer:
                              dataset_instructions(cfg.dataset, cfg.get("demos")) if reads_instructions else [])
         self.agent = build_agent(cfg, spec).to(cfg.device)
         self.shared = shared_root(cfg, self.run_dir)  # online stores and checkpoints: here or object_store
-        self.replay = Replay(spec, self.keys, online_store(self.shared), cfg.dataset,
+        takeover = bool(cfg.get("takeover", False)) and not self.external  # the twin's scripted operator
+        self.replay = Replay(spec.with_optional("intervention") if takeover else spec, self.keys,
+                             online_store(self.shared), cfg.dataset,
                              batch_size=cfg.algo.batch_size, discount=cfg.algo.discount, n_step=cfg.algo.n_step,
                              chunk=self.agent.config.chunk, seed=cfg.seed, device=cfg.device,
                              writer=not self.external, hil_ratio=cfg.get("hil_ratio", 0.5))
@@ -143,7 +155,7 @@ class Trainer:
             self.state = TrainState(**saved)
         self.rollouts = None if self.external else Rollouts(
             envs, self.replay.writer, seed=TRAIN_SEED_OFFSET + 1000 * cfg.seed,
-            first_episode=self.replay.writer.num_episodes)
+            first_episode=self.replay.writer.num_episodes, operators=scripted_operators(cfg, envs) if takeover else None)
         self.metrics = Metrics(self.run_dir)
         self.resumed_from = checkpoint
         self.last_eval: dict | None = None

@@ -1,0 +1,191 @@
+"""Human in the loop on the twin's pick-and-place: success against online steps with and without the scripted
+operator taking over (the same online budget, the same seed and demonstrations), the human steps it used,
+and the learned reward's precision and recall against the twin's true success.
+
+    python benchmarks/hil_bench.py                   # RLPD, 1500 online steps (about 10 min on 2 shared cores)
+    python benchmarks/hil_bench.py --algos rlpd,wsrl --online 20000 --seeds 0,1,2   # a run that can tell
+
+The operator is robot_rl.learner.scripted_operator.ScriptedOperator (the task's expert; it takes over after
+``patience`` ticks without progress in the task's dense reward and hands back once the expert has made
+progress), inside `robot-rl train takeover=true`: the twin stepped as fast as the CPU allows in the learner's
+process, the same operator logic the ROS graph's takeover teleop runs at 5 Hz (tests/test_hil_graph.py).
+Its steps are marked per step in the online store and sampled on the demonstration side (RLPD: the
+offline half, over demos and human steps alike; WSRL online: hil_ratio = 0.5 of each batch).
+``--budget`` caps the operator's ticks (default 20% of the online steps).
+
+Reward classifier: `robot-rl collect` with the front camera (64 x 64), sparse rewards (1 exactly when the
+twin says the cube is in the bowl) and noisy expert actions (some episodes fail), then `robot-rl
+train-reward`: precision and recall on held-out episodes, frame by frame, against that true success.
+
+Budgets: the default is sized to finish in about 10 minutes on 2 shared cores and is far too small for
+pick-and-place to learn online (learning_curves.py needs tens of thousands of steps): it checks the
+pipeline and shows the human-step accounting; whether interventions help at this budget is printed, not
+assumed. A run that can tell needs about 20k online steps per arm and 3 seeds (hours on 2 cores, minutes
+on a GPU with the paper profile of learning_curves.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from robot_rl.datasets import TrajectoryReader  # noqa: E402
+from robot_rl.learner.metrics import read_evaluations  # noqa: E402
+
+console = Console(width=150)
+OUT = Path("runs/bench/hil")
+# learning_curves.py's CPU profile (128-unit layers, batch 128, 3-step returns at discount 0.9, E = 5).
+SHARED = ["algo.agent.hidden=[128,128]", "algo.batch_size=128", "algo.discount=0.9", "algo.n_step=3",
+          "algo.agent.ensemble_size=5", "algo.agent.target_subset=2", "algo.agent.layer_norm=true"]
+PROFILE = {"rlpd": SHARED + ["algo.agent.init_temperature=0.05", "algo.agent.actor_lr=1e-3", "algo.agent.critic_lr=1e-3",
+                             "algo.schedule.utd=2"],
+           "wsrl": SHARED + ["algo.agent.n_actions=5", "algo.agent.target_entropy_scale=0",
+                             "algo.agent.init_temperature=0.05", "algo.agent.actor_lr=1e-3", "algo.agent.critic_lr=1e-3",
+                             "algo.schedule.utd=2"]}
+
+
+def robot_rl(*args: str, log: Path) -> float:
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        done = subprocess.run([sys.executable, "-m", "robot_rl.cli.main", *args], stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    if done.returncode != 0:
+        raise SystemExit(f"robot-rl {args[0]} failed (status {done.returncode}); see {log}")
+    return time.perf_counter() - started
+
+
+def schedule(algo: str, online: int, offline: int) -> list[str]:
+    if algo == "rlpd":
+        return [f"algo.schedule.online_steps={online}"]
+    warmup = min(400, online // 5)
+    return [f"algo.schedule.offline_updates={offline}", f"algo.schedule.warmup_steps={warmup}",
+            f"algo.schedule.online_steps={online}"]
+
+
+def fine_tune(algo: str, seed: int, hil: bool, args, demos: Path) -> dict:
+    name = f"{algo}_{'hil' if hil else 'plain'}_seed{seed}"
+    run_dir = OUT / name
+    budget = args.budget if args.budget is not None else args.online // 5
+    overrides = [f"algo={algo}", "task=widowx_pick_place", f"dataset={demos}", f"seed={seed}", "threads=1",
+                 f"eval.every_env_steps={max(1, args.online // 3)}", "eval.every_updates=0",
+                 f"eval.episodes={args.eval_episodes}", "eval.video=false", f"run_dir={run_dir}",
+                 *PROFILE[algo], *schedule(algo, args.online, args.offline),
+                 *([f"takeover=true", f"takeover_budget={budget}"] if hil else [])]
+    seconds = robot_rl("train", *overrides, log=OUT / f"{name}.log")
+    evals = [e for e in read_evaluations(run_dir) if e["phase"] not in ("start",)]
+    reader = TrajectoryReader(run_dir / "online.zarr")
+    human = int(np.sum(reader.column("intervention"))) if hil else 0
+    infos = [reader.episode_info(i) for i in range(reader.num_episodes)]
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    state = json.loads((run_dir / "checkpoints" / latest / "state.json").read_text())
+    drawn = sum(p.get("human_rows", 0) for p in state.get("phase_log", []))
+    return {"algo": algo, "seed": seed, "hil": hil, "seconds": seconds, "evals": evals, "human_steps": human,
+            "takeovers": sum(i.get("interventions", 0) for i in infos), "episodes": reader.num_episodes,
+            "online_steps": reader.num_steps, "human_rows_drawn": drawn,
+            "train_success": float(np.mean([bool(i.get("success")) for i in infos])) if infos else 0.0}
+
+
+def success_table(results: list[dict], online: int) -> Table:
+    steps = sorted({int(e["env_steps"]) for r in results for e in r["evals"]})
+    table = Table(title=f"pick-and-place on the twin: evaluation success against online steps ({online} online steps per "
+                        f"run; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+    for column in ("algo", "seed", "operator", *[f"success @{s}" for s in steps], "human steps (of online)",
+                   "takeovers", "human rows drawn", "rollout success", "wall s"):
+        table.add_column(column, justify="right")
+    for r in results:
+        by_step = {int(e["env_steps"]): e["success_rate"] for e in r["evals"]}
+        table.add_row(r["algo"], str(r["seed"]), "scripted takeover" if r["hil"] else "none",
+                      *[f"{by_step[s]:.0%}" if s in by_step else "-" for s in steps],
+                      f"{r['human_steps']} ({r['human_steps'] / max(r['online_steps'], 1):.0%})", str(r["takeovers"]),
+                      str(r["human_rows_drawn"]), f"{r['train_success']:.0%}", f"{r['seconds']:.0f}")
+    return table
+
+
+def difference_lines(results: list[dict]) -> list[str]:
+    lines = []
+    for algo in sorted({r["algo"] for r in results}):
+        final = {hil: [r["evals"][-1]["success_rate"] for r in results if r["algo"] == algo and r["hil"] == hil
+                       and r["evals"]] for hil in (False, True)}
+        if final[False] and final[True]:
+            plain, hil = float(np.mean(final[False])), float(np.mean(final[True]))
+            verdict = ("interventions helped" if hil > plain else "interventions did not help" if hil < plain
+                       else "no difference")
+            lines.append(f"{algo}: final evaluation success {plain:.0%} without, {hil:.0%} with the operator "
+                         f"(mean over {len(final[True])} seed(s)): {verdict} at this budget")
+    return lines
+
+
+def classifier(args) -> dict:
+    store = OUT / "frames.zarr"
+    robot_rl("collect", "robot=widowx", "task=pick_place", f"episodes={args.frame_episodes}", "noise=0.3",
+             "reward_type=sparse", "cameras=[front]", "image_size=[64,64]", f"out={store}", "overwrite=true",
+             f"run_dir={OUT / 'collect_frames'}", log=OUT / "collect_frames.log")
+    seconds = robot_rl("train-reward", f"store={store}", "camera=front", f"epochs={args.epochs}",
+                       f"run_dir={OUT / 'reward'}", log=OUT / "train_reward.log")
+    meta = json.loads((OUT / "reward" / "reward_classifier.json").read_text())
+    reader = TrajectoryReader(store)
+    return {**meta, "seconds": seconds, "successful_episodes": sum(bool(reader.episode_info(i)["success"])
+                                                                  for i in range(reader.num_episodes))}
+
+
+def classifier_table(report: dict) -> Table:
+    table = Table(title=f"reward classifier (front camera 64x64) against the twin's true success, {report['seconds']:.0f} s "
+                        f"to train; {report['successful_episodes']} successful episodes of "
+                        f"{len(report['episodes']['train']) + len(report['episodes']['held_out'])}")
+    for column in ("split", "episodes", "frames", "success frames", "precision", "recall", "accuracy"):
+        table.add_column(column, justify="right")
+    for split in ("train", "held_out"):
+        m = report[split]
+        table.add_row(split.replace("_", "-"), str(len(report["episodes"][split])), str(m["frames"]), str(m["positives"]),
+                      f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['accuracy']:.3f}")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", default="rlpd", help="comma-separated: rlpd, wsrl")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--online", type=int, default=1500, help="online steps per run")
+    parser.add_argument("--offline", type=int, default=1000, help="wsrl: Cal-QL pretraining updates")
+    parser.add_argument("--budget", type=int, default=None, help="the operator's most ticks (default online / 5)")
+    parser.add_argument("--demos", type=int, default=10, help="scripted pick-and-place demonstrations")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--frame-episodes", type=int, default=20, help="episodes of camera frames for the classifier")
+    parser.add_argument("--epochs", type=int, default=15, help="classifier training epochs")
+    args = parser.parse_args()
+    algos = [a for a in args.algos.split(",") if a]
+    unknown = [a for a in algos if a not in PROFILE]
+    if unknown:
+        parser.error(f"--algos: {unknown} unknown; expected some of {sorted(PROFILE)}")
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    started = time.perf_counter()
+    demos = OUT / "demos.zarr"
+    robot_rl("collect", "robot=widowx", "task=pick_place", f"episodes={args.demos}", "noise=0.1", f"out={demos}",
+             f"run_dir={OUT / 'collect'}", log=OUT / "collect.log")
+    results = []
+    for algo in algos:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for hil in (False, True):
+                console.print(f"{algo} seed {seed} {'with' if hil else 'without'} the operator ...")
+                results.append(fine_tune(algo, seed, hil, args, demos))
+    console.print(success_table(results, args.online))
+    for line in difference_lines(results):
+        console.print(line)
+    console.print("building the classifier's frames and training it ...")
+    console.print(classifier_table(classifier(args)))
+    console.print(f"total {time.perf_counter() - started:.0f} s; logs and runs: {OUT}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -80,7 +80,7 @@ def fine_tune(algo: str, seed: int, hil: bool, args, demos: Path) -> dict:
                  f"eval.every_env_steps={max(1, args.online // 3)}", "eval.every_updates=0",
                  f"eval.episodes={args.eval_episodes}", "eval.video=false", f"run_dir={run_dir}",
                  *PROFILE[algo], *schedule(algo, args.online, args.offline),
-                 *([f"takeover=true", f"takeover_budget={budget}"] if hil else [])]
+                 *(["takeover=true", f"takeover_budget={budget}"] if hil else [])]
     seconds = robot_rl("train", *overrides, log=OUT / f"{name}.log")
     evals = [e for e in read_evaluations(run_dir) if e["phase"] not in ("start",)]
     reader = TrajectoryReader(run_dir / "online.zarr")

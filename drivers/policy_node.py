@@ -206,14 +206,6 @@ def node_options(args: argparse.Namespace) -> dict:
                 node_name=args.name, execute_steps=args.execute_steps, temporal_ensemble=args.temporal_ensemble)
 
 
-def checkpoint_config(checkpoint):
-    """The resolved training config a checkpoint was saved with (robot and task split)."""
-    from robot_rl.learner.checkpoint import resolve_checkpoint
-    from robot_rl.learner.policy import checkpoint_config as saved_config
-
-    return saved_config(resolve_checkpoint(checkpoint))
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     from robot_rl.drivers.network import apply_dds_environment

@@ -81,12 +81,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def make_backend(args: argparse.Namespace):
+def make_backend(args: argparse.Namespace, image_size: tuple[int, int] = (128, 128)):
     from robot_rl.drivers.widowx.robot import DEFINITION
 
     return DEFINITION.make_backend(args.backend, port=args.port, task=getattr(args, "task", "pick_place"),
                                    seed=getattr(args, "seed", 0), dynamics=getattr(args, "dynamics", None),
-                                   command_rate=args.command_rate)
+                                   command_rate=args.command_rate, image_size=image_size)
 
 
 def make_node(backend, args: argparse.Namespace):
@@ -136,13 +136,13 @@ def scripted_takeover_node(backend, args: argparse.Namespace, task_node):
     return TeleopNode(operator, rate_hz=args.command_rate, deadband=0.0, takeover=True, node_name="operator")
 
 
-def finetune_policy_node(backend, args: argparse.Namespace):
+def finetune_policy_node(backend, policy, args: argparse.Namespace):
     """The policy node of a fine-tuning run on the twin: from the learner's first online checkpoint on,
     sampled actions at the command rate, each newer checkpoint reloaded within a second."""
-    from robot_rl.drivers.policy_node import PolicyNode, checkpoint_config, twin_observation
+    from robot_rl.drivers.policy_node import PolicyNode
+    from robot_rl.drivers.policy_runner import twin_observation
 
-    cameras = tuple(checkpoint_config(args.policy).get("cameras", ()))
-    return PolicyNode(args.policy, twin_observation(backend, cameras), rate_hz=args.command_rate,
+    return PolicyNode(policy, twin_observation(backend, policy.cameras), rate_hz=args.command_rate,
                       deterministic=False, poll_checkpoints_s=1.0)
 
 
@@ -196,11 +196,14 @@ def run(args: argparse.Namespace) -> None:
     from robot_rl.drivers.backend import BackendFault
     from robot_rl.drivers.spinning import stop_on_signals
 
+    policy = None
     if args.policy:  # nothing runs before the learner's first online checkpoint: no stream for a recorder to start on
+        from robot_rl.drivers.policy_runner import load_checkpoint_policy
         from robot_rl.learner.actor import wait_until_acting
 
         wait_until_acting(args.policy)
-    backend = make_backend(args)
+        policy = load_checkpoint_policy(args.policy)  # read once; the twin renders at its image size
+    backend = make_backend(args, image_size=policy.image_size if policy else (128, 128))
     try:
         backend.connect()
     except BackendFault as err:
@@ -214,8 +217,8 @@ def run(args: argparse.Namespace) -> None:
         if args.scripted_episodes:
             teleop, operator = scripted_operator_node(backend, args)
             nodes.append(teleop)
-        if args.policy:
-            nodes.append(finetune_policy_node(backend, args))
+        if policy is not None:
+            nodes.append(finetune_policy_node(backend, policy, args))
         if args.scripted_takeover:
             from robot_rl.drivers.twin_task_node import TwinTaskNode
 

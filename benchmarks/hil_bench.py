@@ -2,7 +2,7 @@
 operator taking over (the same online budget, the same seed and demonstrations), the human steps it used,
 and the learned reward's precision and recall against the twin's true success.
 
-    python benchmarks/hil_bench.py                   # RLPD, 1500 online steps (about 10 min on 2 shared cores)
+    python benchmarks/hil_bench.py                   # RLPD, 6000 online steps (about 10 min on 2 shared cores)
     python benchmarks/hil_bench.py --algos rlpd,wsrl --online 20000 --seeds 0,1,2   # a run that can tell
 
 The operator is robot_rl.learner.scripted_operator.ScriptedOperator (the task's expert; it takes over after
@@ -14,7 +14,8 @@ offline half, over demos and human steps alike; WSRL online: hil_ratio = 0.5 of 
 ``--budget`` caps the operator's ticks (default 20% of the online steps).
 
 Reward classifier: `robot-rl collect` with the front camera (64 x 64), sparse rewards (1 exactly when the
-twin says the cube is in the bowl) and noisy expert actions (some episodes fail), then `robot-rl
+twin says the cube is in the bowl), half the episodes at expert noise 0.05 (mostly successes), half at 0.6
+(mostly failures), then `robot-rl
 train-reward`: precision and recall on held-out episodes, frame by frame, against that true success.
 
 Budgets: the default is sized to finish in about 10 minutes on 2 shared cores and is far too small for
@@ -127,9 +128,10 @@ def difference_lines(results: list[dict]) -> list[str]:
 
 def classifier(args) -> dict:
     store = OUT / "frames.zarr"
-    robot_rl("collect", "robot=widowx", "task=pick_place", f"episodes={args.frame_episodes}", "noise=0.3",
-             "reward_type=sparse", "cameras=[front]", "image_size=[64,64]", f"out={store}", "overwrite=true",
-             f"run_dir={OUT / 'collect_frames'}", log=OUT / "collect_frames.log")
+    for part, noise in enumerate((0.05, 0.6)):  # mostly successes, then mostly failures, in one store
+        robot_rl("collect", "robot=widowx", "task=pick_place", f"episodes={args.frame_episodes // 2}", f"noise={noise}",
+                 "reward_type=sparse", "cameras=[front]", "image_size=[64,64]", f"out={store}", f"seed={1000 * part}",
+                 f"run_dir={OUT / f'collect_frames_{part}'}", log=OUT / f"collect_frames_{part}.log")
     seconds = robot_rl("train-reward", f"store={store}", "camera=front", f"epochs={args.epochs}",
                        f"run_dir={OUT / 'reward'}", log=OUT / "train_reward.log")
     meta = json.loads((OUT / "reward" / "reward_classifier.json").read_text())
@@ -155,13 +157,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", default="rlpd", help="comma-separated: rlpd, wsrl")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
-    parser.add_argument("--online", type=int, default=1500, help="online steps per run")
+    parser.add_argument("--online", type=int, default=6000, help="online steps per run")
     parser.add_argument("--offline", type=int, default=1000, help="wsrl: Cal-QL pretraining updates")
     parser.add_argument("--budget", type=int, default=None, help="the operator's most ticks (default online / 5)")
     parser.add_argument("--demos", type=int, default=10, help="scripted pick-and-place demonstrations")
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--frame-episodes", type=int, default=20, help="episodes of camera frames for the classifier")
-    parser.add_argument("--epochs", type=int, default=15, help="classifier training epochs")
+    parser.add_argument("--frame-episodes", type=int, default=40,
+                        help="episodes of camera frames for the classifier (half at expert noise 0.05, half at 0.6)")
+    parser.add_argument("--epochs", type=int, default=20, help="classifier training epochs")
     args = parser.parse_args()
     algos = [a for a in args.algos.split(",") if a]
     unknown = [a for a in algos if a not in PROFILE]

@@ -61,6 +61,8 @@ def test_labels_are_rewarded_rows_and_the_tail_of_successful_episodes(store):
 def test_held_out_episodes_are_never_trained_on():
     train, held = split_episodes(12, 0.25, seed=3)
     assert len(held) == 3 and not set(train) & set(held) and sorted([*train, *held]) == list(range(12))
+    train, held = split_episodes(12, 0.25, seed=3, strata=[True] * 4 + [False] * 8)
+    assert len(set(held) & {0, 1, 2, 3}) == 1 and len(set(held) - {0, 1, 2, 3}) == 2, "each group split alike"
     with pytest.raises(ValueError, match="at least 2"):
         split_episodes(1, 0.25, 0)
 
@@ -74,7 +76,7 @@ def test_the_classifier_learns_success_frames_and_is_measured_on_held_out_episod
     classifier, report = train_classifier(store, camera="front", out=tmp_path / "clf", size=SIZE, epochs=40,
                                           batch_size=32, lr=3e-3, holdout=0.25, seed=1)
     held = report["held_out"]
-    assert held["frames"] == 30 and held["positives"] > 0
+    assert held["frames"] == 40 and held["positives"] == 2 * 4, "2 of 6 successful and 2 of 6 failed episodes held out"
     assert held["precision"] >= 0.9 and held["recall"] >= 0.9, report
     loaded = load_classifier(tmp_path / "clf")
     rng = np.random.default_rng(7)

@@ -11,7 +11,8 @@ twin's ``reward_type=sparse`` and of the operator's live success label), or when
 operator has one rewarded row; a longer tail gives the classifier more positives, HIL-SERL's practice of
 recording a few success frames per episode). Every other frame is a failure.
 
-Held-out episodes (``holdout`` of them, drawn with ``seed``) are never trained on; precision and recall
+Held-out episodes (``holdout`` of them, drawn with ``seed`` among the episodes with success frames and
+among those without alike) are never trained on; precision and recall
 at ``threshold`` are measured on their frames. The loss weighs positives by negatives / positives (success
 frames are few). The frames are resized to ``size`` x ``size`` (nearest: no new dependency), scaled to
 [0, 1]. Saved as ``reward_classifier.safetensors`` (the weights) and ``reward_classifier.json`` (camera,
@@ -124,14 +125,23 @@ def precision_recall(predicted: np.ndarray, truth: np.ndarray) -> dict:
             "accuracy": float((predicted == truth).mean()) if truth.size else 0.0}
 
 
-def split_episodes(episodes: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) episode indices; at least one of each."""
+def split_episodes(episodes: int, holdout: float, seed: int, strata=None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) episode indices; at least one of each. ``strata`` (one label per episode, e.g. its
+    success): each group is split on its own, so both sides see successes when there are two or more."""
     if episodes < 2:
         raise ValueError(f"the store has {episodes} episodes: the classifier needs at least 2 "
                          "(one to train on, one held out)")
-    order = np.random.default_rng(seed).permutation(episodes)
-    held = int(np.clip(round(holdout * episodes), 1, episodes - 1))
-    return np.sort(order[held:]), np.sort(order[:held])
+    rng = np.random.default_rng(seed)
+    strata = np.zeros(episodes, dtype=int) if strata is None else np.asarray(strata)
+    train, held = [], []
+    for group in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == group))
+        count = int(np.clip(round(holdout * len(members)), 1 if len(members) > 1 else 0, len(members) - 1))
+        held += members[:count].tolist()
+        train += members[count:].tolist()
+    if not held:  # one episode per group: hold out one episode anyway
+        held, train = train[:1], train[1:]
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(held, dtype=np.int64))
 
 
 def rows_of(reader, episodes: np.ndarray) -> np.ndarray:
@@ -154,7 +164,9 @@ def train_classifier(store, *, camera: str, out=None, size: int = 64, width: int
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold={threshold}: expected a probability in (0, 1)")
     labels = frame_labels(reader, reward_at, success_tail)
-    train_eps, held_eps = split_episodes(reader.num_episodes, holdout, seed)
+    ends = np.asarray(reader.episode_ends)
+    has_success = [bool(labels[(ends[i - 1] if i else 0):ends[i]].any()) for i in range(reader.num_episodes)]
+    train_eps, held_eps = split_episodes(reader.num_episodes, holdout, seed, strata=has_success)
     train_rows, held_rows = rows_of(reader, train_eps), rows_of(reader, held_eps)
     if not labels[train_rows].any():
         raise ValueError(f"store {store}: no success frame in the training episodes (reward >= {reward_at}, or the "

@@ -21,6 +21,7 @@ TRAIN_RANGES = {
     "keep_checkpoints": ("int", 1, None, False), "publish_every": ("int", 1, None, False),
     "actor_poll_s": ("number", 1e-3, None, False), "algo.batch_size": ("int", 1, None, False),
     "algo.discount": ("number", 1e-6, 1.0, False), "algo.n_step": ("int", 1, None, False),
+    "takeover_budget": ("int", 0, None, True), "hil_ratio": ("number", 0, 0.99, False),
 }
 FINETUNE_RANGES = {**TRAIN_RANGES, "max_lag": ("int", 1, None, False), "rate": ("number", 1e-3, None, False),
                    "camera_fps": ("number", 1e-3, None, False), "grace_s": ("number", 0, None, False)}

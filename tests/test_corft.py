@@ -166,7 +166,7 @@ def test_train_command_runs_both_stages_on_the_first_n_demos(tmp_path, reach_sto
 
 
 @pytest.mark.parametrize("demos, message", [("9", "demos: expected an integer from 1 to 4"),
-                                            ("0", "demos: expected an integer from 1 to 4")])
+                                            ("0", "demos=0: expected an integer >= 1")])
 def test_bad_demos_are_refused_with_the_range(tmp_path, reach_store, demos, message, capsys):
     assert main(["train", "algo=corft", "task=widowx_reach", f"dataset={reach_store}", f"demos={demos}",
                  "algo.agent.text_encoder=learned", f"run_dir={tmp_path / 'run'}"]) == 2

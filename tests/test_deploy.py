@@ -90,7 +90,7 @@ def test_deploy_on_the_twin_reports_success_and_both_latencies(tmp_path, checkpo
 @pytest.mark.parametrize("overrides, message", [
     ([], "checkpoint="),
     (["checkpoint=/nonexistent/run"], "checkpoint=/nonexistent/run: no such file"),
-    (["checkpoint=/nonexistent/run", "backend=usb"], "backend='usb' is unknown"),
+    (["checkpoint=/nonexistent/run", "backend=usb"], "backend=usb: expected one of twin, dynamixel"),
 ])
 def test_deploy_refuses_bad_input_with_status_2(overrides, message, capsys, tmp_path):
     from robot_rl.cli.main import main

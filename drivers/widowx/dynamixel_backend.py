@@ -404,7 +404,10 @@ class WidowXDynamixelBackend:
     def _identify(self) -> None:
         for joint in self.joints:
             for servo_id in joint.servo_ids:
-                model, result, _ = self._call("a ping", self._packets.ping, self._port, servo_id)
+                for _ in range(1 + self.comm_retries):  # a packet lost while the bus comes up is retried
+                    model, result, _ = self._call("a ping", self._packets.ping, self._port, servo_id)
+                    if result == dxl.COMM_SUCCESS:
+                        break
                 label = self._servo_label[servo_id]
                 if result != dxl.COMM_SUCCESS:
                     raise BackendFault(f"{label} did not answer a ping on {self.port_name} "

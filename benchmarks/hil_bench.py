@@ -78,7 +78,7 @@ def fine_tune(algo: str, seed: int, hil: bool, args, demos: Path) -> dict:
     run_dir = OUT / name
     budget = args.budget if args.budget is not None else args.online // 5
     overrides = [f"algo={algo}", "task=widowx_pick_place", f"dataset={demos}", f"seed={seed}", "threads=1",
-                 f"eval.every_env_steps={max(1, args.online // 3)}", "eval.every_updates=0",
+                 f"eval.every_env_steps={-(-args.online // 3)}", "eval.every_updates=0",
                  f"eval.episodes={args.eval_episodes}", "eval.video=false", f"run_dir={run_dir}",
                  *PROFILE[algo], *schedule(algo, args.online, args.offline),
                  *(["takeover=true", f"takeover_budget={budget}"] if hil else [])]

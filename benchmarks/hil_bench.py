@@ -2,7 +2,7 @@
 operator taking over (the same online budget, the same seed and demonstrations), the human steps it used,
 and the learned reward's precision and recall against the twin's true success.
 
-    python benchmarks/hil_bench.py                   # RLPD, 6000 online steps (about 10 min on 2 shared cores)
+    python benchmarks/hil_bench.py                   # RLPD, 6000 online steps (about 4 min on 2 shared cores)
     python benchmarks/hil_bench.py --algos rlpd,wsrl --online 20000 --seeds 0,1,2   # a run that can tell
 
 The operator is robot_rl.learner.scripted_operator.ScriptedOperator (the task's expert; it takes over after
@@ -18,7 +18,7 @@ twin says the cube is in the bowl), half the episodes at expert noise 0.05 (most
 (mostly failures), then `robot-rl
 train-reward`: precision and recall on held-out episodes, frame by frame, against that true success.
 
-Budgets: the default is sized to finish in about 10 minutes on 2 shared cores and is far too small for
+Budgets: the default is sized to finish well within 10 minutes on 2 shared cores and is far too small for
 pick-and-place to learn online (learning_curves.py needs tens of thousands of steps): it checks the
 pipeline and shows the human-step accounting; whether interventions help at this budget is printed, not
 assumed. The default run takes about 4 minutes here (6000 steps: 84-112 s per arm). One seed at 20k online

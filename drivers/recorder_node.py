@@ -39,9 +39,7 @@ turns messages, services and timers into calls of that core.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -62,6 +60,7 @@ from robot_rl.drivers.episode_recorder import (
     check_settings,
     open_store,
 )
+from robot_rl.drivers.spinning import spin_until, stop_on_signals, stop_requested
 from robot_rl.drivers.streams import TASK_QOS, ObservationStreams, header_seconds
 from robot_rl.drivers.teleop import TELEOP_QOS
 from robot_rl.drivers.twin_task_node import STATUS_NAMES
@@ -235,14 +234,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def detect_twin_task(context=None, timeout: float = 3.0, stop: threading.Event | None = None) -> bool:
+def detect_twin_task(context=None, timeout: float = 3.0, stopped=lambda: False) -> bool:
     """Whether a node publishes ``task_state`` in this namespace within ``timeout`` seconds."""
     import rclpy
 
     probe = rclpy.create_node("recorder_probe", context=context)
     try:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (stop and stop.is_set()):
+        while time.monotonic() < deadline and not stopped():
             if probe.count_publishers("task_state") > 0:
                 return True
             time.sleep(0.1)
@@ -251,24 +250,13 @@ def detect_twin_task(context=None, timeout: float = 3.0, stop: threading.Event |
         probe.destroy_node()
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM. The process then leaves its spin loop after the callback in
-    progress and closes the node while the ROS context is still valid (rclpy's own handlers shut the
-    context down at once: a timer or a log line after that fails with "context is invalid")."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    return stop
-
-
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    stop = stop_on_signals()
+    stop_on_signals()  # from here Ctrl-C and SIGTERM only request a stop (robot_rl.drivers.spinning)
     from robot_rl.drivers.network import apply_dds_environment
     apply_dds_environment()  # before rclpy starts DDS: sockets on 127.0.0.1 unless opted out
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     spec = embodiment_spec(args.robot, args.task, tuple(args.cameras))  # no twin built: robot_rl.sim.specs
@@ -276,7 +264,7 @@ def main(argv=None) -> None:
     rclpy.init(args=["recorder", *argv], signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
-        twin = detect_twin_task(stop=stop) if args.twin_task is None else args.twin_task
+        twin = detect_twin_task(stopped=stop_requested) if args.twin_task is None else args.twin_task
         spec = spec if twin else spec.without("task_state")
         spec = spec.with_optional("intervention") if args.interventions else spec
         reward_fn, threshold = load_reward_fn(args.reward_classifier, args.reward_threshold)
@@ -286,14 +274,10 @@ def main(argv=None) -> None:
                             source=args.source, max_episodes=args.episodes, stale_after_s=args.stale_after,
                             node_name=args.name, max_steps=args.max_steps, auto_start=args.auto_start,
                             reset_task=args.reset_task, on_tail=args.on_tail)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while not node.core.done and not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-        executor.shutdown()
+        spin_until([node], until=lambda: node.core.done)
         open_episode = "; the episode in progress is discarded" if node.core.recording else ""
         print(f"recorder: {node.core.kept} episodes kept, {node.core.discarded} discarded, into {args.out}"
-              + (f" (stopped by a signal{open_episode})" if stop.is_set() else ""), flush=True)
+              + (f" (stopped by a signal{open_episode})" if stop_requested() else ""), flush=True)
     except (StoreError, ValueError) as err:
         raise SystemExit(f"recorder: {err}") from None
     finally:

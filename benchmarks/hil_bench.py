@@ -1,6 +1,8 @@
 """Human in the loop on the twin's pick-and-place: success against online steps with and without the scripted
 operator taking over (the same online budget, the same seed and demonstrations), the human steps it used,
-and the learned reward's precision and recall against the twin's true success.
+and the learned reward's precision and recall against the twin's true success. Behaviour cloning on the same
+demonstrations, with as many gradient updates as the longest arm's critic updates (BC profile and overrides from
+learning_curves.py), evaluated on the same episodes, is the row every arm is read against.
 
     python benchmarks/hil_bench.py                   # RLPD, 6000 online steps (about 4 min on 2 shared cores)
     python benchmarks/hil_bench.py --algos rlpd,wsrl --online 20000 --seeds 0,1,2   # a run that can tell
@@ -42,6 +44,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.learning_curves import PROFILES as CURVE_PROFILES  # noqa: E402
+from benchmarks.learning_curves import algorithms  # noqa: E402
 from robot_rl.datasets import TrajectoryReader  # noqa: E402
 from robot_rl.learner.metrics import read_evaluations  # noqa: E402
 
@@ -75,13 +79,17 @@ def schedule(algo: str, online: int, offline: int) -> list[str]:
             f"algo.schedule.online_steps={online}"]
 
 
+def common(seed: int, args, run_dir: Path) -> list[str]:
+    """The overrides every arm and BC share: task, seed, evaluation episodes and seeds."""
+    return ["task=widowx_pick_place", f"seed={seed}", "threads=1", f"eval.every_env_steps={-(-args.online // 3)}",
+            "eval.every_updates=0", f"eval.episodes={args.eval_episodes}", "eval.video=false", f"run_dir={run_dir}"]
+
+
 def fine_tune(algo: str, seed: int, hil: bool, args, demos: Path) -> dict:
     name = f"{algo}_{'hil' if hil else 'plain'}_seed{seed}"
     run_dir = OUT / name
     budget = args.budget if args.budget is not None else args.online // 5
-    overrides = [f"algo={algo}", "task=widowx_pick_place", f"dataset={demos}", f"seed={seed}", "threads=1",
-                 f"eval.every_env_steps={-(-args.online // 3)}", "eval.every_updates=0",
-                 f"eval.episodes={args.eval_episodes}", "eval.video=false", f"run_dir={run_dir}",
+    overrides = [f"algo={algo}", f"dataset={demos}", *common(seed, args, run_dir),
                  *PROFILE[algo], *schedule(algo, args.online, args.offline),
                  *(["takeover=true", f"takeover_budget={budget}"] if hil else [])]
     seconds = robot_rl("train", *overrides, log=OUT / f"{name}.log")
@@ -94,24 +102,57 @@ def fine_tune(algo: str, seed: int, hil: bool, args, demos: Path) -> dict:
     drawn = sum(p.get("human_rows", 0) for p in state.get("phase_log", []))
     return {"algo": algo, "seed": seed, "hil": hil, "seconds": seconds, "evals": evals, "human_steps": human,
             "takeovers": sum(i.get("interventions", 0) for i in infos), "episodes": reader.num_episodes,
-            "online_steps": reader.num_steps, "human_rows_drawn": drawn,
+            "online_steps": reader.num_steps, "human_rows_drawn": drawn, "updates": state["critic_updates"],
             "train_success": float(np.mean([bool(i.get("success")) for i in infos])) if infos else 0.0}
 
 
-def success_table(results: list[dict], online: int) -> Table:
+def behaviour_cloning(seed: int, updates: int, args, demos: Path) -> dict:
+    """BC on the arms' demonstrations for ``updates`` gradient steps (learning_curves.py's BC overrides)."""
+    run_dir = OUT / f"bc_seed{seed}"
+    overrides = [*algorithms(demos, args.online, updates, 0)["bc"], *CURVE_PROFILES["cpu"]["bc"],
+                 *common(seed, args, run_dir)]
+    seconds = robot_rl("train", *overrides, log=OUT / f"bc_seed{seed}.log")
+    evals = [e for e in read_evaluations(run_dir) if e["phase"] not in ("start",)]
+    return {"algo": "bc", "seed": seed, "seconds": seconds, "evals": evals, "updates": updates}
+
+
+def success_table(results: list[dict], bc: list[dict], online: int) -> Table:
     steps = sorted({int(e["env_steps"]) for r in results for e in r["evals"]})
     table = Table(title=f"pick-and-place on the twin: evaluation success against online steps ({online} online steps per "
-                        f"run; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
-    for column in ("algo", "seed", "operator", *[f"success @{s}" for s in steps], "human steps (of online)",
-                   "takeovers", "human rows drawn", "rollout success", "wall s"):
+                        f"run; BC: {bc[0]['updates']} gradient updates, as many as the arms' most critic updates; "
+                        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+    for column in ("algo", "seed", "operator", *[f"success @{s}" for s in steps], "final success",
+                   "human steps (of online)", "takeovers", "human rows drawn", "rollout success", "wall s"):
         table.add_column(column, justify="right")
     for r in results:
         by_step = {int(e["env_steps"]): e["success_rate"] for e in r["evals"]}
         table.add_row(r["algo"], str(r["seed"]), "scripted takeover" if r["hil"] else "none",
-                      *[f"{by_step[s]:.0%}" if s in by_step else "-" for s in steps],
+                      *[f"{by_step[s]:.0%}" if s in by_step else "-" for s in steps], final(r),
                       f"{r['human_steps']} ({r['human_steps'] / max(r['online_steps'], 1):.0%})", str(r["takeovers"]),
                       str(r["human_rows_drawn"]), f"{r['train_success']:.0%}", f"{r['seconds']:.0f}")
+    for r in bc:
+        table.add_row("bc", str(r["seed"]), "none", *["-"] * len(steps), final(r), "-", "-", "-", "-",
+                      f"{r['seconds']:.0f}")
     return table
+
+
+def final(run: dict) -> str:
+    return f"{run['evals'][-1]['success_rate']:.0%}" if run["evals"] else "-"
+
+
+def bc_lines(results: list[dict], bc: list[dict]) -> list[str]:
+    """Each arm's final success (mean over seeds) against BC's on the same demonstrations."""
+    baseline = float(np.mean([r["evals"][-1]["success_rate"] for r in bc if r["evals"]]))
+    arms = []
+    for algo in sorted({r["algo"] for r in results}):
+        for hil in (False, True):
+            finals = [r["evals"][-1]["success_rate"] for r in results if r["algo"] == algo and r["hil"] == hil
+                      and r["evals"]]
+            if finals:
+                arm = float(np.mean(finals))
+                arms.append(f"{algo} {'with' if hil else 'without'} the operator {arm:.0%} ({arm - baseline:+.0%})")
+    return [f"against BC ({baseline:.0%} final success, {bc[0]['updates']} updates on the same demonstrations, "
+            f"mean over {len(bc)} seed(s)): " + "; ".join(arms)]
 
 
 def difference_lines(results: list[dict]) -> list[str]:
@@ -184,8 +225,13 @@ def main() -> None:
             for hil in (False, True):
                 console.print(f"{algo} seed {seed} {'with' if hil else 'without'} the operator ...")
                 results.append(fine_tune(algo, seed, hil, args, demos))
-    console.print(success_table(results, args.online))
-    for line in difference_lines(results):
+    updates = max(r["updates"] for r in results)
+    bc = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        console.print(f"bc seed {seed}, {updates} updates ...")
+        bc.append(behaviour_cloning(seed, updates, args, demos))
+    console.print(success_table(results, bc, args.online))
+    for line in [*difference_lines(results), *bc_lines(results, bc)]:
         console.print(line)
     console.print("building the classifier's frames and training it ...")
     console.print(classifier_table(classifier(args)))

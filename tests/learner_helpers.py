@@ -1,6 +1,7 @@
 """Shared pieces of the learner tests: tiny configs and scripted-demo stores on the WidowX twin."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from robot_rl.cli.config import load_config
@@ -41,3 +42,10 @@ def tiny_checkpoint(run_dir: Path, *overrides: str) -> Path:
 
     main(["train", *TINY_SAC, *overrides, f"run_dir={run_dir}"])
     return run_dir
+
+
+def start_finetune(*overrides: str, log: Path) -> subprocess.Popen:
+    """`robot-rl finetune` as a real process in a session of its own, its output in ``log``."""
+    robot_rl = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "robot-rl")
+    return subprocess.Popen([robot_rl, "finetune", *overrides], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)

@@ -5,14 +5,15 @@ import threading
 import time
 
 
-def wait_for(predicate, timeout: float, what: str):
-    """The first truthy ``predicate()`` within ``timeout`` seconds, else an AssertionError naming ``what``."""
+def wait_for(predicate, timeout: float, what: str, period: float = 0.01):
+    """The first truthy ``predicate()`` within ``timeout`` seconds (asked every ``period`` s), else an
+    AssertionError naming ``what``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.01)
+        time.sleep(period)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 

@@ -9,15 +9,18 @@ import re
 import signal
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from learner_helpers import demo_store
+from learner_helpers import demo_store, start_finetune
 from robot_rl.datasets import TrajectoryReader
 from robot_rl.datasets.repair import validate
+from ros_helpers import wait_for as poll_until
 
+wait_for = partial(poll_until, period=0.2)  # the conditions open stores and read logs: poll gently
 REPO = Path(__file__).resolve().parents[1]
 ROBOT_RL = str(REPO / ".venv" / "bin" / "robot-rl")
 TINY = ["robot=widowx", "task=reach", "algo=wsrl", "algo.agent.hidden=[32,32]", "algo.agent.ensemble_size=2",
@@ -63,18 +66,6 @@ def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints
     assert (run / "report" / "success.png").stat().st_size > 0
 
 
-def start(*overrides: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([ROBOT_RL, "finetune", *overrides], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def started_pid(log: Path, name: str) -> int:
     found = re.search(rf"\[bringup\] started {name} \(pid (\d+)\)", log.read_text())
     return int(found.group(1)) if found else 0
@@ -93,11 +84,11 @@ def test_the_ros_actor_keeps_acting_while_a_killed_learner_resumes(tmp_path, dat
     run = tmp_path / "run"
     common = [f"run_dir={run}", "grace_s=3"]
     learner_log, actor_log = tmp_path / "learner.log", tmp_path / "actor.log"
-    learner = start(*TINY, f"dataset={dataset}", "backend=twin", "max_steps=10", "algo.schedule.warmup_steps=0",
+    learner = start_finetune(*TINY, f"dataset={dataset}", "backend=twin", "max_steps=10", "algo.schedule.warmup_steps=0",
                     "algo.schedule.online_steps=80", "publish_every=10", "eval.every_env_steps=0",
                     "eval.video=false", "role=learner", *common, log=learner_log)
     wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
-    actor = start("role=actor", *common, log=actor_log)
+    actor = start_finetune("role=actor", *common, log=actor_log)
     try:
         wait_for(lambda: started_pid(learner_log, "learner"), 30, "the learner process")
         wait_for(lambda: checkpoint_state(run)["env_steps"] >= 20, 120, "an online checkpoint")
@@ -110,7 +101,7 @@ def test_the_ros_actor_keeps_acting_while_a_killed_learner_resumes(tmp_path, dat
                  "the actor's episodes while the learner is down")
 
         resumed_log = tmp_path / "learner2.log"
-        learner = start("role=learner", "resume=true", *common, log=resumed_log)
+        learner = start_finetune("role=learner", "resume=true", *common, log=resumed_log)
         learner.wait(timeout=180)
         assert learner.returncode == 0, resumed_log.read_text()[-4000:]
         assert f"resuming from {run / 'checkpoints'}" in resumed_log.read_text()
@@ -130,11 +121,11 @@ def test_the_learner_waits_for_a_killed_fast_actor_and_picks_up_its_successor(tm
     run = tmp_path / "run"
     common = [f"run_dir={run}", "grace_s=3"]
     learner_log, actor_log = tmp_path / "learner.log", tmp_path / "actor.log"
-    learner = start(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
+    learner = start_finetune(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
                     "algo.schedule.online_steps=600", "publish_every=40", "eval.every_env_steps=0",
                     "eval.video=false", "max_lag=40", "role=learner", *common, log=learner_log)
     wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
-    actor = start("role=actor", *common, log=actor_log)
+    actor = start_finetune("role=actor", *common, log=actor_log)
     try:
         wait_for(lambda: started_pid(actor_log, "actor"), 30, "the actor process")
         wait_for(lambda: checkpoint_state(run)["env_steps"] >= 120,
@@ -144,7 +135,7 @@ def test_the_learner_waits_for_a_killed_fast_actor_and_picks_up_its_successor(tm
         committed = TrajectoryReader(run / "online.zarr").num_steps
         time.sleep(3.0)  # the learner consumes what was committed, then waits
         assert learner.poll() is None and checkpoint_state(run)["env_steps"] <= committed
-        actor = start("role=actor", *common, log=tmp_path / "actor2.log")
+        actor = start_finetune("role=actor", *common, log=tmp_path / "actor2.log")
         learner.wait(timeout=240)
         assert learner.returncode == 0, learner_log.read_text()[-4000:]
     finally:
@@ -177,7 +168,7 @@ def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes
         wait_for(future.done, 5.0, f"the {name} response")
         return future.result().success
 
-    finetuning = start(*TINY, f"dataset={dataset}", "backend=dynamixel", f"port={arm.port}", "obs_keys=[state]",
+    finetuning = start_finetune(*TINY, f"dataset={dataset}", "backend=dynamixel", f"port={arm.port}", "obs_keys=[state]",
                        "cameras=[]", "teleop=none", "max_steps=10", "algo.schedule.warmup_steps=0",
                        "algo.schedule.online_steps=16", "publish_every=8", "eval.every_env_steps=0", "eval.video=false",
                        f"run_dir={run}", log=tmp_path / "finetune.log")
@@ -230,11 +221,11 @@ def test_a_sigkilled_actor_is_reported_dead_with_the_restart_command_and_the_res
     run = tmp_path / "run"
     common = [f"run_dir={run}", "grace_s=3"]
     learner_log = tmp_path / "learner.log"
-    learner = start(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
+    learner = start_finetune(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
                     "algo.schedule.online_steps=320", "publish_every=40", "eval.every_env_steps=0",
                     "eval.video=false", "max_lag=40", "role=learner", *common, log=learner_log)
     wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
-    actor = start("role=actor", *common, log=tmp_path / "actor.log")
+    actor = start_finetune("role=actor", *common, log=tmp_path / "actor.log")
     try:
         wait_for(lambda: started_pid(tmp_path / "actor.log", "actor"), 30, "the actor process")
         kill_at = int(np.random.default_rng().integers(1, 5)) * 40
@@ -246,7 +237,7 @@ def test_a_sigkilled_actor_is_reported_dead_with_the_restart_command_and_the_res
         wait_for(lambda: "no actor is alive" in learner_log.read_text() and restart in learner_log.read_text(),
                  60, "the learner to say that no actor is alive")
         assert learner.poll() is None
-        actor = start("role=actor", *common, log=tmp_path / "actor2.log")  # the README's restart command
+        actor = start_finetune("role=actor", *common, log=tmp_path / "actor2.log")  # the README's restart command
         learner.wait(timeout=240)
         assert learner.returncode == 0, learner_log.read_text()[-4000:]
         actor.wait(timeout=60)  # it ends itself once the learner has finished
@@ -267,11 +258,11 @@ def test_a_sigkilled_learner_job_takes_its_learner_along_and_the_readme_resume_f
     actor, started first, exits by itself when the learner has finished."""
     run = tmp_path / "run"
     common = [f"run_dir={run}", "grace_s=3"]
-    learner = start(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
+    learner = start_finetune(*TINY, f"dataset={dataset}", "realtime=false", "algo.schedule.warmup_steps=0",
                     "algo.schedule.online_steps=240", "publish_every=40", "eval.every_env_steps=0",
                     "eval.video=false", "max_lag=40", "role=learner", *common, log=tmp_path / "learner.log")
     wait_for(lambda: (run / "config.yaml").exists(), 60, "the learner's config")
-    actor = start("role=actor", *common, log=tmp_path / "actor.log")
+    actor = start_finetune("role=actor", *common, log=tmp_path / "actor.log")
     try:
         wait_for(lambda: started_pid(tmp_path / "learner.log", "learner"), 30, "the learner process")
         child = started_pid(tmp_path / "learner.log", "learner")
@@ -281,7 +272,7 @@ def test_a_sigkilled_learner_job_takes_its_learner_along_and_the_readme_resume_f
         learner.wait(timeout=30)
         wait_for(lambda: pid_gone(child), 30, "the learner process to die with its supervisor")
         assert f"started learner (pid {child})" in (run / "logs" / "finetune_learner.log").read_text()
-        learner = start("role=learner", "resume=true", *common, log=tmp_path / "learner2.log")
+        learner = start_finetune("role=learner", "resume=true", *common, log=tmp_path / "learner2.log")
         learner.wait(timeout=240)
         assert learner.returncode == 0, (tmp_path / "learner2.log").read_text()[-4000:]
         actor.wait(timeout=60)

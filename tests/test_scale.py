@@ -7,20 +7,22 @@ import os
 import re
 import signal
 import subprocess
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from learner_helpers import start_finetune
 from robot_rl.datasets import StoreLockedError, StoreWriter, TrajectoryReader, create_store
 from robot_rl.datasets.merged import MergedReader
 from robot_rl.datasets.repair import validate
 from robot_rl.datasets.synthetic import SyntheticEpisodes, synthetic_spec
 from robot_rl.learner.replay import actor_store, actor_stores, online_stores
+from ros_helpers import wait_for as poll_until
 
+wait_for = partial(poll_until, period=0.2)  # the conditions open stores and read logs: poll gently
 REPO = Path(__file__).resolve().parents[1]
-ROBOT_RL = str(REPO / ".venv" / "bin" / "robot-rl")
 TINY = ["robot=widowx", "task=reach", "algo=wsrl", "algo.agent.hidden=[32,32]", "algo.agent.ensemble_size=2",
         "algo.batch_size=16", "algo.schedule.offline_updates=20", "algo.schedule.utd=1", "eval.episodes=1",
         "eval.every_updates=0", "eval.every_env_steps=0", "eval.video=false", "threads=1", "grace_s=3"]
@@ -92,18 +94,6 @@ def test_the_learners_online_source_refuses_an_actor_store_of_another_embodiment
 # --- robot-rl finetune actors=N on a local Ray ------------------------------------------------------
 
 
-def start(*overrides: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([ROBOT_RL, "finetune", *overrides], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def ray_pids(log: Path) -> list[int]:
     found = re.search(r"ray actors: .* \(pids \[([\d, ]+)\]\)", log.read_text())
     return [int(p) for p in found.group(1).split(",")] if found else []
@@ -128,7 +118,7 @@ def test_finetune_with_two_ray_actors_survives_a_sigkilled_actor(tmp_path, datas
     episode leaves no damage, and the learner finishes on both actors' episodes. Every socket of the Ray
     workers listens on loopback."""
     run, log = tmp_path / "run", tmp_path / "finetune.log"
-    job = start(*TINY, f"dataset={dataset}", "realtime=false", "actors=2", "algo.schedule.warmup_steps=0",
+    job = start_finetune(*TINY, f"dataset={dataset}", "realtime=false", "actors=2", "algo.schedule.warmup_steps=0",
                 "algo.schedule.online_steps=1600", "publish_every=40", "max_lag=40", f"run_dir={run}", log=log)
     try:
         wait_for(lambda: len(ray_pids(log)) == 2, 120, "the Ray actors to start")

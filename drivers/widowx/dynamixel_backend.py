@@ -390,24 +390,30 @@ class WidowXDynamixelBackend:
         return (f"{label} reports a hardware error: {describe_hardware_error(status)} "
                 f"(Hardware Error Status 0x{status:02x}); torque is off on it, call clear_fault() to reboot it")
 
+    def _single(self, what: str, function, *args):
+        """One single-servo transaction (ping, read, write), repeated up to ``comm_retries`` times while no
+        status packet comes back: a packet lost on a busy bus or host. Register writes are idempotent."""
+        for _ in range(self.comm_retries):
+            outcome = self._call(what, function, *args)
+            if outcome[-2] != dxl.COMM_RX_TIMEOUT:  # result is second to last: (value,) result, error
+                return outcome
+        return self._call(what, function, *args)
+
     def _read_byte(self, servo_id: int, address: int, what: str) -> int:
-        value, result, error = self._call(what, self._packets.read1ByteTxRx, self._port, servo_id, address)
+        value, result, error = self._single(what, self._packets.read1ByteTxRx, self._port, servo_id, address)
         self._check(f"{what} of {self._servo_label[servo_id]}", result, error)
         return value
 
     def _write(self, servo_id: int, address: int, size: int, value: int, what: str) -> None:
         write = {1: self._packets.write1ByteTxRx, 4: self._packets.write4ByteTxRx}[size]
-        result, error = self._call(what, write, self._port, servo_id, address, value)
+        result, error = self._single(what, write, self._port, servo_id, address, value)
         self._check(f"{what} of {self._servo_label[servo_id]}", result, error)
 
     # --- identification and configuration ----------------------------------------------------
     def _identify(self) -> None:
         for joint in self.joints:
             for servo_id in joint.servo_ids:
-                for _ in range(1 + self.comm_retries):  # a packet lost while the bus comes up is retried
-                    model, result, _ = self._call("a ping", self._packets.ping, self._port, servo_id)
-                    if result == dxl.COMM_SUCCESS:
-                        break
+                model, result, _ = self._single("a ping", self._packets.ping, self._port, servo_id)
                 label = self._servo_label[servo_id]
                 if result != dxl.COMM_SUCCESS:
                     raise BackendFault(f"{label} did not answer a ping on {self.port_name} "

@@ -23,7 +23,7 @@ train-reward`: precision and recall on held-out episodes, frame by frame, agains
 Budgets: the default is sized to finish well within 10 minutes on 2 shared cores and is far too small for
 pick-and-place to learn online (learning_curves.py needs tens of thousands of steps): it checks the
 pipeline and shows the human-step accounting; whether interventions help at this budget is printed, not
-assumed. The default run takes about 4 minutes here (6000 steps: 84-112 s per arm). One seed at 20k online
+assumed. The default run takes 4-7 minutes here (6000 steps: 84-180 s per arm, BC about 60 s). One seed at 20k online
 steps per arm (`--online 20000`, 6 min per arm) still showed no difference in final evaluation success
 (0% for both); a run that can tell needs more steps and at least 3 seeds (hours on 2 cores, or a GPU with
 learning_curves.py's paper profile).

@@ -7,7 +7,7 @@ latency, joint_states jitter.
 
 Measured against ``EmulatedWidowX`` (robot_rl.sim.dynamixel: the nine WidowX servos answering Protocol 2.0
 on a pseudo-terminal, real-time MuJoCo physics behind them), run in a child process as a real chain is
-outside the driver's process (see ``EmulatorProcess``), and, for comparison,
+outside the driver's process (see ``robot_rl.sim.dynamixel.process``), and, for comparison,
 the in-process MuJoCo ``WidowXTwinBackend``. DDS stays on loopback (robot_rl.drivers.network's mode,
 a ROS_DOMAIN_ID of this process's own in 100-199).
 
@@ -84,6 +84,7 @@ from robot_rl.drivers.driver_node import COMMAND_QOS  # noqa: E402
 from robot_rl.drivers.widowx import dynamixel_backend as dxb  # noqa: E402
 from robot_rl.drivers.widowx.node import make_backend, make_node  # noqa: E402
 from robot_rl.sim.dynamixel import protocol as p  # noqa: E402
+from robot_rl.sim.dynamixel.process import EmulatedWidowXProcess  # noqa: E402
 
 console = Console(width=150)
 BAUD = 1_000_000
@@ -92,55 +93,6 @@ RETURN_DELAY_UNIT_S = 2e-6
 FACTORY_RETURN_DELAY = 250       # XM430 / XL430 factory default Return Delay Time (500 us)
 BUS_HZ, COMMAND_HZ = 50.0, 20.0
 WAIST_STEP = 0.004               # rad per command
-
-
-# --- the protocol twin, in a process of its own ------------------------------------------------
-
-def _serve_emulator(link_path: str, ready, stop) -> None:
-    from robot_rl.sim.dynamixel import EmulatedWidowX
-
-    with EmulatedWidowX(link_path=link_path):
-        ready.set()
-        stop.wait()
-
-
-class EmulatorProcess:
-    """EmulatedWidowX in a child process (spawned), its pty behind a symlink in a temporary folder.
-
-    Not in the driver's process: there, the emulator's bus and physics threads share the GIL with the
-    driver, whose SDK busy-polls the port, and a sync read's answers then arrive in switch-interval
-    (5 ms) steps; under load they missed dynamixel-sdk's ~36 ms sync-read timeout and faulted the node.
-    A real chain answers from outside the driver's process, as this one does."""
-
-    def __init__(self):
-        self.folder = tempfile.mkdtemp(prefix="control_bench_")
-        self.port = os.path.join(self.folder, "ttyDXL")
-        ctx = multiprocessing.get_context("spawn")
-        self.ready, self.stop_event = ctx.Event(), ctx.Event()
-        self.process = ctx.Process(target=_serve_emulator, args=(self.port, self.ready, self.stop_event),
-                                   name="emulated-widowx", daemon=True)
-
-    def start(self) -> EmulatorProcess:
-        self.process.start()
-        if not self.ready.wait(60.0):
-            self.stop()
-            raise RuntimeError("the emulated WidowX did not start within 60 s")
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.process.pid is not None:
-            self.process.join(timeout=10.0)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(timeout=5.0)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # --- 1. the bus cycle --------------------------------------------------------------------------
@@ -162,7 +114,7 @@ def cycle_bytes(backend: dxb.WidowXDynamixelBackend, goals: dict[int, int]) -> d
 
 def bus_cycle(cycles: int) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]:
     """(read times, write times) in s of ``cycles`` back-to-back cycles, the cycle's bytes, servo count."""
-    with EmulatorProcess() as arm:
+    with EmulatedWidowXProcess() as arm:
         backend = dxb.WidowXDynamixelBackend(port=arm.port)
         backend.connect()
         try:
@@ -274,7 +226,7 @@ def run_driver(kind: str, jitter_s: float, commands: int) -> dict:
     """Start the WidowX DriverNode on ``kind`` ('dynamixel' or 'twin'); measure jitter, then latency."""
     args = argparse.Namespace(backend=kind, port="", rate=BUS_HZ, command_rate=COMMAND_HZ,
                               name=f"bench_{kind}_driver_{os.getpid()}")
-    arm = EmulatorProcess().start() if kind == "dynamixel" else None
+    arm = EmulatedWidowXProcess().start() if kind == "dynamixel" else None
     backend = driver = client = None
     executors, threads = [], []
     try:

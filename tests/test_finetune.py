@@ -154,10 +154,11 @@ def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes
     from rclpy.node import Node
     from std_srvs.srv import Trigger
 
-    from robot_rl.sim.dynamixel import EmulatedWidowX
+    from robot_rl.sim.dynamixel import EmulatedWidowXProcess
 
     run = tmp_path / "run"
-    arm = EmulatedWidowX(link_path=tmp_path / "ttyDXL").start()
+    # In its own process, as a real chain: in this one its answers would wait on the test's own threads.
+    arm = EmulatedWidowXProcess().start()
     operator = spinner.add(Node("operator", context=context))
     services = {name: operator.create_client(Trigger, name) for name in ("start_episode", "success_episode")}
     spinner.start()

@@ -9,6 +9,7 @@ them on a pty with fault injection, widowx_chain.py backs the WidowX chain with 
 """
 from robot_rl.sim.dynamixel.bus import ServoBus
 from robot_rl.sim.dynamixel.control_table import XL430_W250, XM430_W350, Servo
+from robot_rl.sim.dynamixel.process import EmulatedWidowXProcess
 from robot_rl.sim.dynamixel.widowx_chain import EmulatedWidowX, make_widowx_servos
 
-__all__ = ["XL430_W250", "XM430_W350", "EmulatedWidowX", "Servo", "ServoBus", "make_widowx_servos"]
+__all__ = ["XL430_W250", "XM430_W350", "EmulatedWidowX", "EmulatedWidowXProcess", "Servo", "ServoBus", "make_widowx_servos"]

@@ -3,6 +3,7 @@ agent can do beyond acting and updating is said by explicit class attributes and
 found out with ``hasattr``."""
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -13,7 +14,7 @@ from robot_rl.algos.plan import Phase
 from robot_rl.nets import ObservationEncoder
 
 
-class LearningAgent(torch.nn.Module):
+class LearningAgent(torch.nn.Module, metaclass=ABCMeta):
     config_class: ClassVar[type]             # the config dataclass, built by ``config_class.from_dict``
     reads_instructions: ClassVar[bool] = False  # configure() is given the dataset's episode instructions
     optimizers: dict[str, torch.optim.Optimizer]  # saved and restored with the checkpoints
@@ -36,8 +37,10 @@ class LearningAgent(torch.nn.Module):
     def encoder_keys(self) -> tuple[str, ...]:
         return (*self.shapes.state, *self.shapes.cameras)
 
+    @abstractmethod
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
-        raise NotImplementedError
+        """Actions for a batch of observations."""
 
+    @abstractmethod
     def update(self, batches: list[Batch]) -> dict[str, float]:
-        raise NotImplementedError
+        """One update on ``batches``; the logged numbers."""

@@ -11,7 +11,7 @@ import pytest
 dxl = pytest.importorskip("dynamixel_sdk")
 
 from robot_rl.sim.dynamixel import protocol as p  # noqa: E402
-from robot_rl.sim.dynamixel.widowx_chain import EmulatedWidowX  # noqa: E402
+from robot_rl.sim.dynamixel.process import EmulatedWidowXProcess  # noqa: E402
 from robot_rl.sim.widowx.servos import GRIPPER_CLOSED_TICKS, rad_to_ticks, width_to_ticks  # noqa: E402
 
 IDS = range(1, 10)
@@ -21,14 +21,13 @@ ADDR_GOAL, ADDR_PRESENT = 116, 132
 
 
 @pytest.fixture
-def arm(tmp_path):
-    emulated = EmulatedWidowX(link_path=tmp_path / "ttyDXL").start()
-    port = dxl.PortHandler(emulated.port)
-    assert port.openPort() and port.setBaudRate(1_000_000)
-    yield emulated, port, dxl.PacketHandler(2.0)
-    if port.ser is not None:
-        port.ser.close()
-    emulated.stop()
+def arm():
+    with EmulatedWidowXProcess() as emulated:  # the servos answer from a process of their own, as real ones do
+        port = dxl.PortHandler(emulated.port)
+        assert port.openPort() and port.setBaudRate(1_000_000)
+        yield emulated, port, dxl.PacketHandler(2.0)
+        if port.ser is not None:
+            port.ser.close()
 
 
 class _CapturePort:
@@ -164,7 +163,7 @@ def test_sync_write_moves_the_twin_and_shadows_follow(arm):
         time.sleep(0.05)
     assert {i: present[i] for i in targets} == pytest.approx(targets, abs=25)
     assert abs(present[3] - present[2]) <= 2 and abs(present[5] - present[4]) <= 2  # reversed drive mode
-    q = emulated.twin.joint_positions
+    q = emulated.joint_positions()
     assert q[:6] == pytest.approx([0.5, -0.3, 0.4, 0.3, 0.8, -0.5], abs=0.04)
     assert q[6] == pytest.approx(0.050, abs=0.002)
 
@@ -193,21 +192,21 @@ def test_corrupted_crc_gets_a_crc_error_status(arm):
 
 def test_silenced_servo_times_out_while_the_others_answer(arm):
     emulated, port, ph = arm
-    emulated.bus.silence(5)
+    emulated.silence(5)
     assert ph.ping(port, 5)[1] == dxl.COMM_RX_TIMEOUT
     assert all(ph.ping(port, i)[1] == dxl.COMM_SUCCESS for i in IDS if i != 5)
     reader = dxl.GroupSyncRead(port, ph, ADDR_PRESENT, 4)
     for servo_id in (4, 5, 6):
         reader.addParam(servo_id)
     assert reader.txRxPacket() == dxl.COMM_RX_TIMEOUT
-    emulated.bus.unsilence(5)
+    emulated.unsilence(5)
     assert ph.ping(port, 5)[:2] == (1020, dxl.COMM_SUCCESS)
 
 
 def test_overload_sets_the_alert_bit_until_reboot(arm):
     emulated, port, ph = arm
     assert ph.write1ByteTxRx(port, 4, ADDR_TORQUE, 1) == (dxl.COMM_SUCCESS, 0)
-    emulated.bus.set_overload(4)
+    emulated.set_overload(4)
     _, result, error = ph.ping(port, 4)
     assert result == dxl.COMM_SUCCESS and error & dxl.ERRBIT_ALERT
     assert "Hardware error" in ph.getRxPacketError(error)
@@ -220,18 +219,18 @@ def test_overload_sets_the_alert_bit_until_reboot(arm):
     assert ph.write1ByteTxRx(port, 4, ADDR_TORQUE, 1) == (dxl.COMM_SUCCESS, 0)
 
 
-def test_unplug_fails_the_next_call_and_replug_comes_back(arm, tmp_path):
+def test_unplug_fails_the_next_call_and_replug_comes_back(arm):
     emulated, port, ph = arm
-    link = str(tmp_path / "ttyDXL")
-    assert os.path.realpath(link) == emulated.bus.port
-    emulated.bus.unplug()
+    link = emulated.port
+    assert os.path.realpath(link) == emulated.device()
+    emulated.unplug()
     assert not os.path.lexists(link)
     # The SDK's txPacket flushes the input first: termios.error (EIO) on the hung-up tty (as on a pulled
     # USB adapter), and as the SDK had already marked the port in use, later calls report it busy.
     with pytest.raises(termios.error):
         ph.ping(port, 1)
     assert ph.ping(port, 1)[1] == dxl.COMM_PORT_BUSY
-    emulated.bus.replug()
+    emulated.replug()
     fresh = dxl.PortHandler(link)
     assert fresh.openPort()
     try:

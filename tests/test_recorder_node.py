@@ -170,7 +170,9 @@ def test_scripted_teleop_session_records_valid_episodes_with_the_applied_actions
     for index in range(2):
         episode, info = reader.episode(index), reader.episode_info(index)
         stamps = episode["timestamp"]
-        assert np.all(np.diff(stamps) > 0.1), "one row per 5 Hz command"
+        # One row per applied command, in order. Not spaced a period apart: a 5 Hz ROS timer that fires
+        # late on a loaded host keeps its schedule, so its next tick (and command) can follow within ms.
+        assert np.all(np.diff(stamps) > 0), "one row per command, in the order applied"
         for t, action in zip(stamps, episode["action"]):
             match = min(applied, key=lambda s: abs(s - t))
             assert abs(match - t) < 1e-6, f"row at {t} is not an applied command's stamp"

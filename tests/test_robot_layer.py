@@ -65,11 +65,11 @@ def test_the_robot_layer_imports_no_ros():
     assert done.stdout.strip() == "False"
 
 
-def test_the_hardware_robot_through_dynamixel_sdk_against_the_protocol_twin(tmp_path):
+def test_the_hardware_robot_through_dynamixel_sdk_against_the_protocol_twin():
     pytest.importorskip("dynamixel_sdk")
-    from robot_rl.sim.dynamixel.widowx_chain import EmulatedWidowX
+    from robot_rl.sim.dynamixel.process import EmulatedWidowXProcess
 
-    arm = EmulatedWidowX(link_path=tmp_path / "ttyDXL").start()
+    arm = EmulatedWidowXProcess().start()
     robot = make_robot("widowx", "dynamixel", port=arm.port)
     try:
         robot.connect()

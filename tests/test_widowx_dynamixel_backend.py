@@ -14,7 +14,7 @@ from robot_rl.drivers.widowx.dynamixel_backend import (  # noqa: E402
     WidowXDynamixelBackend,
     load_widowx_config,
 )
-from robot_rl.sim.dynamixel.widowx_chain import EmulatedWidowX  # noqa: E402
+from robot_rl.sim.dynamixel.process import EmulatedWidowXProcess  # noqa: E402
 from robot_rl.sim.widowx import robot as wx  # noqa: E402
 
 ARM_TOLERANCE = 0.03       # rad: the twin's position actuators sag a little under gravity
@@ -24,9 +24,8 @@ TICK = 2 * np.pi / 4096
 
 @pytest.fixture
 def arm(tmp_path):
-    emulated = EmulatedWidowX(link_path=tmp_path / "ttyDXL").start()
-    yield emulated
-    emulated.stop()
+    with EmulatedWidowXProcess() as emulated:  # the servos answer from a process of their own, as real ones do
+        yield emulated
 
 
 @pytest.fixture
@@ -59,27 +58,24 @@ def test_config_matches_the_robot_facts():
 
 
 def test_connect_identifies_the_servos_and_configures_the_shadows(arm):
-    shadow = arm.bus.servo(3)
-    shadow.set("drive_mode", 0)          # as if a servo had been swapped in with factory settings
-    shadow.set("secondary_id", 255)
+    arm.set_register(3, "drive_mode", 0)         # as if a servo had been swapped in with factory settings
+    arm.set_register(3, "secondary_id", 255)
     backend = WidowXDynamixelBackend(arm.port, config=load_widowx_config())
     try:
         backend.connect()
         for servo_id, master in ((3, 2), (5, 4)):
-            servo = arm.bus.servo(servo_id)
-            assert servo.get("drive_mode") & 1 and servo.get("secondary_id") == master
+            assert arm.register(servo_id, "drive_mode") & 1 and arm.register(servo_id, "secondary_id") == master
         for servo_id in range(1, 10):
-            servo = arm.bus.servo(servo_id)
-            assert servo.get("operating_mode") == 3
-            assert (servo.get("profile_velocity"), servo.get("profile_acceleration")) == (131, 15)
-            assert not servo.torque_enabled
+            assert arm.register(servo_id, "operating_mode") == 3
+            assert (arm.register(servo_id, "profile_velocity"), arm.register(servo_id, "profile_acceleration")) == (131, 15)
+            assert not arm.torque_enabled(servo_id)
     finally:
         backend.close()
 
 
 def test_read_agrees_with_the_twin(arm, backend):
     reading = backend.read()
-    twin = arm.twin.joint_positions
+    twin = arm.joint_positions()
     assert reading.position[:6] == pytest.approx(twin[:6], abs=2 * TICK)
     assert reading.position[6] == pytest.approx(twin[6] / 2, abs=1e-4)
     assert reading.velocity.shape == reading.effort.shape == (7,)
@@ -104,10 +100,10 @@ def test_torque_on_does_not_jump_and_writes_move_the_arm(arm, backend):
     reached = _wait_until(backend, targets)
     assert reached[:6] == pytest.approx(targets[:6], abs=ARM_TOLERANCE)
     assert reached[6] == pytest.approx(0.02, abs=GRIPPER_TOLERANCE)
-    twin = arm.twin.joint_positions
+    twin = arm.joint_positions()
     assert twin[[0, 4]] == pytest.approx(targets[[0, 4]], abs=ARM_TOLERANCE)
     assert twin[6] / 2 == pytest.approx(0.02, abs=GRIPPER_TOLERANCE)
-    assert arm.bus.servo(3).torque_enabled and arm.bus.servo(5).torque_enabled  # shadows too
+    assert arm.torque_enabled(3) and arm.torque_enabled(5)  # shadows too
 
 
 def test_ctrl_c_inside_a_transaction_still_lets_the_torque_go_off(arm, backend):
@@ -122,7 +118,7 @@ def test_ctrl_c_inside_a_transaction_still_lets_the_torque_go_off(arm, backend):
         backend._call("a sync read", interrupted_transaction)
     backend.set_torque(False)  # a sync write: no status packet, so the servos apply it a moment later
     deadline = time.monotonic() + 1.0
-    while any(arm.bus.servo(i).torque_enabled for i in backend.servo_ids):
+    while any(arm.torque_enabled(i) for i in backend.servo_ids):
         assert time.monotonic() < deadline, "the torque-off never reached the servos"
         time.sleep(0.01)
 
@@ -133,33 +129,33 @@ def test_write_rejects_a_wrong_shape(backend):
 
 
 def test_silenced_servo_is_named_within_bounded_time(arm, backend):
-    arm.bus.silence(6)
+    arm.silence(6)
     start = time.monotonic()
     with pytest.raises(BackendFault, match=r"ID 6 \(forearm_roll\)"):
         backend.read()
     assert time.monotonic() - start < 1.0
-    arm.bus.unsilence(6)
+    arm.unsilence(6)
     backend.clear_fault()
     assert backend.read().position.shape == (7,)
 
 
 def test_overload_is_reported_and_clear_fault_reboots(arm, backend):
     backend.set_torque(True)
-    arm.bus.set_overload(4)
+    arm.set_overload(4)
     with pytest.raises(BackendFault, match=r"ID 4 \(elbow\).*overload"):
         backend.read()
     backend.clear_fault()
-    assert arm.bus.servo(4).get("hardware_error_status") == 0
-    assert arm.bus.servo(4).get("profile_velocity") == 131  # configuration re-applied after the reboot
-    assert not any(arm.bus.servo(i).torque_enabled for i in range(1, 10))
+    assert arm.register(4, "hardware_error_status") == 0
+    assert arm.register(4, "profile_velocity") == 131  # configuration re-applied after the reboot
+    assert not any(arm.torque_enabled(i) for i in range(1, 10))
     assert backend.read().position == pytest.approx(backend.read().position, abs=0.01)
     backend.set_torque(True)
     backend.read()  # the bus answers in order: the sync write before it has been executed
-    assert arm.bus.servo(4).torque_enabled
+    assert arm.torque_enabled(4)
 
 
 def test_clear_fault_names_a_servo_that_stays_silent(arm, backend):
-    arm.bus.silence(5)
+    arm.silence(5)
     with pytest.raises(BackendFault, match=r"ID 5 \(elbow shadow\)"):
         backend.read()
     with pytest.raises(BackendFault, match=r"ID 5 \(elbow shadow\).*did not come back"):
@@ -168,7 +164,7 @@ def test_clear_fault_names_a_servo_that_stays_silent(arm, backend):
 
 def test_unplug_raises_backend_faults_and_replug_recovers(arm, backend):
     targets = backend.read().position
-    arm.bus.unplug()
+    arm.unplug()
     for call in (backend.read, lambda: backend.write(targets)):
         start = time.monotonic()
         with pytest.raises(BackendFault, match="serial port"):
@@ -176,7 +172,7 @@ def test_unplug_raises_backend_faults_and_replug_recovers(arm, backend):
         assert time.monotonic() - start < 1.0
     with pytest.raises(BackendFault, match="cannot open"):
         backend.clear_fault()
-    arm.bus.replug()
+    arm.replug()
     backend.clear_fault()
     assert backend.read().position == pytest.approx(targets, abs=0.01)
 
@@ -228,9 +224,9 @@ def _fault_of_a_read_loop(backend, fault) -> str:
 def test_an_unplug_mid_read_is_named_a_lost_port_every_time(arm, backend):
     """The pty hangs up as a pulled U2D2 does, whatever the driver is doing: never 'did not answer'."""
     for _ in range(5):
-        message = _fault_of_a_read_loop(backend, arm.bus.unplug)
+        message = _fault_of_a_read_loop(backend, arm.unplug)
         assert "lost the serial port" in message and "did not answer" not in message, message
-        arm.bus.replug()
+        arm.replug()
         backend.clear_fault()
         assert backend.read().position.shape == (7,)
 
@@ -238,11 +234,11 @@ def test_an_unplug_mid_read_is_named_a_lost_port_every_time(arm, backend):
 def test_a_silent_bus_is_named_as_such_without_a_retry(arm, backend):
     def power_off():
         for servo_id in backend.servo_ids:
-            arm.bus.silence(servo_id)
+            arm.silence(servo_id)
 
     message = _fault_of_a_read_loop(backend, power_off)
     assert "no servo answered" in message and "the port is there" in message, message
     for servo_id in backend.servo_ids:
-        arm.bus.unsilence(servo_id)
+        arm.unsilence(servo_id)
     backend.clear_fault()
     assert backend.read().position.shape == (7,)

@@ -249,7 +249,7 @@ class WidowXServoTwin:
 
 
 class EmulatedWidowX:
-    """The servo bus and its physics together; faults go through `.bus` (unplug, silence, set_overload)."""
+    """The servo bus and its physics together, with the calls a test makes on the hardware."""
 
     def __init__(self, *, link_path: str | os.PathLike | None = None):
         self.lock = threading.RLock()
@@ -270,6 +270,43 @@ class EmulatedWidowX:
     def stop(self) -> None:
         self.bus.stop()
         self.twin.stop()
+
+    # --- what a test does to the hardware (EmulatedWidowXProcess forwards these to its child) ----
+    def silence(self, servo_id: int) -> None:
+        self.bus.silence(servo_id)
+
+    def unsilence(self, servo_id: int) -> None:
+        self.bus.unsilence(servo_id)
+
+    def set_overload(self, servo_id: int) -> None:
+        self.bus.set_overload(servo_id)
+
+    def unplug(self) -> None:
+        self.bus.unplug()
+
+    def replug(self) -> None:
+        self.bus.replug()
+
+    def register(self, servo_id: int, name: str) -> int:
+        """A control-table register of one servo, by its e-Manual name in snake case."""
+        with self.lock:
+            return self.bus.servo(servo_id).get(name)
+
+    def set_register(self, servo_id: int, name: str, value: int) -> None:
+        """Set a register as if by hand (a servo swapped in with other settings), whatever its access."""
+        with self.lock:
+            self.bus.servo(servo_id).set(name, value)
+
+    def torque_enabled(self, servo_id: int) -> bool:
+        with self.lock:
+            return self.bus.servo(servo_id).torque_enabled
+
+    def joint_positions(self) -> np.ndarray:
+        return self.twin.joint_positions
+
+    def device(self) -> str:
+        """The pty itself (``port`` may be the symlink to it)."""
+        return self.bus.port
 
     def __enter__(self) -> EmulatedWidowX:
         return self.start()

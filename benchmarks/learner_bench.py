@@ -34,8 +34,8 @@ Acting: WidowX pick-and-place twin steps per second (state only) with actions fr
 policy's inference cost per step.
 
 GPU: when CUDA is available, the update eager vs with ``torch.compile`` on the networks (actor, critic,
-target critic compiled in place), and the list peer eager (where batching should pay); otherwise one line
-says the GPU rows were skipped. ``--compile-cpu`` adds the same table on CPU.
+target critic compiled in place), the list peer eager (where batching should pay) and SB3's SAC on the
+GPU; otherwise one line says the GPU rows were skipped. ``--compile-cpu`` adds the same table on CPU.
 Prints tables; passes or fails nothing.
 """
 from __future__ import annotations
@@ -122,13 +122,13 @@ class DummyEnv(gym.Env):
         return self.observation_space.sample(), 0.0, False, False, {}
 
 
-def sb3_cycle(transitions: int = 10_000) -> Callable[[], None]:
+def sb3_cycle(transitions: int = 10_000, device: str = "cpu") -> Callable[[], None]:
     from stable_baselines3 import SAC as SB3SAC
     from stable_baselines3.common.logger import Logger
 
     model = SB3SAC("MlpPolicy", DummyEnv(), policy_kwargs=dict(net_arch=[256, 256], n_critics=ENSEMBLE),
                    batch_size=BATCH, buffer_size=transitions, learning_starts=0, target_entropy=-ACTION / 2,
-                   device="cpu", seed=0)
+                   device=device, seed=0)
     buffer, rng = model.replay_buffer, np.random.default_rng(0)
     buffer.observations[:] = rng.standard_normal(buffer.observations.shape)
     buffer.next_observations[:] = rng.standard_normal(buffer.next_observations.shape)
@@ -217,7 +217,8 @@ def compiled_updates(rounds: int, calls: int, device: str = "cuda") -> Table | N
         net.compile()
     runners = {"batched, eager": lambda: eager.update(batches),
                "batched, torch.compile": lambda: compiled.update(batches),
-               "list, subset in target, eager": lambda: listed.update(batches)}
+               "list, subset in target, eager": lambda: listed.update(batches),
+               "SB3 SAC (peer)": sb3_cycle(device=device)}
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     try:
         results = timed_rounds(runners, rounds, calls, sync)
@@ -228,7 +229,8 @@ def compiled_updates(rounds: int, calls: int, device: str = "cuda") -> Table | N
         results = timed_rounds(runners, rounds, calls, sync)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     return update_table(f"{name} updates: same config; best of {rounds} rounds x {calls} cycles", results,
-                        "batched, eager", "torch.compile: actor, critic and target critic compiled in place")
+                        "batched, eager", "torch.compile: actor, critic and target critic compiled in place; "
+                        "SB3 as in the CPU table (its replay buffer stays in host memory, as SB3 keeps it)")
 
 
 def acting_runner(policy: Callable[[dict], np.ndarray], steps: int, seed: int) -> Callable[[], None]:

@@ -5,10 +5,10 @@ and seeds, from one scripted-demo dataset. BC is the baseline printed beside eve
     python benchmarks/learning_curves.py                 # pick-and-place, the CPU profile (2 cores, about an hour)
     python benchmarks/learning_curves.py --task reach --dynamics perturbed --algos bc,calql_offline
     python benchmarks/learning_curves.py --quick         # a few minutes: checks the pipeline, not the ranking
-    python benchmarks/learning_curves.py --profile paper # the papers' networks and UTD (for a GPU)
+    python benchmarks/learning_curves.py --profile paper --device cuda --jobs 8  # the papers' networks and UTD
 
 Writes runs/bench/learning_curves/<task>/curves.csv (one row per evaluation) and curves.png, and prints
-the final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time.
+the final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time (``--jobs``).
 
 The CPU profile keeps each algorithm's structure (RLPD's 50/50 batches and LayerNorm ensemble, WSRL's
 Cal-QL pretraining, warmup and offline-free fine-tuning) but shrinks the arithmetic to fit two cores
@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=50)
     parser.add_argument("--noise", type=float, default=0.05, help="the scripted expert's action noise "
                         "(make demo records with 0.1)")
+    parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (default 2: the 2-core VM)")
+    parser.add_argument("--device", default="cpu", help="the learner's torch device for every run (cpu | cuda)")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from curves.csv")
     args = parser.parse_args()
     out = OUT / (args.task + (f"_{args.tag}" if args.tag else ""))
@@ -198,9 +200,9 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(every))
     if unknown:
         parser.error(f"--algos: unknown {unknown}; expected some of {sorted(every)}")
-    jobs = [(name, seed, [*every[name], *profile[name], f"sim.dynamics={args.dynamics}", *extra[name]])
-            for name in chosen for seed in range(seeds)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    jobs = [(name, seed, [*every[name], *profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}",
+                          *extra[name]]) for name in chosen for seed in range(seeds)]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda job: (job[0], job[1], train(out, args.task, job[0], job[1], job[2], eval_every,
                                                                 episodes)), jobs))
     rows = [row for name, seed, run_dir in runs for row in curve_rows(name, seed, run_dir, online)]

@@ -16,7 +16,8 @@ Fault detection is bounded: a read that gets no answer at all within the SDK's s
 then asks whether the port itself is gone (its device node vanished, or the tty reports a hang-up: an
 unplugged U2D2) and says so; otherwise the whole bus is silent (servo power lost), reported without a
 retry. Any other failed transaction asks about the port first too. Only a partial answer (a servo
-missing a packet) is retried, ``comm_retries`` times.
+missing a packet) is retried, ``comm_retries`` times. Set-up and recovery transactions (pings, single register
+reads and writes) are retried ``setup_retries`` times.
 
 Effort is approximate: XM430-W350 Present Current x 2.69 mA x 1.78 N m/A (stall torque over stall current
 at 12 V; the real curve is not linear), times the number of servos on the joint (a shadow carries an equal
@@ -68,6 +69,7 @@ HARDWARE_ERROR_BITS = {0: "input voltage", 2: "overheating", 3: "motor encoder",
                        5: "overload"}
 PORT_ERRORS = (OSError, termios.error)  # serial.SerialException is an OSError
 LATE_ANSWERS_MS = 15.0  # after a sync read's timeout with no answer: how long more to listen
+RETRY_PAUSE_S = 0.01    # between tries of a set-up transaction that got no answer
 
 
 def load_widowx_config(path: str | Path | None = None) -> dict:
@@ -146,6 +148,7 @@ class WidowXDynamixelBackend:
         self.joints = _parse_joints(self.config)
         self.limits = np.array([j.limits for j in self.joints])
         self.comm_retries = int(self.config.get("comm_retries", 1))
+        self.setup_retries = int(self.config.get("setup_retries", 3))
         self.reboot_timeout_s = float(self.config.get("reboot_timeout_s", 2.0))
         self._servo_label = {}
         for j in self.joints:
@@ -391,12 +394,15 @@ class WidowXDynamixelBackend:
                 f"(Hardware Error Status 0x{status:02x}); torque is off on it, call clear_fault() to reboot it")
 
     def _single(self, what: str, function, *args):
-        """One single-servo transaction (ping, read, write), repeated up to ``comm_retries`` times while no
-        status packet comes back: a packet lost on a busy bus or host. Register writes are idempotent."""
-        for _ in range(self.comm_retries):
+        """One single-servo transaction (ping, register read or write: set-up and recovery, none of them in the
+        control loop), repeated up to ``setup_retries`` times while no status packet comes back: a packet lost
+        on the bus, or an answer later than the SDK's ~34 ms on a host that stalled. Register writes are
+        idempotent. A short pause lets a late answer land before the SDK flushes the port for the next try."""
+        for _ in range(self.setup_retries):
             outcome = self._call(what, function, *args)
             if outcome[-2] != dxl.COMM_RX_TIMEOUT:  # result is second to last: (value,) result, error
                 return outcome
+            time.sleep(RETRY_PAUSE_S)
         return self._call(what, function, *args)
 
     def _read_byte(self, servo_id: int, address: int, what: str) -> int:

@@ -4,8 +4,10 @@
 2. ``robot-rl finetune algo=wsrl``: Cal-QL pretraining on them, then WSRL fine-tuning online on a twin with
    ``perturbed`` dynamics standing in for the real robot (heavier, weaker, laggier, noisier), the actor
    stepping it as fast as the CPU allows (``realtime=false``) beside the learner;
-3. the report in ``runs/demo/finetune/report/``: success against steps for the pretrained-only and the
-   fine-tuned policy, the table, a rollout video and the resolved config.
+3. behaviour cloning on the same demonstrations with as many updates as the pretraining, evaluated on the
+   same perturbed twin (``robot-rl train algo=bc``): the baseline every learning result is read against;
+4. the report in ``runs/demo/finetune/report/``: success against steps for the pretrained-only and the
+   fine-tuned policy beside BC's, the table, a rollout video and the resolved config.
 
 ``quick=true`` shrinks every budget (a CI smoke run of the same path; its numbers mean nothing).
 Everything under runs/demo/ is rewritten.
@@ -44,8 +46,12 @@ FINETUNE = [
     "algo.schedule.online_steps=16000", "algo.schedule.utd=1",
     "eval.every_env_steps=2000", "eval.every_updates=1500", "eval.episodes=20",
 ]
+BC = ["task=widowx_reach", "algo=bc", f"dataset={STORE}", "sim.dynamics=perturbed", f"run_dir={DEMO_DIR / 'bc'}",
+      "algo.agent.hidden=[128,128]", "algo.batch_size=128", "algo.schedule.offline_updates=3000",
+      "eval.every_updates=1500", "eval.episodes=20", "eval.video=false"]
 QUICK = {  # CI: the same path in about a minute
     "collect": ["episodes=4"],
+    "bc": ["algo.schedule.offline_updates=60", "eval.every_updates=30", "eval.episodes=2"],
     "finetune": ["algo.schedule.offline_updates=60", "algo.schedule.warmup_steps=40",
                  "algo.schedule.online_steps=160", "eval.every_env_steps=80", "eval.every_updates=30",
                  "eval.episodes=2", "publish_every=40"],
@@ -62,6 +68,7 @@ def add_parser(verbs) -> None:
 def run(args) -> int:
     from robot_rl.cli.collect import collect
     from robot_rl.cli.finetune import finetune, resolve
+    from robot_rl.cli.train import resolve_run, train
 
     unknown = [o for o in args.overrides if o.split("=", 1)[0] != "quick"]
     if unknown:
@@ -69,18 +76,32 @@ def run(args) -> int:
                             "run `robot-rl collect` and `robot-rl finetune` yourself")
     quick = any(o.split("=", 1)[1].lower() in ("1", "true", "yes") for o in args.overrides)
     started = time.perf_counter()
-    for stale in (STORE, DEMO_DIR / "finetune", DEMO_DIR / "collect"):
+    for stale in (STORE, DEMO_DIR / "finetune", DEMO_DIR / "collect", DEMO_DIR / "bc"):
         shutil.rmtree(stale, ignore_errors=True)
     try:
-        console.rule("1/3 scripted demonstrations on the WidowX twin")
+        console.rule("1/4 scripted demonstrations on the WidowX twin")
         status = collect(load_config("collect", COLLECT + (QUICK["collect"] if quick else [])))
         if status == 0:
-            console.rule("2/3 Cal-QL pretraining, then WSRL fine-tuning on the perturbed twin")
+            console.rule("2/4 Cal-QL pretraining, then WSRL fine-tuning on the perturbed twin")
             status = finetune(resolve(FINETUNE + (QUICK["finetune"] if quick else [])))
+        if status == 0:
+            console.rule("3/4 behaviour cloning on the same demonstrations, the same number of updates")
+            status = train(resolve_run(BC + (QUICK["bc"] if quick else [])))
     except ConfigError as e:
         return report_error(e)
     if status == 0:
-        console.rule("3/3 report")
-        console.print(f"demo finished in {time.perf_counter() - started:.0f} s; report: "
-                      f"{DEMO_DIR / 'finetune' / 'report' / 'report.md'}", soft_wrap=True)
+        console.rule("4/4 report: fine-tuning beside behaviour cloning")
+        report = write_demo_report()
+        console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"demo finished in {time.perf_counter() - started:.0f} s; report: {report}", soft_wrap=True)
     return status
+
+
+def write_demo_report() -> Path:
+    """The fine-tuning report again, with BC's final evaluation beside the pretrained and fine-tuned ones."""
+    from robot_rl.learner.metrics import read_evaluations
+    from robot_rl.learner.report import write_report
+
+    bc = read_evaluations(DEMO_DIR / "bc")[-1]
+    name = f"behaviour cloning ({bc['updates']:.0f} updates, same demos)"
+    return write_report(DEMO_DIR / "finetune", "wsrl on widowx/reach (twin, sim.dynamics perturbed)", {name: bc})

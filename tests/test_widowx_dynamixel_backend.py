@@ -196,12 +196,12 @@ def test_missing_port_names_the_port_and_the_fix(tmp_path):
     assert missing in str(raised.value)
 
 
-def _fault_of_a_read_loop(backend, fault) -> str:
+def _fault_of_a_read_loop(backend, fault) -> tuple[str, float, object]:
     """Read back to back in a thread (a sync read is in flight most of the time), apply ``fault``, and
-    return the message of the BackendFault the loop ends with."""
+    return the message of the BackendFault the loop ends with, its time.monotonic(), and what fault returned."""
     import threading
 
-    caught, started = {}, threading.Event()
+    caught, started = {"message": "no fault", "at": float("inf")}, threading.Event()
 
     def loop():
         deadline = time.monotonic() + 10.0
@@ -210,22 +210,33 @@ def _fault_of_a_read_loop(backend, fault) -> str:
             try:
                 backend.read()
             except BackendFault as e:
-                caught["message"] = str(e)
+                caught.update(message=str(e), at=time.monotonic())
                 return
 
     reader = threading.Thread(target=loop, daemon=True)
     reader.start()
     started.wait(5.0)
-    fault()
+    outcome = fault()
     reader.join(timeout=15.0)
-    return caught.get("message", "no fault")
+    return caught["message"], caught["at"], outcome
 
 
 def test_an_unplug_mid_read_is_named_a_lost_port_every_time(arm, backend):
-    """The pty hangs up as a pulled U2D2 does, whatever the driver is doing: never 'did not answer'."""
-    for _ in range(5):
-        message = _fault_of_a_read_loop(backend, arm.unplug)
-        assert "lost the serial port" in message and "did not answer" not in message, message
+    """The pty hangs up as a pulled U2D2 does, whatever the driver is doing: never 'did not answer'.
+
+    A fault raised before the hang-up is not about the unplug: the emulator, a process on this busy host,
+    answered one read too late while still plugged in (named a silent bus, correctly). Such a try does not
+    count; five must see the hang-up."""
+    seen = early = 0
+    while seen < 5:
+        message, raised_at, hung_up_at = _fault_of_a_read_loop(backend, arm.unplug)
+        if raised_at < hung_up_at:
+            assert "no servo answered" in message, message
+            early += 1
+            assert early <= 5, "the emulator fell silent before the unplug in 5 tries: is the host overloaded?"
+        else:
+            assert "lost the serial port" in message and "did not answer" not in message, message
+            seen += 1
         arm.replug()
         backend.clear_fault()
         assert backend.read().position.shape == (7,)
@@ -236,7 +247,7 @@ def test_a_silent_bus_is_named_as_such_without_a_retry(arm, backend):
         for servo_id in backend.servo_ids:
             arm.silence(servo_id)
 
-    message = _fault_of_a_read_loop(backend, power_off)
+    message, _, _ = _fault_of_a_read_loop(backend, power_off)
     assert "no servo answered" in message and "the port is there" in message, message
     for servo_id in backend.servo_ids:
         arm.unsilence(servo_id)

@@ -74,17 +74,20 @@ class ServoBus:
         if self.link_path and os.path.lexists(self.link_path):
             os.unlink(self.link_path)
 
-    def unplug(self) -> None:
+    def unplug(self) -> float:
         """Hang up first (close the master side: the driver's side reports EIO now, not after the bus
-        thread has noticed), then stop. The serving thread is never mid-reply when the master closes."""
+        thread has noticed), then stop. The serving thread is never mid-reply when the master closes.
+        Returns the hang-up's time.monotonic() (one clock for every process on the host)."""
         with self._wire:
             self._stop.set()
             if self._master >= 0:
                 os.close(self._master)
                 self._master = -1
+            hung_up_at = time.monotonic()
             if self.link_path and os.path.lexists(self.link_path):
                 os.unlink(self.link_path)
         self.stop()
+        return hung_up_at
 
     def replug(self) -> ServoBus:
         """A fresh pty (a new device path) behind the same symlink, as when the U2D2 comes back."""

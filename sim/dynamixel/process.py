@@ -95,8 +95,8 @@ class EmulatedWidowXProcess:
     def set_overload(self, servo_id: int) -> None:
         self._call("set_overload", servo_id)
 
-    def unplug(self) -> None:
-        self._call("unplug")
+    def unplug(self) -> float:
+        return self._call("unplug")
 
     def replug(self) -> None:
         self._call("replug")

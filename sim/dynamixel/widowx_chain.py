@@ -281,8 +281,9 @@ class EmulatedWidowX:
     def set_overload(self, servo_id: int) -> None:
         self.bus.set_overload(servo_id)
 
-    def unplug(self) -> None:
-        self.bus.unplug()
+    def unplug(self) -> float:
+        """Pull the U2D2: returns the hang-up's time.monotonic()."""
+        return self.bus.unplug()
 
     def replug(self) -> None:
         self.bus.replug()

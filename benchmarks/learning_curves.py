@@ -1,6 +1,8 @@
 """Success rate against online steps on a WidowX twin task: behaviour cloning and offline Cal-QL (the
 same demonstrations, the same number of updates), SAC from scratch, RLPD and WSRL, with the same budgets
-and seeds, from one scripted-demo dataset. BC is the baseline printed beside every result.
+and seeds, from one scripted-demo dataset, and Stable-Baselines3's SAC from scratch as the peer
+(``sb3_sac``: benchmarks/sb3_peer.py, same env and evaluation episodes). BC is the baseline printed beside
+every result.
 
     python benchmarks/learning_curves.py                 # pick-and-place, the CPU profile (2 cores, about an hour)
     python benchmarks/learning_curves.py --task reach --dynamics perturbed --algos bc,calql_offline
@@ -62,10 +64,12 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
         "rlpd": ["algo=rlpd", f"dataset={dataset}", f"algo.schedule.online_steps={online}"],
         "wsrl": ["algo=wsrl", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
                  f"algo.schedule.warmup_steps={warmup}", f"algo.schedule.online_steps={online}"],
+        SB3: ["--online-steps", str(online), "--random-steps", str(min(1000, online // 5))],
     }
 
 
 OFFLINE_ONLY = ("bc", "calql_offline")  # no online phase: drawn flat over the online budget
+SB3 = "sb3_sac"  # the peer: Stable-Baselines3's SAC from scratch (benchmarks/sb3_peer.py), same env and evaluation
 
 
 def collect(out: Path, task: str, dataset: Path, episodes: int, noise: float) -> None:
@@ -78,9 +82,13 @@ def collect(out: Path, task: str, dataset: Path, episodes: int, noise: float) ->
 
 def train(out: Path, task: str, name: str, seed: int, overrides: list[str], eval_every: int, episodes: int) -> Path:
     run_dir = out / f"{name}_seed{seed}"
-    cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", f"task=widowx_{task}", f"seed={seed}",
-           f"eval.every_env_steps={eval_every}", "eval.every_updates=0", f"eval.episodes={episodes}",
-           "eval.video=false", "threads=1", f"run_dir={run_dir}", *overrides]
+    if name == SB3:
+        cmd = [sys.executable, str(Path(__file__).with_name("sb3_peer.py")), "--task", task, "--seed", str(seed),
+               "--eval-every", str(eval_every), "--episodes", str(episodes), "--run-dir", str(run_dir), *overrides]
+    else:
+        cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", f"task=widowx_{task}", f"seed={seed}",
+               f"eval.every_env_steps={eval_every}", "eval.every_updates=0", f"eval.episodes={episodes}",
+               "eval.video=false", "threads=1", f"run_dir={run_dir}", *overrides]
     with open(out / f"{name}_seed{seed}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     return run_dir
@@ -156,7 +164,7 @@ def main() -> None:
     parser.add_argument("--task", choices=("pick_place", "reach"), default="pick_place")
     parser.add_argument("--dynamics", default="nominal", help="the twin's dynamics preset for training and "
                         "evaluation (perturbed: the demo's stand-in for the real robot); demos are on nominal")
-    parser.add_argument("--algos", default=",".join(PROFILES["cpu"]), help="comma-separated subset")
+    parser.add_argument("--algos", default=",".join([*PROFILES["cpu"], SB3]), help="comma-separated subset")
     parser.add_argument("--override", action="append", default=[], metavar="ALGO:key=value",
                         help="an extra `robot-rl train` override for one algorithm (repeatable)")
     parser.add_argument("--tag", default="", help="a suffix for the output folder (compare variants)")
@@ -200,8 +208,9 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(every))
     if unknown:
         parser.error(f"--algos: unknown {unknown}; expected some of {sorted(every)}")
-    jobs = [(name, seed, [*every[name], *profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}",
-                          *extra[name]]) for name in chosen for seed in range(seeds)]
+    run_wide = {name: ["--profile", args.profile, "--dynamics", args.dynamics, "--device", args.device] if name == SB3
+                else [*profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}"] for name in chosen}
+    jobs = [(name, seed, [*every[name], *run_wide[name], *extra[name]]) for name in chosen for seed in range(seeds)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda job: (job[0], job[1], train(out, args.task, job[0], job[1], job[2], eval_every,
                                                                 episodes)), jobs))

@@ -67,6 +67,15 @@ def test_round_trip_av1_keeps_every_key(store, tmp_path):
             assert np.array_equal(a[key], b[key]), key
 
 
+def test_av1_export_leaves_the_callers_scheduling_as_it_was(store, tmp_path):
+    """Run as root (as CI is), SVT-AV1 makes the encoding thread SCHED_FIFO 99; a later busy-polling serial
+    driver on that thread then starves the kernel's tty work. As another user the encoder cannot change it
+    and this checks only that the export keeps it."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    export_lerobot(store, tmp_path / "lr")
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+
+
 def test_folder_has_lerobot_v3_layout(store, tmp_path):
     calls = []
     export_lerobot(store, tmp_path / "lr", progress=lambda done, total: calls.append((done, total)))

@@ -2,6 +2,7 @@
 stream per file, frame i at pts i (time base 1/fps), a keyframe every 2 frames for fast seeking."""
 from __future__ import annotations
 
+import contextlib
 import os
 from fractions import Fraction
 
@@ -20,6 +21,21 @@ VIDEO_CODECS = {
 
 def fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
+
+
+@contextlib.contextmanager
+def caller_scheduling_kept():
+    """Restores the calling thread's scheduling policy after the block.
+
+    SVT-AV1, run as root, makes the thread that first encodes SCHED_FIFO at priority 99 and leaves it so.
+    A real-time Python thread that later busy-waits (dynamixel-sdk polls its serial port) then starves the
+    kernel's tty workers on its core, and a serial reply arrives only once the poll gives up."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 class VideoWriter:
@@ -43,11 +59,13 @@ class VideoWriter:
         frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self.frames
         self.frames += 1
-        self.container.mux(self.stream.encode(frame))
+        with caller_scheduling_kept():
+            self.container.mux(self.stream.encode(frame))
 
     def close(self) -> None:
-        self.container.mux(self.stream.encode())
-        self.container.close()
+        with caller_scheduling_kept():
+            self.container.mux(self.stream.encode())
+            self.container.close()
 
 
 class VideoReader:

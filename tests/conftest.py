@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+import robot_rl.sim  # noqa: F401  picks MuJoCo's GL backend before a test module imports mujoco itself
 from robot_rl.drivers.network import MODE_VARIABLE, apply_dds_environment
 
 os.environ[MODE_VARIABLE] = "localhost"
@@ -32,3 +33,17 @@ def spinner(context):
     spin = Spinner(context)
     yield spin
     spin.stop()
+
+
+@pytest.fixture(autouse=True)
+def scheduling_unchanged():
+    """A test must leave the test process's scheduling as it found it: every process started afterwards
+    inherits it, and a real-time busy-polling driver starves the kernel's serial work on its core (this is how
+    an AV1 encode once made the Dynamixel tests time out under load; see datasets/formats/video.py)."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    yield
+    after = os.sched_getscheduler(0), os.sched_getparam(0)
+    if after != before:
+        os.sched_setscheduler(0, *before)
+        pytest.fail(f"the test changed the process's scheduling from {before} to {after}; restore it "
+                    "(datasets.formats.video.caller_scheduling_kept)")

@@ -315,17 +315,22 @@ def test_the_readme_teleop_collection_without_episodes_records_until_ctrl_c(tmp_
     store = tmp_path / "data" / "wx.zarr"
     bringup = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []  # read as it comes, so a full pipe never stalls the graph
+    reader = threading.Thread(target=lambda: lines.extend(bringup.stdout), daemon=True)
+    reader.start()
     try:
         wait_for(lambda: bringup.poll() is not None or _committed_episodes(store) >= 1, 240.0,
                  "an episode committed to the store")
-        assert bringup.poll() is None, "the graph ended by itself: " + bringup.stdout.read()[-3000:]
+        assert bringup.poll() is None, "the graph ended by itself: " + "".join(lines)[-3000:]
         committed = _committed_episodes(store)
         bringup.send_signal(signal.SIGINT)
-        output, _ = bringup.communicate(timeout=60.0)
+        bringup.wait(timeout=60.0)
+        reader.join(timeout=10.0)
     finally:
         if bringup.poll() is None:
             bringup.kill()
-            bringup.communicate()
+            bringup.wait()
+    output = "".join(lines)
     assert bringup.returncode == 130, output[-3000:]  # the supervisor's status for Ctrl-C
     for node in ("recorder", "widowx"):
         assert f"[bringup] {node} stopped (status 0)" in output, output[-3000:]

@@ -48,6 +48,15 @@ class WidowXKinematics:
         self.last_iters = 0
         self._jac = np.zeros((6, self.model.nv))
         self._quat, self._err = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(6)
+        self._compile_kernels()
+
+    def _compile_kernels(self) -> None:
+        """One iteration toward a point 1 cm off home, so that numba compiles dls.py's kernels (or loads
+        them from its cache) now: compiled on the first command instead, they stall the twin's process (its
+        cameras, its task node) for about a second into the first episode."""
+        pos, quat = self.forward(HOME_QPOS)
+        self.solve(pos + 0.01, quat, max_iters=1)
+        self.last_rot_err, self.last_iters = 0.0, 0
 
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """End-effector position (m) and quaternion (w, x, y, z) in the base frame for arm joints q."""

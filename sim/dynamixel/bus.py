@@ -142,10 +142,7 @@ class ServoBus:
                     for packet in parser.feed(data):
                         with self.lock:
                             replies = self.handle(packet)
-                        for delay, reply in replies:
-                            if delay > 0:
-                                time.sleep(delay)
-                            os.write(master, reply)
+                        _send(master, replies)
                 except OSError:
                     return
 
@@ -239,6 +236,23 @@ class ServoBus:
     def _ping_params(servo: Servo) -> bytes:
         model = servo.get("model_number")
         return bytes([model & 0xFF, model >> 8, servo.get("firmware_version")])
+
+
+def _send(master: int, replies: list[tuple[float, bytes]]) -> None:
+    """Each status packet after its servo's Return Delay Time; packets due at once (delay 0, as the WidowX's
+    servos are set) go out in one write: every write hands the GIL to the physics thread, and on a loaded
+    host taking it back costs a switch interval, which over a sync read's seven answers outlasts the
+    driver's timeout."""
+    pending = b""
+    for delay, reply in replies:
+        if delay > 0:
+            if pending:
+                os.write(master, pending)
+                pending = b""
+            time.sleep(delay)
+        pending += reply
+    if pending:
+        os.write(master, pending)
 
 
 def _word(data: bytes, offset: int) -> int:

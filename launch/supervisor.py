@@ -36,11 +36,21 @@ class Supervisor:
         self.running: dict[str, subprocess.Popen] = {}
         self.exit_codes: dict[str, int] = {}
         self._pumps: list[threading.Thread] = []
+        self._echo_lock = threading.Lock()
+
+    def say(self, line: str) -> None:
+        """One line of the graph's output; the pump threads take turns (print writes the text and its newline
+        separately, so two nodes' lines stopping at once came out as one)."""
+        with self._echo_lock:
+            self.echo(line)
 
     def run(self) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         interrupted = False
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        # SIGINT too, explicitly: started from a background job or nohup, a process inherits SIGINT ignored,
+        # and a robot's graph must still stop when told to.
+        previous = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+                    if _main_thread() else {})
         try:
             for process in self.processes:
                 self._start(process)
@@ -50,8 +60,8 @@ class Supervisor:
             return 130
         finally:
             self._stop_all(reason="Ctrl-C" if interrupted else None)
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _start(self, process: Process) -> None:
         # Own process groups: a terminal's Ctrl-C reaches only this supervisor, which then stops each
@@ -66,14 +76,14 @@ class Supervisor:
         pump = threading.Thread(target=self._pump, args=(process.name, popen), daemon=True)
         pump.start()
         self._pumps.append(pump)
-        self.echo(f"[bringup] started {process.name} (pid {popen.pid}): {' '.join(process.command()[1:])}")
+        self.say(f"[bringup] started {process.name} (pid {popen.pid}): {' '.join(process.command()[1:])}")
 
     def _pump(self, name: str, popen: subprocess.Popen) -> None:
         with open(self.log_dir / f"{name}.log", "a") as log:
             for line in popen.stdout:
                 log.write(line)
                 log.flush()
-                self.echo(f"[{name}] {line.rstrip()}")
+                self.say(f"[{name}] {line.rstrip()}")
 
     def _watch(self) -> int:
         completing = {p.name for p in self.processes if p.completes_job}
@@ -84,9 +94,9 @@ class Supervisor:
                     continue
                 self._reap(name, code)
                 if code == 0 and name in completing:
-                    self.echo(f"[bringup] {name} finished: stopping the graph")
+                    self.say(f"[bringup] {name} finished: stopping the graph")
                     return 0
-                self.echo(f"[bringup] {name} exited with status {code}: stopping the graph "
+                self.say(f"[bringup] {name} exited with status {code}: stopping the graph "
                           f"(its log: {self.log_dir / f'{name}.log'})")
                 return 1
             time.sleep(POLL_S)
@@ -97,7 +107,7 @@ class Supervisor:
 
     def _stop_all(self, reason: str | None) -> None:
         if reason:
-            self.echo(f"[bringup] {reason}: stopping the graph")
+            self.say(f"[bringup] {reason}: stopping the graph")
         for sig, wait in ((signal.SIGINT, self.grace_s), (signal.SIGTERM, self.grace_s), (signal.SIGKILL, 5.0)):
             for popen in reversed(list(self.running.values())):  # the last started stops first
                 if popen.poll() is None:
@@ -108,7 +118,7 @@ class Supervisor:
             for name, popen in list(self.running.items()):
                 if popen.poll() is not None:
                     self._reap(name, popen.returncode)
-                    self.echo(f"[bringup] {name} stopped (status {popen.returncode})")
+                    self.say(f"[bringup] {name} stopped (status {popen.returncode})")
             if not self.running:
                 break
         for pump in self._pumps:

@@ -198,8 +198,16 @@ def test_a_process_ignoring_sigint_is_terminated_after_the_grace_period(tmp_path
     assert time.monotonic() - started < 10
 
 
-def test_sigterm_to_the_supervisor_stops_every_node(tmp_path, programs):
-    """What a service manager or a container stop sends: the nodes get SIGINT and the status is 130."""
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig, preexec", [(signal.SIGTERM, None), (signal.SIGINT, _ignore_sigint)],
+                         ids=["sigterm", "sigint_when_started_with_sigint_ignored"])
+def test_a_signal_to_the_supervisor_stops_every_node(tmp_path, programs, sig, preexec):
+    """SIGTERM is what a service manager or a container stop sends; SIGINT must work too when the supervisor
+    was started as a background job or under nohup, which start it with SIGINT ignored. The nodes get SIGINT
+    and the status is 130."""
     script = tmp_path / "run_graph.py"
     script.write_text(textwrap.dedent(f"""
         import sys
@@ -210,14 +218,14 @@ def test_sigterm_to_the_supervisor_stops_every_node(tmp_path, programs):
     """))
     import subprocess
 
-    supervisor = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    supervisor = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, preexec_fn=preexec)
     seen = []
     reader = threading.Thread(target=lambda: seen.extend(supervisor.stdout), daemon=True)
     reader.start()
     deadline = time.monotonic() + 30
     while not {"[a] a up\n", "[b] b up\n"} <= set(seen) and time.monotonic() < deadline:
         time.sleep(0.05)
-    supervisor.send_signal(signal.SIGTERM)
+    supervisor.send_signal(sig)
     assert supervisor.wait(timeout=30) == 130
     reader.join(timeout=5)
     assert {"[a] a got SIGINT\n", "[b] b got SIGINT\n"} <= set(seen), seen

@@ -244,14 +244,35 @@ def test_an_unplug_mid_read_is_named_a_lost_port_every_time(arm, backend):
         assert backend.read().position.shape == (7,)
 
 
-def test_a_silent_bus_is_named_as_such_without_a_retry(arm, backend):
+def test_a_silent_bus_is_named_as_such_after_one_retry(arm, backend):
     def power_off():
         for servo_id in backend.servo_ids:
             arm.silence(servo_id)
 
     message, _, _ = _fault_of_a_read_loop(backend, power_off)
-    assert "no servo answered" in message and "the port is there" in message, message
+    assert "no servo answered" in message and "the port is there; 2 tries" in message, message
     for servo_id in backend.servo_ids:
         arm.unsilence(servo_id)
     backend.clear_fault()
     assert backend.read().position.shape == (7,)
+
+
+def test_one_sync_read_that_nobody_answers_in_time_is_not_a_fault(arm, backend, monkeypatch):
+    """A loaded host's USB path (here: the emulator process) can deliver one read's answers too late; the
+    read is repeated before a silent bus is declared. The bus really is silent for the first try: the servos
+    come back on as that try ends (a spy around the real transaction, the real SDK on the real pty)."""
+    for servo_id in backend.servo_ids:
+        arm.silence(servo_id)
+    real_read, tries = backend._sync_read_once, []
+
+    def first_try_silent():
+        answers = real_read()
+        if not tries:
+            for servo_id in backend.servo_ids:
+                arm.unsilence(servo_id)
+        tries.append(len(answers[0]))
+        return answers
+
+    monkeypatch.setattr(backend, "_sync_read_once", first_try_silent)
+    assert backend.read().position.shape == (7,)
+    assert tries == [0, len(backend.servo_ids)]

@@ -14,9 +14,10 @@ write() is one Sync Write of Goal Position to the master servos; the shadows fol
 Fault detection is bounded: a read that gets no answer at all within the SDK's sync-read timeout (about
 36 ms) listens ``LATE_ANSWERS_MS`` more (a loaded host's answers can be late; a silent bus stays silent),
 then asks whether the port itself is gone (its device node vanished, or the tty reports a hang-up: an
-unplugged U2D2) and says so; otherwise the whole bus is silent (servo power lost), reported without a
-retry. Any other failed transaction asks about the port first too. Only a partial answer (a servo
-missing a packet) is retried, ``comm_retries`` times. Set-up and recovery transactions (pings, single register
+unplugged U2D2) and says so at once. Any other failed transaction asks about the port first too. A read
+that misses some servos or all of them (a whole silent bus: servo power lost, or one answer a loaded
+host's USB path delivered late) is retried ``comm_retries`` times (1: a silent bus is reported within
+about 100 ms). Set-up and recovery transactions (pings, single register
 reads and writes) are retried ``setup_retries`` times.
 
 Effort is approximate: XM430-W350 Present Current x 2.69 mA x 1.78 N m/A (stall torque over stall current
@@ -322,7 +323,8 @@ class WidowXDynamixelBackend:
         self._check(f"sync write of address {address}", self._call("a sync write", writer.txPacket))
 
     def _sync_read_present(self) -> dict[int, list[int]]:
-        """Present Current..Position of every servo, retried ``comm_retries`` times for missing answers."""
+        """Present Current..Position of every servo, retried ``comm_retries`` times for missing answers
+        (all of them missing included: one late answer of a loaded host is not a power loss)."""
         tries = 0
         while True:
             answers, errors = self._call("a sync read", self._sync_read_once)
@@ -330,11 +332,12 @@ class WidowXDynamixelBackend:
             tries += 1
             if not answers:
                 self._raise_if_port_gone()
-                raise BackendFault(f"no servo answered a sync read on {self.port_name} (the port is there): "
-                                   "check the servos' power supply and the cable from the U2D2, then call "
-                                   "clear_fault()")
             if not missing or tries > self.comm_retries:
                 break
+        if not answers:
+            raise BackendFault(f"no servo answered a sync read on {self.port_name} (the port is there; {tries} "
+                               "tries): check the servos' power supply and the cable from the U2D2, then call "
+                               "clear_fault()")
         if missing:
             names = ", ".join(self._servo_label[i] for i in missing)
             raise BackendFault(f"{names} did not answer a sync read on {self.port_name} "

@@ -461,3 +461,20 @@ def test_cql_bc_weight_adds_the_mse_of_the_policy_mode_to_the_data_actions_only_
     assert loss.item() == pytest.approx(plain + 2.0 * mse, rel=1e-5)
     agent.conservative = False  # WSRL's online phase: plain SAC
     assert agent.actor_loss(torch.tensor(OBS), batch)[0].item() == pytest.approx(plain, rel=1e-5)
+
+
+def test_cql_normalize_q_in_actor_divides_the_soft_q_term_by_the_mean_absolute_q(monkeypatch):
+    """TD3+BC's weighting: (alpha log pi - Q) / mean|Q| + bc_weight * MSE, offline only."""
+    agent = make_agent(CQL, action_dim=2, init_temperature=0.5, bc_weight=0.4, normalize_q_in_actor=True)
+    actions, log_probs = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0]
+    mode = [[0.0, 0.5], [0.5, 0.5], [-1.0, 0.0]]
+    monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
+    monkeypatch.setattr(agent.actor, "mode", lambda f: torch.tensor(mode))
+    batch = cql_batch()
+    q = [sum(q_ref(m, s, a) for m in ONLINE) / 3 for s, a in zip(OBS, actions)]
+    soft_q = sum(0.5 * lp - qi for lp, qi in zip(log_probs, q)) / 3
+    mse = sum((p - d) ** 2 for row, data in zip(mode, CQL_ACTION) for p, d in zip(row, data)) / 6
+    loss, _ = agent.actor_loss(torch.tensor(OBS), batch)
+    assert loss.item() == pytest.approx(soft_q / (sum(abs(qi) for qi in q) / 3) + 0.4 * mse, rel=1e-5)
+    agent.conservative = False  # online: plain SAC, unscaled
+    assert agent.actor_loss(torch.tensor(OBS), batch)[0].item() == pytest.approx(soft_q, rel=1e-5)

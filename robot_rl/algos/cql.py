@@ -32,6 +32,9 @@ class CQLConfig(SACConfig):
     target_gap: float = 5.0          # CQL's "target action gap" (tau) for the Lagrange variant
     calql: bool = False              # Cal-QL: lower-bound policy-action Q by the return-to-go
     bc_weight: float = 0.0           # while conservative: + bc_weight * MSE(tanh(mean), a_data) in the actor loss
+    normalize_q_in_actor: bool = False  # with bc_weight, divide the soft-Q term by mean |Q| (TD3+BC, Fujimoto &
+                                        # Gu 2021: lambda = 2.5 / mean|Q|, i.e. bc_weight 0.4 here), so the
+                                        # imitation term's weight does not depend on the scale of the returns
 
 
 def plan(schedule) -> list[Phase]:
@@ -84,6 +87,11 @@ class CQL(SAC):
         if self.conservative and self.config.bc_weight and batch is not None:
             loss = loss + self.config.bc_weight * imitation_loss(self.actor.mode(features), batch, self.action_dim)
         return loss, log_prob
+
+    def actor_objective_scale(self, q: torch.Tensor) -> float | torch.Tensor:
+        if self.conservative and self.config.bc_weight and self.config.normalize_q_in_actor:
+            return 1.0 / q.abs().mean().detach().clamp(min=1e-6)
+        return 1.0
 
     def lagrange_step(self, loss: torch.Tensor) -> None:
         optimizer_step(self.optimizers["cql_alpha"], loss)

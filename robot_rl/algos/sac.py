@@ -153,11 +153,16 @@ class SAC(LearningAgent):
         regularizer; also returns log pi. ``batch`` is for subclasses' terms on the data's actions."""
         action, log_prob = self.actor.sample(features)
         q = self.critic(features, action).mean(0)
-        loss = (self.temperature.detach() * log_prob - q).mean()
+        loss = (self.temperature.detach() * log_prob - q).mean() * self.actor_objective_scale(q)
         if self.config.pre_tanh_reg:
             mean, log_std = self.actor(features)
             loss = loss + self.config.pre_tanh_reg * 0.5 * (mean.pow(2) + log_std.pow(2)).mean()
         return loss, log_prob
+
+    def actor_objective_scale(self, q: torch.Tensor) -> float | torch.Tensor:
+        """A factor on the soft-Q part of the actor loss: 1 here; subclasses that add an imitation term
+        scale it to put the two on a fixed footing."""
+        return 1.0
 
     def temperature_loss(self, log_prob: torch.Tensor) -> torch.Tensor:
         """alpha * (entropy - target entropy): raises alpha when the entropy is below target."""

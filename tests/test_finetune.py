@@ -152,6 +152,7 @@ def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes
     topics, the recorder without a twin task. The operator (this test, through the recorder's services)
     starts each episode and labels one a success; the learner consumes them with obs_keys=[state]."""
     from rclpy.node import Node
+    from sensor_msgs.msg import JointState
     from std_srvs.srv import Trigger
 
     from robot_rl.sim.dynamixel import EmulatedWidowXProcess
@@ -161,25 +162,29 @@ def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes
     arm = EmulatedWidowXProcess().start()
     operator = spinner.add(Node("operator", context=context))
     services = {name: operator.create_client(Trigger, name) for name in ("start_episode", "success_episode")}
+    applied = []  # the driver's applied commands: the rows the recorder is recording
+    operator.create_subscription(JointState, "command_applied", applied.append, 10)
     spinner.start()
 
-    def call(name: str) -> bool:
+    def call(name: str) -> Trigger.Response:
         assert services[name].wait_for_service(timeout_sec=10.0), f"{name} not available"
         future = services[name].call_async(Trigger.Request())
         wait_for(future.done, 5.0, f"the {name} response")
-        return future.result().success
+        return future.result()
 
     finetuning = start_finetune(*TINY, f"dataset={dataset}", "backend=dynamixel", f"port={arm.port}", "obs_keys=[state]",
-                       "cameras=[]", "teleop=none", "max_steps=10", "algo.schedule.warmup_steps=0",
+                       "cameras=[]", "teleop=none", "max_steps=30", "algo.schedule.warmup_steps=0",
                        "algo.schedule.online_steps=16", "publish_every=8", "eval.every_env_steps=0", "eval.video=false",
                        f"run_dir={run}", log=tmp_path / "finetune.log")
     try:
         wait_for(lambda: "[policy]: policy from" in (tmp_path / "finetune.log").read_text(), 120,
                  "the policy node to act (after pretraining)")
-        wait_for(lambda: call("start_episode"), 30, "the first episode to start")
-        time.sleep(1.0)
-        assert call("success_episode")
-        wait_for(lambda: call("start_episode"), 30, "the second episode to start")  # it ends at max_steps
+        wait_for(lambda: call("start_episode").success, 30, "the first episode to start")
+        started = len(applied)
+        wait_for(lambda: len(applied) >= started + 3, 10, "three commands into the first episode")
+        label = call("success_episode")
+        assert label.success, label.message
+        wait_for(lambda: call("start_episode").success, 30, "the second episode to start")  # it ends at max_steps
         finetuning.wait(timeout=120)
         log = (tmp_path / "finetune.log").read_text()
         assert finetuning.returncode == 0, log[-4000:]

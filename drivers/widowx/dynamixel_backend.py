@@ -16,8 +16,9 @@ Fault detection is bounded: a read that gets no answer at all within the SDK's s
 then asks whether the port itself is gone (its device node vanished, or the tty reports a hang-up: an
 unplugged U2D2) and says so at once. Any other failed transaction asks about the port first too. A read
 that misses some servos or all of them (a whole silent bus: servo power lost, or one answer a loaded
-host's USB path delivered late) is retried ``comm_retries`` times (1: a silent bus is reported within
-about 100 ms). Set-up and recovery transactions (pings, single register
+host's USB path delivered late) is retried ``comm_retries`` times (2: a silent bus is reported within
+about 150 ms, and a host stalled for up to ~100 ms, as a VM's vCPU is when the hypervisor takes it, is
+not a power loss). Set-up and recovery transactions (pings, single register
 reads and writes) are retried ``setup_retries`` times.
 
 Effort is approximate: XM430-W350 Present Current x 2.69 mA x 1.78 N m/A (stall torque over stall current
@@ -148,7 +149,7 @@ class WidowXDynamixelBackend:
         self.baudrate = int(baudrate or self.config.get("baudrate", 1_000_000))
         self.joints = _parse_joints(self.config)
         self.limits = np.array([j.limits for j in self.joints])
-        self.comm_retries = int(self.config.get("comm_retries", 1))
+        self.comm_retries = int(self.config.get("comm_retries", 2))
         self.setup_retries = int(self.config.get("setup_retries", 3))
         self.reboot_timeout_s = float(self.config.get("reboot_timeout_s", 2.0))
         self._servo_label = {}

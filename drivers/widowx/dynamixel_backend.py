@@ -17,7 +17,7 @@ then asks whether the port itself is gone (its device node vanished, or the tty 
 unplugged U2D2) and says so at once. Any other failed transaction asks about the port first too. A read
 that misses some servos or all of them (a whole silent bus: servo power lost, or one answer a loaded
 host's USB path delivered late) is retried ``comm_retries`` times (2: a silent bus is reported within
-about 150 ms, and a host stalled for up to ~100 ms, as a VM's vCPU is when the hypervisor takes it, is
+about 160 ms, benchmarks/control_bench.py --only-faults; and a host stalled for up to ~100 ms, as a VM's vCPU is when the hypervisor takes it, is
 not a power loss). Set-up and recovery transactions (pings, single register
 reads and writes) are retried ``setup_retries`` times.
 

@@ -8,8 +8,9 @@ What the firmware does (vedderb/bldc comm/commands.c, the behaviour the F1TENTH 
   COMM_SET_CURRENT_BRAKE brakes (the twin's drive targets zero speed), COMM_SET_SERVO_POS moves the steering
   servo (0..1, through the F1TENTH servo map back to a steering angle), COMM_ALIVE only resets the timeout.
   COMM_SET_DUTY and COMM_SET_CURRENT are answered by nothing and leave the motor released (not emulated).
-- no motor command and no COMM_ALIVE for ``TIMEOUT_S`` (the app configuration's timeout, 1 s by default):
-  the motor is released (the twin brakes to a stop: its drive is a speed servo).
+- no motor command and no COMM_ALIVE for ``timeout_s`` (the app configuration's timeout: 1 s by default,
+  ``TIMEOUT_S``; the car's README asks for 100 ms): the motor is released (the twin brakes to a stop: its
+  drive is a speed servo).
 - a fault code latches, releases the motor and makes it ignore motor commands until ``clear_fault()``
   (the real VESC clears a fault when its cause goes away). An input voltage under ``UNDER_VOLTAGE_V`` raises
   fault 2 (under voltage), as the firmware's l_min_vin does.
@@ -58,7 +59,9 @@ def servo_to_steering(position: float) -> float:
 
 
 class EmulatedVesc:
-    def __init__(self, *, link_path: str | os.PathLike | None = None, seed: int = 0, baudrate: int | None = 115200):
+    def __init__(self, *, link_path: str | os.PathLike | None = None, seed: int = 0, baudrate: int | None = 115200,
+                 timeout_s: float = TIMEOUT_S):
+        self.timeout_s = float(timeout_s)
         self.lock = threading.RLock()
         self.env = RCCarGoal()
         self.env.reset(seed=seed)
@@ -67,6 +70,7 @@ class EmulatedVesc:
         steer = float(self.env.data.ctrl[self.env._steer_act])
         self.servo = car.STEERING_TO_SERVO_GAIN * steer + car.STEERING_TO_SERVO_OFFSET
         self.target_erpm: float | None = None  # None: released or braking
+        self.motor = "released"  # what holds the motor: rpm, brake, released (duty/current), timeout, fault
         self.voltage, self.temp_fet, self.temp_motor = BATTERY_V, 30.0, 30.0
         self.fault_code = 0
         self.tachometer = self.tachometer_abs = 0.0
@@ -118,7 +122,7 @@ class EmulatedVesc:
         with self.lock:
             self.fault_code = int(code)
             if code:
-                self.target_erpm = None
+                self.target_erpm, self.motor = None, "fault"
 
     def clear_fault(self) -> None:
         with self.lock:
@@ -147,9 +151,11 @@ class EmulatedVesc:
             return dict(self.counts, corrupt_in=self.parser.corrupt)
 
     def commands(self) -> dict:
-        """What the VESC is doing: target ERPM (None when released), servo position, fault code."""
+        """What the VESC is doing: target ERPM (None when not in speed control), what holds the motor, servo
+        position, fault code."""
         with self.lock:
-            return {"target_erpm": self.target_erpm, "servo": self.servo, "fault_code": self.fault_code}
+            return {"target_erpm": self.target_erpm, "motor": self.motor, "servo": self.servo,
+                    "fault_code": self.fault_code}
 
     def ground_truth(self) -> np.ndarray:
         """(x, y, yaw, forward speed) of the twin's chassis: what odometry should find."""
@@ -203,11 +209,12 @@ class EmulatedVesc:
             self.counts["commands"] += 1
             self.last_command = time.monotonic()
             if self.fault_code:
-                self.target_erpm = None
+                self.target_erpm, self.motor = None, "fault"
             elif command.id == p.COMM_SET_RPM:
-                self.target_erpm = command.value
+                self.target_erpm, self.motor = command.value, "rpm"
             else:
                 self.target_erpm = None
+                self.motor = "brake" if command.id == p.COMM_SET_CURRENT_BRAKE else "released"
             return None
         self.counts["refused"] += 1  # a command this emulation does not know: the real one ignores it too
         return None
@@ -241,8 +248,8 @@ class EmulatedVesc:
         env, data = self.env, self.env.data
         dt = env.model.opt.timestep
         with self.lock:
-            if time.monotonic() - self.last_command > TIMEOUT_S:
-                self.target_erpm = None
+            if time.monotonic() - self.last_command > self.timeout_s and self.motor in ("rpm", "brake"):
+                self.target_erpm, self.motor = None, "timeout"
             speed = 0.0 if self.target_erpm is None else (self.target_erpm - car.SPEED_TO_ERPM_OFFSET) / car.SPEED_TO_ERPM_GAIN
             data.ctrl[env._drive_act] = speed / car.WHEEL_RADIUS
             data.ctrl[env._steer_act] = servo_to_steering(self.servo)

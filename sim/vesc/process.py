@@ -25,7 +25,7 @@ CALLS = ("unplug", "replug", "set_fault", "clear_fault", "set_battery", "set_tem
          "corrupt_commands", "stats", "commands", "ground_truth", "wheel_speed", "steering")
 
 
-def _serve(link_path: str, seed: int, baudrate: int | None, connection, priority: int) -> None:
+def _serve(link_path: str, seed: int, baudrate: int | None, timeout_s: float, connection, priority: int) -> None:
     from robot_rl.sim.vesc.car import EmulatedVesc
 
     try:  # the VESC is hardware of its own: on a loaded host it answers ahead of other work
@@ -33,7 +33,7 @@ def _serve(link_path: str, seed: int, baudrate: int | None, connection, priority
     except PermissionError:
         pass
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    with EmulatedVesc(link_path=link_path, seed=seed, baudrate=baudrate) as vesc:
+    with EmulatedVesc(link_path=link_path, seed=seed, baudrate=baudrate, timeout_s=timeout_s) as vesc:
         connection.send(("ok", None))
         while (request := connection.recv()) is not None:
             name, args = request
@@ -46,13 +46,13 @@ def _serve(link_path: str, seed: int, baudrate: int | None, connection, priority
 
 
 class EmulatedVescProcess:
-    def __init__(self, *, seed: int = 0, baudrate: int | None = 115200, start_timeout_s: float = 60.0,
-                 priority: int = -10):
+    def __init__(self, *, seed: int = 0, baudrate: int | None = 115200, timeout_s: float = 1.0,
+                 start_timeout_s: float = 60.0, priority: int = -10):
         self.folder = tempfile.mkdtemp(prefix="emulated_vesc_")
         self.port = os.path.join(self.folder, "ttyVESC")
         self.start_timeout_s = start_timeout_s
         self._connection, child_end = _CONTEXT.Pipe()
-        self.process = _CONTEXT.Process(target=_serve, args=(self.port, seed, baudrate, child_end, priority),
+        self.process = _CONTEXT.Process(target=_serve, args=(self.port, seed, baudrate, timeout_s, child_end, priority),
                                         name="emulated-vesc", daemon=True)
 
     def start(self) -> EmulatedVescProcess:

@@ -1,0 +1,336 @@
+"""The RC car robot process: its driver node on the MuJoCo twin or on the VESC over USB serial.
+
+    python -m robot_rl.drivers.rc_car.node --backend vesc --port /dev/ttyACM0 --enable-torque
+    python -m robot_rl.drivers.rc_car.node --backend twin --seed 0 --enable-torque
+
+Topics and services (relative names):
+
+| name             | kind    | type                            | rate                      |
+|------------------|---------|---------------------------------|---------------------------|
+| `drive_command`  | subscr. | std_msgs/Float64MultiArray (2)  | the command rate (20 Hz)  |
+| `estop`          | subscr. | std_msgs/Bool                   | event (latched + volatile)|
+| `odom`           | publish | nav_msgs/Odometry               | bus rate (50 Hz)          |
+| `imu`            | publish | sensor_msgs/Imu                 | bus rate                  |
+| `state`          | publish | std_msgs/Float32MultiArray (8)  | bus rate: the spec's state|
+| `command_applied`| publish | sensor_msgs/JointState          | each accepted command     |
+| `diagnostics`    | publish | diagnostic_msgs/DiagnosticArray | 1 Hz, and at once on a fault |
+| `enable_torque`  | service | std_srvs/SetBool                | motor enabled (drive commands accepted) |
+| `reset_estop`, `clear_fault` | service | std_srvs/Trigger    | -                         |
+
+`drive_command` is (steering angle rad, + = left; speed m/s, - = reverse): the two fields of
+ackermann_msgs/AckermannDrive the car uses. ackermann_msgs has no wheel among the ROS 2 packages on PyPI
+that this project installs (std, sensor, geometry, nav, diagnostic, trajectory msgs), so a standard
+message carries them. `command_applied` names them ``steering`` and ``speed`` (after the limits).
+
+Every bus tick reads the VESC (values + IMU), publishes odometry (robot_rl.drivers.rc_car.odometry: the
+bicycle model from ERPM and steering), the IMU and the state, then sends what the safety core
+(robot_rl.drivers.rc_car.safety) says: a drive (ERPM + servo) or a brake. Sending every tick also keeps the
+VESC's own timeout from stopping the car; set that timeout (VESC Tool: App Settings > General > Timeout)
+to 100 ms, so that a pulled cable stops the car within 100 ms without the driver. A lost port or a VESC
+fault code: an ERROR diagnostic at once, the motor braked, commands refused until `clear_fault`
+(which reconnects) and a zero-speed command. Ctrl-C or SIGTERM: the motor brakes, then the process ends.
+Diagnostics WARN on a low battery (under 3.5 V a cell, ``--cells``) or hot FETs/motor.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+UNSUPPORTED = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "policy", "scripted_takeover")
+LOW_CELL_V = 3.5
+HOT_FET_C, HOT_MOTOR_C = 80.0, 100.0
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m robot_rl.drivers.rc_car.node", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("twin", "vesc"), default="twin")
+    parser.add_argument("--port", default="/dev/ttyACM0", help="the VESC's USB serial port (vesc backend)")
+    parser.add_argument("--rate", type=float, default=50.0, help="bus rate in Hz: read, publish, send")
+    parser.add_argument("--command-rate", type=float, default=20.0, help="the rate drive commands arrive at, Hz")
+    parser.add_argument("--enable-torque", action="store_true", help="enable the motor at start")
+    parser.add_argument("--cells", type=int, default=3, help="LiPo cells in series (the low-battery warning)")
+    parser.add_argument("--name", default="rc_car_driver", help="the node name")
+    twin = parser.add_argument_group("twin backend only")
+    twin.add_argument("--task", default="goal")
+    twin.add_argument("--seed", type=int, default=0)
+    twin.add_argument("--dynamics", default=None)
+    # The robot layer's common options that the car's process does not serve yet: refused with a reason.
+    for option in UNSUPPORTED:
+        parser.add_argument(f"--{option.replace('_', '-')}", default=None, nargs="?", const=True, help=argparse.SUPPRESS)
+    parser.add_argument("--camera-fps", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--takeover-budget", default=None, help=argparse.SUPPRESS)
+    args, _ros_args = parser.parse_known_args(argv)
+    used = [o for o in UNSUPPORTED if getattr(args, o) not in (None, "", "0")]
+    if used:
+        parser.error(f"--{used[0].replace('_', '-')} is not served by the RC car's process: the car drives from "
+                     "drive_command (teleop, policy) and publishes odom, imu and state")
+    for key in ("rate", "command_rate"):
+        if not getattr(args, key) > 0:
+            parser.error(f"--{key.replace('_', '-')}: expected a positive rate in Hz, found {getattr(args, key)}")
+    if args.cells < 1:
+        parser.error(f"--cells: expected 1 or more LiPo cells, found {args.cells}")
+    return args
+
+
+def make_backend(args: argparse.Namespace):
+    from robot_rl.drivers.rc_car.backends import make_car_backend
+
+    return make_car_backend(args.backend, port=args.port, task=args.task, seed=args.seed, dynamics=args.dynamics)
+
+
+def _node_class():
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from nav_msgs.msg import Odometry
+    from rclpy.node import Node
+    from sensor_msgs.msg import Imu, JointState
+    from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray
+    from std_srvs.srv import SetBool, Trigger
+
+    from robot_rl.drivers.backend import BackendFault
+    from robot_rl.drivers.command_arbiter import Level
+    from robot_rl.drivers.driver_node import COMMAND_QOS, DIAGNOSTICS_PERIOD, LATCHED_QOS, WARN_EVERY_S
+    from robot_rl.drivers.rc_car.odometry import BicycleOdometry
+    from robot_rl.drivers.rc_car.safety import CarLimits, CarSafety
+    from robot_rl.sim.vesc.protocol import fault_name
+
+    class CarDriverNode(Node):
+        def __init__(self, backend, *, limits: CarLimits | None = None, rate_hz: float = 50.0, cells: int = 3,
+                     hardware_id: str = "", node_name: str = "rc_car_driver"):
+            super().__init__(node_name)
+            self.backend, self.safety = backend, CarSafety(limits)
+            self.odometry = BicycleOdometry()
+            self.rate_hz, self.cells = float(rate_hz), int(cells)
+            self.hardware_id = hardware_id or type(backend).__name__
+            self.enabled = False
+            self.reading = None
+            self._port_lost = False
+            self._last_read = None
+            self._ticks, self._window = 0, time.monotonic()
+            self.odom_pub = self.create_publisher(Odometry, "odom", 10)
+            self.imu_pub = self.create_publisher(Imu, "imu", 10)
+            self.state_pub = self.create_publisher(Float32MultiArray, "state", 10)
+            self.applied_pub = self.create_publisher(JointState, "command_applied", COMMAND_QOS)
+            self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", COMMAND_QOS)
+            self.create_subscription(Float64MultiArray, "drive_command", self._on_command, COMMAND_QOS)
+            self.create_subscription(Bool, "estop", self._on_estop, LATCHED_QOS)
+            self.create_subscription(Bool, "estop", self._on_estop, COMMAND_QOS)
+            self._serve(SetBool, "enable_torque", lambda request: self.enable(bool(request.data)))
+            self._serve(Trigger, "reset_estop", lambda _: self.safety.reset_estop())
+            self._serve(Trigger, "clear_fault", lambda _: self.clear_fault())
+            self.bus_timer = self.create_timer(1.0 / self.rate_hz, self._on_bus_tick)
+            self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics)
+
+        def _serve(self, kind, name, action):
+            def handle(request, response):
+                response.success, response.message = action(request)
+                return response
+
+            self.create_service(kind, name, handle)
+
+        # --- commands -----------------------------------------------------------------------
+        def enable(self, enabled: bool) -> tuple[bool, str]:
+            self.enabled = enabled
+            if not enabled:
+                self._send_brake()
+            return True, "motor enabled" if enabled else "motor disabled: braking"
+
+        def _on_command(self, msg):
+            if len(msg.data) != 2:
+                self.get_logger().warning(f"drive_command: expected 2 values (steering rad, speed m/s), found "
+                                          f"{len(msg.data)}", throttle_duration_sec=WARN_EVERY_S)
+                return
+            if not self.enabled:
+                self.get_logger().warning("drive_command refused: the motor is disabled (call enable_torque)",
+                                          throttle_duration_sec=WARN_EVERY_S)
+                return
+            outcome = self.safety.command(float(msg.data[0]), float(msg.data[1]), time.monotonic())
+            if not outcome.accepted:
+                self.get_logger().warning(f"drive_command: {outcome.message}", throttle_duration_sec=WARN_EVERY_S)
+                return
+            applied = JointState(name=["steering", "speed"], position=[outcome.steering, outcome.speed])
+            applied.header.stamp = self.get_clock().now().to_msg()
+            self.applied_pub.publish(applied)
+
+        def _on_estop(self, msg):
+            if msg.data:
+                if not self.safety.estopped:
+                    self.get_logger().warning("e-stop latched from the estop topic")
+                self.safety.estop("estop topic")
+                self._send_brake()
+
+        def clear_fault(self) -> tuple[bool, str]:
+            if self._port_lost:
+                try:
+                    self.backend.close()
+                    self.backend.connect()
+                except BackendFault as error:
+                    return False, f"reconnect failed: {error}"
+                self._port_lost = False
+            try:
+                reading = self.backend.read()
+            except BackendFault as error:
+                self._fault(str(error), lost=True)
+                return False, str(error)
+            if reading.fault_code:
+                return False, f"the VESC still reports {fault_name(reading.fault_code)}"
+            self.safety.clear_fault()
+            self._last_read = None
+            self.publish_diagnostics()
+            return True, "fault cleared: send a zero-speed command before driving again"
+
+        # --- the bus ------------------------------------------------------------------------
+        def _on_bus_tick(self):
+            now = time.monotonic()
+            self._ticks += 1
+            if not self._port_lost:
+                try:
+                    self.reading = reading = self.backend.read()
+                except BackendFault as error:
+                    self._fault(str(error), lost=True)
+                    return
+                if reading.fault_code and self.safety.fault_message is None:
+                    self._fault(f"the VESC reports {fault_name(reading.fault_code)} (fault code {reading.fault_code})")
+                self._publish_reading(reading)
+            output = self.safety.tick(now)
+            if self._port_lost:
+                return
+            try:
+                if output.drive and self.enabled:
+                    self.backend.drive(output.steering, output.speed)
+                else:
+                    self.backend.brake()
+            except BackendFault as error:
+                self._fault(str(error), lost=True)
+
+        def _send_brake(self):
+            if not self._port_lost:
+                try:
+                    self.backend.brake()
+                except BackendFault as error:
+                    self._fault(str(error), lost=True)
+
+        def _fault(self, message: str, lost: bool = False):
+            self._port_lost = self._port_lost or lost
+            first = self.safety.fault_message is None
+            self.safety.fault(message)
+            self._send_brake()
+            if first:
+                self.get_logger().error(f"fault: {message}; braking, call clear_fault")
+                self.publish_diagnostics()
+
+        def _publish_reading(self, reading):
+            dt = 0.0 if self._last_read is None else reading.stamp - self._last_read
+            self._last_read = reading.stamp
+            x, y, yaw = self.odometry.update(reading.speed, reading.steering, dt)
+            stamp = self.get_clock().now().to_msg()
+            odom = Odometry()
+            odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, "odom", "base_link"
+            odom.pose.pose.position.x, odom.pose.pose.position.y = x, y
+            odom.pose.pose.orientation.z, odom.pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+            odom.twist.twist.linear.x = reading.speed
+            odom.twist.twist.angular.z = self.odometry.yaw_rate(reading.speed, reading.steering)
+            self.odom_pub.publish(odom)
+            imu = Imu()
+            imu.header.stamp, imu.header.frame_id = stamp, "imu"
+            w, qx, qy, qz = (float(v) for v in reading.orientation)
+            imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = w, qx, qy, qz
+            gx, gy, gz = (float(v) for v in reading.gyro)
+            imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = gx, gy, gz
+            ax, ay, az = (float(v) for v in reading.accel)
+            imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = ax, ay, az
+            self.imu_pub.publish(imu)
+            self.state_pub.publish(Float32MultiArray(data=reading.state().tolist()))
+
+        def status(self) -> tuple[int, str, dict]:
+            now = time.monotonic()
+            rate = self._ticks / max(1e-9, now - self._window)
+            self._ticks, self._window = 0, now
+            r = self.reading
+            values = {**self.safety.report(now), **self.backend.counters(), "motor_enabled": self.enabled,
+                      "bus_rate_hz": f"{rate:.1f}", "bus_rate_target_hz": f"{self.rate_hz:.1f}"}
+            if r is not None:
+                values |= {"battery_voltage": f"{r.voltage:.2f}", "temp_fet_c": f"{r.temp_fet:.1f}",
+                           "temp_motor_c": f"{r.temp_motor:.1f}", "vesc_fault_code": r.fault_code}
+            if self.safety.fault_message is not None:
+                return Level.ERROR, f"fault: {self.safety.fault_message}", values
+            if self.safety.estopped:
+                return Level.WARN, f"e-stop latched: {self.safety.estop_reason}", values
+            if r is not None and r.voltage < LOW_CELL_V * self.cells:
+                return Level.WARN, f"low battery: {r.voltage:.2f} V for {self.cells} cells: charge it", values
+            if r is not None and (r.temp_fet > HOT_FET_C or r.temp_motor > HOT_MOTOR_C):
+                return Level.WARN, f"hot: FET {r.temp_fet:.0f} degC, motor {r.temp_motor:.0f} degC", values
+            return Level.OK, "running" if self.enabled else "motor disabled", values
+
+        def publish_diagnostics(self):
+            level, message, values = self.status()
+            msg = DiagnosticArray()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.status = [DiagnosticStatus(level=bytes([int(level)]), name=f"{self.get_name()}: driver", message=message,
+                                           hardware_id=self.hardware_id,
+                                           values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])]
+            self.diagnostics_pub.publish(msg)
+
+        def shutdown_backend(self):
+            """Stop the timers, brake (best effort: the port may be gone), close."""
+            self.bus_timer.cancel()
+            self.diagnostics_timer.cancel()
+            self._send_brake()
+            self.backend.close()
+
+    return CarDriverNode
+
+
+def make_node(backend, args: argparse.Namespace):
+    return _node_class()(backend, rate_hz=args.rate, cells=args.cells, node_name=args.name,
+                         hardware_id=f"rc_car:{args.backend}:{args.port if args.backend != 'twin' else 'mujoco'}")
+
+
+def main(argv=None) -> None:
+    """Ctrl-C or SIGTERM, at any point, end the process with status 0 once the motor is braked and the port
+    closed (robot_rl.drivers.spinning: a signal never shuts the ROS context down under a running callback)."""
+    import signal
+
+    args = parse_args(argv)
+    from robot_rl.drivers.network import apply_dds_environment
+    apply_dds_environment()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        pass
+
+
+def run(args: argparse.Namespace) -> None:
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from robot_rl.drivers.backend import BackendFault
+    from robot_rl.drivers.spinning import spin_until, stop_on_signals
+
+    backend = make_backend(args)
+    try:
+        backend.connect()
+    except BackendFault as err:
+        backend.close()
+        raise SystemExit(f"rc_car driver: {err}") from None
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = None
+    try:
+        node = make_node(backend, args)
+        if args.enable_torque:
+            node.get_logger().info(node.enable(True)[1])
+        spin_until([node])
+    finally:
+        stop_on_signals()
+        if node is not None:
+            node.shutdown_backend()
+            node.destroy_node()
+        else:
+            backend.close()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

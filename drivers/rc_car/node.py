@@ -22,9 +22,9 @@ ackermann_msgs/AckermannDrive the car uses. ackermann_msgs has no wheel among th
 that this project installs (std, sensor, geometry, nav, diagnostic, trajectory msgs), so a standard
 message carries them. `command_applied` names them ``steering`` and ``speed`` (after the limits).
 
-Every bus tick reads the VESC (values + IMU), publishes odometry (robot_rl.drivers.rc_car.odometry: the
-bicycle model from ERPM and steering), the IMU and the state, then sends what the safety core
-(robot_rl.drivers.rc_car.safety) says: a drive (ERPM + servo) or a brake. Sending every tick also keeps the
+Every bus tick sends what the safety core (robot_rl.drivers.rc_car.safety) says, a drive (ERPM + servo) or
+a brake, then reads the VESC (values + IMU) and publishes odometry (robot_rl.drivers.rc_car.odometry: the
+bicycle model from ERPM and steering), the IMU and the state. Sending every tick also keeps the
 VESC's own timeout from stopping the car; set that timeout (VESC Tool: App Settings > General > Timeout)
 to 100 ms, so that a pulled cable stops the car within 100 ms without the driver. A lost port or a VESC
 fault code: an ERROR diagnostic at once, the motor braked, commands refused until `clear_fault`
@@ -182,27 +182,25 @@ def _node_class():
 
         # --- the bus ------------------------------------------------------------------------
         def _on_bus_tick(self):
-            now = time.monotonic()
+            """Send first, then read: a command waits for the tick only, not for the state poll's wire time
+            too (benchmarks/vesc_bench.py); a fault the read finds brakes at once (``_fault``)."""
             self._ticks += 1
-            if not self._port_lost:
-                try:
-                    self.reading = reading = self.backend.read()
-                except BackendFault as error:
-                    self._fault(str(error), lost=True)
-                    return
-                if reading.fault_code and self.safety.fault_message is None:
-                    self._fault(f"the VESC reports {fault_name(reading.fault_code)} (fault code {reading.fault_code})")
-                self._publish_reading(reading)
-            output = self.safety.tick(now)
             if self._port_lost:
+                self.safety.tick(time.monotonic())
                 return
+            output = self.safety.tick(time.monotonic())
             try:
                 if output.drive and self.enabled:
                     self.backend.drive(output.steering, output.speed)
                 else:
                     self.backend.brake()
+                self.reading = reading = self.backend.read()
             except BackendFault as error:
                 self._fault(str(error), lost=True)
+                return
+            if reading.fault_code and self.safety.fault_message is None:
+                self._fault(f"the VESC reports {fault_name(reading.fault_code)} (fault code {reading.fault_code})")
+            self._publish_reading(reading)
 
         def _send_brake(self):
             if not self._port_lost:

@@ -29,12 +29,14 @@ import math
 import os
 import threading
 import time
+from collections import deque
 
 import mujoco
 import numpy as np
 
 from robot_rl.sim.rc_car import constants as car
 from robot_rl.sim.rc_car.goal import RCCarGoal
+from robot_rl.sim.rotations import yaw_quat
 from robot_rl.sim.vesc import protocol as p
 from robot_rl.sim.vesc.wire import PtyWire
 
@@ -77,6 +79,7 @@ class EmulatedVesc:
         self.last_command = time.monotonic()
         self.counts = {"frames": 0, "commands": 0, "refused": 0, "replies": 0}
         self._corrupt_out = self._corrupt_in = 0
+        self._rpm_log: deque[tuple[float, float]] = deque(maxlen=10000)  # (arrival, ERPM) of each COMM_SET_RPM
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -157,6 +160,25 @@ class EmulatedVesc:
             return {"target_erpm": self.target_erpm, "motor": self.motor, "servo": self.servo,
                     "fault_code": self.fault_code}
 
+    def rpm_log(self) -> list[tuple[float, float]]:
+        """(time.monotonic() when its bytes were read, ERPM) of each COMM_SET_RPM acted on, oldest first."""
+        with self.lock:
+            return list(self._rpm_log)
+
+    def place(self, x: float, y: float, yaw: float) -> None:
+        """Put the car's chassis centre at (x, y) heading ``yaw``, at rest with the wheels straight."""
+        env, data = self.env, self.env.data
+        with self.lock:
+            q = env._free_qpos
+            data.qpos[q:q + 3] = [x, y, car.WHEEL_RADIUS]
+            data.qpos[q + 3:q + 7] = yaw_quat(yaw)
+            data.qvel[:] = 0.0
+            data.act[:] = 0.0
+            for index in env._steer_qpos:
+                data.qpos[index] = 0.0
+            self.servo = car.STEERING_TO_SERVO_OFFSET
+            mujoco.mj_forward(env.model, data)
+
     def ground_truth(self) -> np.ndarray:
         """(x, y, yaw, forward speed) of the twin's chassis: what odometry should find."""
         with self.lock:
@@ -212,6 +234,7 @@ class EmulatedVesc:
                 self.target_erpm, self.motor = None, "fault"
             elif command.id == p.COMM_SET_RPM:
                 self.target_erpm, self.motor = command.value, "rpm"
+                self._rpm_log.append((time.monotonic(), command.value))
             else:
                 self.target_erpm = None
                 self.motor = "brake" if command.id == p.COMM_SET_CURRENT_BRAKE else "released"

@@ -22,7 +22,7 @@ SWITCH_INTERVAL_S = 0.0005
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["robot_rl.sim.vesc.car"])
 CALLS = ("unplug", "replug", "set_fault", "clear_fault", "set_battery", "set_temperatures", "corrupt_replies",
-         "corrupt_commands", "stats", "commands", "ground_truth", "wheel_speed", "steering")
+         "corrupt_commands", "stats", "commands", "ground_truth", "wheel_speed", "steering", "rpm_log", "place")
 
 
 def _serve(link_path: str, seed: int, baudrate: int | None, timeout_s: float, connection, priority: int) -> None:
@@ -121,6 +121,12 @@ class EmulatedVescProcess:
 
     def commands(self) -> dict:
         return self._call("commands")
+
+    def rpm_log(self) -> list[tuple[float, float]]:
+        return self._call("rpm_log")
+
+    def place(self, x: float, y: float, yaw: float) -> None:
+        self._call("place", x, y, yaw)
 
     def ground_truth(self) -> np.ndarray:
         return self._call("ground_truth")

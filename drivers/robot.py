@@ -30,7 +30,7 @@ import numpy as np
 
 from robot_rl.datasets import EmbodimentSpec
 
-ROBOTS = {"widowx": "robot_rl.drivers.widowx.robot"}
+ROBOTS = {"widowx": "robot_rl.drivers.widowx.robot", "rc_car": "robot_rl.drivers.rc_car.robot"}
 TWIN = "twin"
 
 
@@ -44,6 +44,11 @@ class RobotDefinition:
     driver_parts: Callable[[float], dict]  # command rate -> CommandArbiter keywords (safety, home, ...)
     make_proprio: Callable[[], Callable]   # -> (joint names, positions) -> the spec's ``state``
     extras: Mapping[str, str] = field(default_factory=dict)  # backend -> the pip extra its SDK needs
+    # A robot whose driver is not a joint-position CommandArbiter (the RC car) builds its own robot-layer
+    # object with the same surface (connect, observe, act, estop, disconnect): make_robot's keywords.
+    make_robot: Callable[..., object] | None = None
+    # The jobs' node graphs (robot_rl.launch.graphs) its robot process serves; None: every one.
+    job_graphs: tuple[str, ...] | None = None
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -151,6 +156,9 @@ def make_robot(robot: str, backend: str = TWIN, *, task: str | None = None, came
 
     definition = robot_definition(robot)
     definition.check_backend(backend)
+    if definition.make_robot is not None:
+        return definition.make_robot(backend, task=task, cameras=cameras, command_rate=command_rate, port=port,
+                                     seed=seed, dynamics=dynamics, camera_devices=camera_devices, image_size=image_size)
     rate = command_rate or robot_spec_module(robot).CONTROL_RATE_HZ
     twin = backend == TWIN
     task = task or (next(iter(robot_spec_module(robot).TASKS)) if twin else None)

@@ -12,6 +12,7 @@ Topics and services (relative names):
 | `odom`           | publish | nav_msgs/Odometry               | bus rate (50 Hz)          |
 | `imu`            | publish | sensor_msgs/Imu                 | bus rate                  |
 | `state`          | publish | std_msgs/Float32MultiArray (8)  | bus rate: the spec's state|
+| `joint_states`   | publish | sensor_msgs/JointState (8, named: sim/rc_car/spec.py STATE_NAMES) | bus rate, best effort |
 | `command_applied`| publish | sensor_msgs/JointState          | each accepted command     |
 | `diagnostics`    | publish | diagnostic_msgs/DiagnosticArray | 1 Hz, and at once on a fault |
 | `enable_torque`  | service | std_srvs/SetBool                | motor enabled (drive commands accepted) |
@@ -75,15 +76,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_backend(args: argparse.Namespace):
-    from robot_rl.drivers.rc_car.backends import make_car_backend
+    from robot_rl.drivers.rc_car.robot import DEFINITION
 
-    return make_car_backend(args.backend, port=args.port, task=args.task, seed=args.seed, dynamics=args.dynamics)
+    return DEFINITION.make_backend(args.backend, port=args.port, task=args.task, seed=args.seed,
+                                   dynamics=args.dynamics, command_rate=args.command_rate)
 
 
 def _node_class():
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from nav_msgs.msg import Odometry
     from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Imu, JointState
     from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray
     from std_srvs.srv import SetBool, Trigger
@@ -93,6 +96,7 @@ def _node_class():
     from robot_rl.drivers.driver_node import COMMAND_QOS, DIAGNOSTICS_PERIOD, LATCHED_QOS, WARN_EVERY_S
     from robot_rl.drivers.rc_car.odometry import BicycleOdometry
     from robot_rl.drivers.rc_car.safety import CarLimits, CarSafety
+    from robot_rl.sim.rc_car.spec import STATE_NAMES
     from robot_rl.sim.vesc.protocol import fault_name
 
     class CarDriverNode(Node):
@@ -111,6 +115,7 @@ def _node_class():
             self.odom_pub = self.create_publisher(Odometry, "odom", 10)
             self.imu_pub = self.create_publisher(Imu, "imu", 10)
             self.state_pub = self.create_publisher(Float32MultiArray, "state", 10)
+            self.joint_state_pub = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
             self.applied_pub = self.create_publisher(JointState, "command_applied", COMMAND_QOS)
             self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", COMMAND_QOS)
             self.create_subscription(Float64MultiArray, "drive_command", self._on_command, COMMAND_QOS)
@@ -239,7 +244,11 @@ def _node_class():
             ax, ay, az = (float(v) for v in reading.accel)
             imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = ax, ay, az
             self.imu_pub.publish(imu)
-            self.state_pub.publish(Float32MultiArray(data=reading.state().tolist()))
+            state = reading.state().tolist()
+            self.state_pub.publish(Float32MultiArray(data=state))
+            joints = JointState(name=list(STATE_NAMES), position=state)
+            joints.header.stamp = stamp
+            self.joint_state_pub.publish(joints)
 
         def status(self) -> tuple[int, str, dict]:
             now = time.monotonic()
@@ -281,7 +290,9 @@ def _node_class():
 
 
 def make_node(backend, args: argparse.Namespace):
-    return _node_class()(backend, rate_hz=args.rate, cells=args.cells, node_name=args.name,
+    from robot_rl.drivers.rc_car.robot import DEFINITION
+
+    return _node_class()(backend, **DEFINITION.driver_parts(args.command_rate), rate_hz=args.rate, cells=args.cells, node_name=args.name,
                          hardware_id=f"rc_car:{args.backend}:{args.port if args.backend != 'twin' else 'mujoco'}")
 
 

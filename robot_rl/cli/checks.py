@@ -33,7 +33,7 @@ BRINGUP_RANGES = {"rate": ("number", 1e-3, None, False), "camera_fps": ("number"
                   "episodes": ("int", 0, None, False), "steps": ("int", 1, None, True),
                   "execute_steps": ("int", 1, None, True), "seed": ("int", 0, None, False),
                   "grace_s": ("number", 0, None, False)}
-CHOICES = {"reward_type": ("dense", "sparse"), "actor": ("internal", "external"), "backend": ("twin", "dynamixel"),
+CHOICES = {"reward_type": ("dense", "sparse"), "actor": ("internal", "external"), "backend": ("twin", "dynamixel", "vesc"),
            "codec": ("zstd", "lz4", "raw", "jpeg")}
 
 

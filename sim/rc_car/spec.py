@@ -7,6 +7,9 @@ CONTROL_RATE_HZ = car.CONTROL_RATE_HZ
 ACTION_DIM = car.ACTION_DIM
 CAMERAS = ("front",)
 STATE_DIM = 8
+# The state's entries by name: how the driver publishes it on joint_states (a named vector) for the recorder.
+STATE_NAMES = ("wheel_speed", "steering", "gyro_x", "gyro_y", "gyro_z", "accel_x", "accel_y", "accel_z")
+ACTION_NAMES = ("steering", "throttle")
 STATE = KeySpec((STATE_DIM,), "float32", "m/s[0], rad[1], rad/s[2:5], m/s^2[5:8]", description=(
     "[0] rear wheel speed (VESC ERPM / 4614); [1] steering angle, + = left; [2:5] IMU gyro x, y, z; "
     "[5:8] IMU accelerometer x, y, z (specific force, +9.81 on z at rest); "

@@ -113,15 +113,15 @@ class TwinCarBackend:
     def connect(self) -> None:
         with self.lock:
             self.env.reset(seed=self.seed)
-            self._set(0.0, float(self.env.data.ctrl[self.env._steer_act]))
+            self.env.drive(0.0, self.env.steering_target)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rc-car-twin", daemon=True)
         self._thread.start()
 
     def read(self) -> CarReading:
         with self.lock:
-            proprio = self.env._proprio()
-            quat = self.env.data.xquat[self.env._chassis].copy()
+            proprio = self.env.proprio()
+            quat = self.env.chassis_quat()
         return CarReading(speed=float(proprio[0]), steering=float(proprio[1]), gyro=proprio[2:5].copy(),
                           accel=proprio[5:8].copy(), orientation=quat, voltage=11.1, temp_fet=30.0, temp_motor=30.0,
                           fault_code=0, stamp=time.monotonic())
@@ -132,11 +132,11 @@ class TwinCarBackend:
 
     def drive(self, steering: float, speed: float) -> None:
         with self.lock:
-            self._set(speed, steering)
+            self.env.drive(speed, steering)
 
     def brake(self) -> None:
         with self.lock:
-            self._set(0.0, float(self.env.data.ctrl[self.env._steer_act]))
+            self.env.drive(0.0, self.env.steering_target)
 
     def counters(self) -> dict:
         return {}
@@ -147,10 +147,6 @@ class TwinCarBackend:
             self._thread.join()
             self._thread = None
         self.env.close()
-
-    def _set(self, speed: float, steering: float) -> None:
-        self.env.data.ctrl[self.env._drive_act] = speed / car.WHEEL_RADIUS
-        self.env.data.ctrl[self.env._steer_act] = float(np.clip(steering, -car.STEER_LIMIT, car.STEER_LIMIT))
 
     def _run(self) -> None:
         import mujoco

@@ -130,6 +130,41 @@ class RCCarGoal(TwinEnv):
         return Evaluation(reward=float(reward), success=success, failure=failure)
 
     # --- the car -------------------------------------------------------------------------------
+    def drive(self, speed: float, steering: float) -> None:
+        """Set the actuators as the VESC would: rear-wheel target speed (m/s) and steering angle (rad, clipped to
+        the servo's range). For drivers stepping the physics themselves (robot_rl.sim.vesc, the twin backend)."""
+        self.data.ctrl[self._drive_act] = speed / WHEEL_RADIUS
+        self.data.ctrl[self._steer_act] = float(np.clip(steering, -STEER_LIMIT, STEER_LIMIT))
+
+    @property
+    def steering_target(self) -> float:
+        """The steering actuator's target angle (rad)."""
+        return float(self.data.ctrl[self._steer_act])
+
+    def proprio(self) -> np.ndarray:
+        """The ``state`` observation now, without sensor noise."""
+        return self._proprio()
+
+    def chassis_quat(self) -> np.ndarray:
+        """The chassis orientation (w, x, y, z), what the IMU's attitude estimate reports."""
+        return self.data.xquat[self._chassis].copy()
+
+    def drive_torque(self) -> float:
+        """The drive's torque at the rear axle (N m)."""
+        return float(self.data.actuator_force[self._drive_act])
+
+    def place(self, x: float, y: float, yaw: float) -> None:
+        """The chassis centre at (x, y) heading ``yaw``, at rest, wheels straight (then mj_forward)."""
+        q, data = self._free_qpos, self.data
+        data.qpos[q:q + 3] = [x, y, WHEEL_RADIUS]
+        data.qpos[q + 3:q + 7] = yaw_quat(yaw)
+        data.qvel[:] = 0.0
+        data.act[:] = 0.0
+        data.ctrl[:] = 0.0
+        for index in self._steer_qpos:
+            data.qpos[index] = 0.0
+        mujoco.mj_forward(self.model, data)
+
     def pose(self) -> np.ndarray:
         """(x, y, yaw) of the chassis centre, midway between the axles."""
         w, x, y, z = self.data.xquat[self._chassis]

@@ -36,7 +36,6 @@ import numpy as np
 
 from robot_rl.sim.rc_car import constants as car
 from robot_rl.sim.rc_car.goal import RCCarGoal
-from robot_rl.sim.rotations import yaw_quat
 from robot_rl.sim.vesc import protocol as p
 from robot_rl.sim.vesc.wire import PtyWire
 
@@ -69,10 +68,10 @@ class EmulatedVesc:
         self.env.reset(seed=seed)
         self.wire = PtyWire(link_path=link_path, baudrate=baudrate)
         self.parser = p.FrameParser()
-        steer = float(self.env.data.ctrl[self.env._steer_act])
-        self.servo = car.STEERING_TO_SERVO_GAIN * steer + car.STEERING_TO_SERVO_OFFSET
+        self.servo = car.STEERING_TO_SERVO_GAIN * self.env.steering_target + car.STEERING_TO_SERVO_OFFSET
         self.target_erpm: float | None = None  # None: released or braking
         self.motor = "released"  # what holds the motor: rpm, brake, released (duty/current), timeout, fault
+        self.last_motor_command = "none"  # the last motor command received: rpm, brake, current, duty
         self.voltage, self.temp_fet, self.temp_motor = BATTERY_V, 30.0, 30.0
         self.fault_code = 0
         self.tachometer = self.tachometer_abs = 0.0
@@ -154,11 +153,11 @@ class EmulatedVesc:
             return dict(self.counts, corrupt_in=self.parser.corrupt)
 
     def commands(self) -> dict:
-        """What the VESC is doing: target ERPM (None when not in speed control), what holds the motor, servo
-        position, fault code."""
+        """What the VESC is doing: target ERPM (None when not in speed control), what holds the motor (``motor``:
+        the firmware's timeout included), the last motor command received, servo position, fault code."""
         with self.lock:
-            return {"target_erpm": self.target_erpm, "motor": self.motor, "servo": self.servo,
-                    "fault_code": self.fault_code}
+            return {"target_erpm": self.target_erpm, "motor": self.motor, "last_motor_command": self.last_motor_command,
+                    "servo": self.servo, "fault_code": self.fault_code}
 
     def rpm_log(self) -> list[tuple[float, float]]:
         """(time.monotonic() when its bytes were read, ERPM) of each COMM_SET_RPM acted on, oldest first."""
@@ -167,17 +166,9 @@ class EmulatedVesc:
 
     def place(self, x: float, y: float, yaw: float) -> None:
         """Put the car's chassis centre at (x, y) heading ``yaw``, at rest with the wheels straight."""
-        env, data = self.env, self.env.data
         with self.lock:
-            q = env._free_qpos
-            data.qpos[q:q + 3] = [x, y, car.WHEEL_RADIUS]
-            data.qpos[q + 3:q + 7] = yaw_quat(yaw)
-            data.qvel[:] = 0.0
-            data.act[:] = 0.0
-            for index in env._steer_qpos:
-                data.qpos[index] = 0.0
+            self.env.place(x, y, yaw)
             self.servo = car.STEERING_TO_SERVO_OFFSET
-            mujoco.mj_forward(env.model, data)
 
     def ground_truth(self) -> np.ndarray:
         """(x, y, yaw, forward speed) of the twin's chassis: what odometry should find."""
@@ -186,11 +177,11 @@ class EmulatedVesc:
 
     def wheel_speed(self) -> float:
         with self.lock:
-            return float(self.env._proprio()[0])
+            return float(self.env.proprio()[0])
 
     def steering(self) -> float:
         with self.lock:
-            return float(self.env._proprio()[1])
+            return float(self.env.proprio()[1])
 
     # --- the wire -----------------------------------------------------------------------------
     def handle_bytes(self, data: bytes) -> bytes:
@@ -230,6 +221,8 @@ class EmulatedVesc:
         if command.id in (p.COMM_SET_RPM, p.COMM_SET_CURRENT_BRAKE, p.COMM_SET_DUTY, p.COMM_SET_CURRENT):
             self.counts["commands"] += 1
             self.last_command = time.monotonic()
+            self.last_motor_command = {p.COMM_SET_RPM: "rpm", p.COMM_SET_CURRENT_BRAKE: "brake",
+                                       p.COMM_SET_CURRENT: "current", p.COMM_SET_DUTY: "duty"}[command.id]
             if self.fault_code:
                 self.target_erpm, self.motor = None, "fault"
             elif command.id == p.COMM_SET_RPM:
@@ -243,10 +236,8 @@ class EmulatedVesc:
         return None
 
     def _values(self) -> p.Values:
-        env, data = self.env, self.env.data
-        erpm = env._proprio()[0] * car.SPEED_TO_ERPM_GAIN + car.SPEED_TO_ERPM_OFFSET
-        wheel_torque = float(data.actuator_force[env._drive_act])
-        motor_current = wheel_torque / GEAR_RATIO / MOTOR_NM_PER_AMP
+        erpm = self.env.proprio()[0] * car.SPEED_TO_ERPM_GAIN + car.SPEED_TO_ERPM_OFFSET
+        motor_current = self.env.drive_torque() / GEAR_RATIO / MOTOR_NM_PER_AMP
         duty = float(np.clip(erpm / (ERPM_PER_VOLT * self.voltage), -1.0, 1.0)) if self.voltage > 0 else 0.0
         return p.Values(temp_fet=self.temp_fet, temp_motor=self.temp_motor, motor_current=motor_current,
                         input_current=motor_current * abs(duty), current_q=motor_current, duty=duty, erpm=erpm,
@@ -254,11 +245,10 @@ class EmulatedVesc:
                         tachometer_abs=int(self.tachometer_abs), fault_code=self.fault_code)
 
     def _imu(self) -> p.Imu:
-        env, data = self.env, self.env.data
-        proprio = env._proprio()
+        proprio = self.env.proprio()
         gyro = np.degrees(proprio[2:5])
         acc = proprio[5:8] / GRAVITY
-        w, x, y, z = data.xquat[env._chassis]
+        w, x, y, z = self.env.chassis_quat()
         roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
         pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
         yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
@@ -268,16 +258,15 @@ class EmulatedVesc:
 
     # --- the physics --------------------------------------------------------------------------
     def step(self) -> None:
-        env, data = self.env, self.env.data
+        env = self.env
         dt = env.model.opt.timestep
         with self.lock:
             if time.monotonic() - self.last_command > self.timeout_s and self.motor in ("rpm", "brake"):
                 self.target_erpm, self.motor = None, "timeout"
             speed = 0.0 if self.target_erpm is None else (self.target_erpm - car.SPEED_TO_ERPM_OFFSET) / car.SPEED_TO_ERPM_GAIN
-            data.ctrl[env._drive_act] = speed / car.WHEEL_RADIUS
-            data.ctrl[env._steer_act] = servo_to_steering(self.servo)
-            mujoco.mj_step(env.model, data)
-            erpm = env._proprio()[0] * car.SPEED_TO_ERPM_GAIN
+            env.drive(speed, servo_to_steering(self.servo))
+            mujoco.mj_step(env.model, env.data)
+            erpm = env.proprio()[0] * car.SPEED_TO_ERPM_GAIN
             counts = erpm / 60.0 * dt * 6
             self.tachometer += counts
             self.tachometer_abs += abs(counts)
@@ -296,7 +285,8 @@ class EmulatedVesc:
 
 
 def _flip_one(data: bytes) -> bytes:
-    """One byte of a frame's payload changed (the middle one: never the start byte, so the frame is still
-    seen as a frame and its CRC is what catches it)."""
-    index = len(data) // 2
+    """The first frame's command byte changed (never its start byte, so it is still seen as a frame, and its CRC
+    is what catches it): line noise on one packet, the first of the bytes read or written together."""
+    start = data.find(bytes([p.START_SHORT]))
+    index = start + 2 if 0 <= start < len(data) - 2 else len(data) // 2
     return data[:index] + bytes([data[index] ^ 0x5A]) + data[index + 1:]

@@ -80,7 +80,7 @@ START, STOP, SUCCESS, DISCARD, FAILURE = EPISODE_EVENTS = ("start", "stop", "suc
 COMMAND_STREAM = "ee_command_applied"
 INTERVENTION_STREAM = "intervention"  # the operator holds the takeover button (robot_rl.drivers.takeover)
 STATUS_STREAM = "task_status"
-ACTION_DIM = 7             # dx, dy, dz, droll, dpitch, dyaw, gripper
+ACTION_DIM = 7             # the arms' dx, dy, dz, droll, dpitch, dyaw, gripper; a recorder takes its spec's
 LATENCY_WINDOW = 1000      # rows of per-stream latency kept for diagnostics
 RATE_TOLERANCE = 0.3       # a command stream more than 30% off the control rate refuses a start
 PROBLEM_SHOWN_S = 10.0     # the status stays "warn" this long after a refusal or a discard
@@ -175,6 +175,7 @@ class EpisodeRecorder:
         # task_state); a recording that kept task_status (an imported bag) may ask for it explicitly.
         self.twin = "task_state" in spec.state if rewards_from_status is None else rewards_from_status
         self.commands = StreamBuffer(COMMAND_STREAM, keep_s=30.0, max_samples=2000)
+        self.action_dim = int(spec.keys()["action"].shape[0])  # the robot's action (rc_car: steering, throttle)
         self.records_interventions = "intervention" in spec.optional_keys
         self.interventions = StreamBuffer(INTERVENTION_STREAM, keep_s=30.0, max_samples=2000)
         if reward_fn is not None and self.twin:
@@ -193,10 +194,10 @@ class EpisodeRecorder:
     # --- inputs ---------------------------------------------------------------------------------
 
     def add_command(self, stamp: float, action, received: float | None = None) -> None:
-        """A command the driver applied at ``stamp`` (its 7-D action after the safety filter)."""
+        """A command the driver applied at ``stamp`` (its normalized action after the safety filter)."""
         action = np.asarray(action, dtype=np.float32)
-        if action.shape != (ACTION_DIM,):
-            raise ValueError(f"{COMMAND_STREAM}: expected {ACTION_DIM} values, found shape {action.shape}")
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"{COMMAND_STREAM}: expected {self.action_dim} values, found shape {action.shape}")
         self.commands.add(stamp, action, self.clock() if received is None else received)
 
     def add_intervention(self, stamp: float, held: bool, received: float | None = None) -> None:

@@ -64,7 +64,7 @@ from robot_rl.drivers.spinning import spin_until, stop_on_signals, stop_requeste
 from robot_rl.drivers.streams import TASK_QOS, ObservationStreams, header_seconds
 from robot_rl.drivers.teleop import TELEOP_QOS
 from robot_rl.drivers.twin_task_node import STATUS_NAMES
-from robot_rl.sim.specs import embodiment_spec, task_facts
+from robot_rl.sim.specs import embodiment_spec, robot_spec_module, task_facts
 
 APPLIED_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -90,6 +90,8 @@ class RecorderNode(Node):
         if tail_note:
             self.get_logger().warning(tail_note)
         self.reset_task, self._reset_future = reset_task, None
+        # The action's names: the robot spec's ACTION_NAMES (the car's steering, throttle), else the arms' 7-D.
+        self.action_names = tuple(getattr(robot_spec_module(spec.name), "ACTION_NAMES", EE_ACTION_NAMES))
         self.core = EpisodeRecorder(
             spec, writer, ObservationStreams(self, spec, stale_after_s=stale_after_s), instruction=instruction,
             source=source, recorder=self.get_name(), max_episodes=max_episodes, max_steps=max_steps,
@@ -116,8 +118,9 @@ class RecorderNode(Node):
     # --- messages and services -> the core --------------------------------------------------------
 
     def _on_command(self, msg: JointState):
-        if len(msg.position) != len(EE_ACTION_NAMES) or (msg.name and tuple(msg.name) != EE_ACTION_NAMES):
-            self.get_logger().warning(f"{COMMAND_STREAM}: expected {EE_ACTION_NAMES}, found names {list(msg.name)} "
+        names = self.action_names
+        if len(msg.position) != len(names) or (msg.name and tuple(msg.name) != names):
+            self.get_logger().warning(f"{COMMAND_STREAM}: expected {names}, found names {list(msg.name)} "
                                       f"with {len(msg.position)} values; ignored", throttle_duration_sec=2.0)
             return
         self.core.add_command(header_seconds(msg), msg.position)

@@ -361,3 +361,37 @@ def _open_episode_on_disk(store: Path, committed: int) -> bool:
 
 if __name__ == "__main__":
     record_until_killed(sys.argv[1])
+
+
+def test_the_rc_car_records_its_two_dimensional_action_from_its_spec(store):
+    """The action's length comes from the robot's spec: the car's (steering, throttle), at its 20 Hz."""
+    from robot_rl.sim.specs import embodiment_spec
+
+    spec = embodiment_spec("rc_car")  # hardware: the 8-D state, no task_state
+    buffers = {"state": StreamBuffer("joint_states")}
+    writer, _ = open_store(store, spec, on_tail="drop")
+    clock = [1000.0]
+    recorder = EpisodeRecorder(spec, writer, AlignedStreams(buffers, stale_after_s=0.5), clock=lambda: clock[0],
+                               log=lambda level, message: None)
+    period = 1.0 / spec.control_rate_hz
+
+    def tick(step: int) -> None:
+        clock[0] = round(clock[0] + period, 6)
+        buffers["state"].add(clock[0] - 0.01, np.full(8, step, np.float32), received=clock[0] - 0.009)
+        recorder.add_command(clock[0], np.array([step / 100, -0.5], np.float32), received=clock[0] + 0.002)
+        recorder.advance()
+
+    for step in range(3):
+        tick(step)
+    recorder.event("start", clock[0] + period / 2)
+    for step in range(3, 8):
+        tick(step)
+    recorder.event("stop", clock[0] + period / 2)
+    tick(8)
+    with pytest.raises(ValueError, match="expected 2 values"):
+        recorder.add_command(clock[0], np.zeros(7, np.float32))  # an arm's 7-D action is not the car's
+    assert recorder.kept == 1
+    recorder.close()
+    episode = TrajectoryReader(store).episode(0)
+    np.testing.assert_allclose(episode["action"], [[s / 100, -0.5] for s in range(3, 8)], rtol=1e-6)
+    np.testing.assert_array_equal(episode["state"][:, 0], np.arange(3, 8))

@@ -105,6 +105,9 @@ def camera_processes(o: Options) -> list[Process]:
 def teleop_collect(o: Options) -> list[Process]:
     if not o.out:
         raise ValueError("teleop_collect needs out=<store path> (a new or existing store for this robot)")
+    devices = robot_definition(o.robot).teleop_devices
+    if devices is not None and o.teleop not in devices:
+        raise ValueError(f"teleop={o.teleop} cannot drive robot={o.robot} yet: expected one of {', '.join(devices)}")
     scripted = o.teleop == "scripted"
     if scripted and o.backend != "twin":
         raise ValueError("teleop=scripted plays the twin task's expert, which reads the twin's state: use "

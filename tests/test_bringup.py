@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from robot_rl.drivers.widowx.node import WaitForListener, parse_args
@@ -260,28 +261,36 @@ def test_the_scripted_operator_waits_for_a_listener_and_then_settles():
 
 # --- end to end: `robot-rl bringup teleop_collect` on the twin, real nodes in real processes -----------
 
-def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episodes(tmp_path):
+@pytest.mark.parametrize("robot, task, extra", [("widowx", "reach", []), ("rc_car", "goal", ["rate=20"])])
+def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episodes(tmp_path, robot, task, extra):
     import subprocess
 
     from robot_rl.datasets import TrajectoryReader
     from robot_rl.datasets.repair import validate
     from robot_rl.sim import make_env
 
-    out = tmp_path / "wx.zarr"
+    out = tmp_path / f"{robot}.zarr"
     done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "teleop_collect", "backend=twin",
-                           "teleop=scripted", "task=reach", "episodes=2", f"out={out}", f"run_dir={tmp_path / 'run'}"],
+                           f"robot={robot}", "teleop=scripted", f"task={task}", "episodes=2", *extra, f"out={out}",
+                           f"run_dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[bringup] recorder finished: stopping the graph" in done.stdout
     assert validate(out) == []
     reader = TrajectoryReader(out)
     assert reader.num_episodes == 2
-    twin = make_env("widowx", "reach", cameras=("front",)).unwrapped.embodiment
+    twin = make_env(robot, task, cameras=("front",)).unwrapped.embodiment
     assert {k: (v.shape, v.dtype) for k, v in reader.spec.keys().items()} == \
            {k: (v.shape, v.dtype) for k, v in twin.keys().items()}
     assert {reader.episode_info(i)["source"] for i in range(2)} == {"scripted"}
-    assert "[bringup] widowx stopped (status 0)" in done.stdout  # SIGINT: torque off and a clean exit
+    assert f"[bringup] {robot} stopped (status 0)" in done.stdout  # SIGINT: torque off (the car: braked), a clean exit
     assert (tmp_path / "run" / "logs" / "recorder.log").exists()
+    if robot == "rc_car":  # the planner drove: its normalized actions, through the car's safety core
+        actions = np.concatenate([reader.episode(i)["action"] for i in range(2)])
+        assert actions.shape[1] == 2 and np.abs(actions).max() <= 1.0
+        assert actions[:, 1].max() > 0.1, "the planner's throttle never reached the store"
+        speeds = np.concatenate([reader.episode(i)["state"][:, 0] for i in range(2)])
+        assert speeds.max() > 0.2, "the car never moved"
 
 
 def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latency(tmp_path):

@@ -8,12 +8,14 @@ Topics and services (relative names):
 | name             | kind    | type                            | rate                      |
 |------------------|---------|---------------------------------|---------------------------|
 | `drive_command`  | subscr. | std_msgs/Float64MultiArray (2)  | the command rate (20 Hz)  |
+| `ee_delta_command` | subscr. | std_msgs/Float64MultiArray (2) | normalized (steering, throttle) in [-1, 1]: a policy's, the scripted planner's |
 | `estop`          | subscr. | std_msgs/Bool                   | event (latched + volatile)|
 | `odom`           | publish | nav_msgs/Odometry               | bus rate (50 Hz)          |
 | `imu`            | publish | sensor_msgs/Imu                 | bus rate                  |
 | `state`          | publish | std_msgs/Float32MultiArray (8)  | bus rate: the spec's state|
 | `joint_states`   | publish | sensor_msgs/JointState (8, named: sim/rc_car/spec.py STATE_NAMES) | bus rate, best effort |
 | `command_applied`| publish | sensor_msgs/JointState          | each accepted command     |
+| `ee_command_applied` | publish | sensor_msgs/JointState (steering, throttle) | each accepted command, normalized: what the recorder records |
 | `diagnostics`    | publish | diagnostic_msgs/DiagnosticArray | 1 Hz, and at once on a fault |
 | `enable_torque`  | service | std_srvs/SetBool                | motor enabled (drive commands accepted) |
 | `reset_estop`, `clear_fault` | service | std_srvs/Trigger    | -                         |
@@ -22,6 +24,13 @@ Topics and services (relative names):
 ackermann_msgs/AckermannDrive the car uses. ackermann_msgs has no wheel among the ROS 2 packages on PyPI
 that this project installs (std, sensor, geometry, nav, diagnostic, trajectory msgs), so a standard
 message carries them. `command_applied` names them ``steering`` and ``speed`` (after the limits).
+`ee_delta_command` takes the twin's normalized action instead (steering x 0.38 rad, throttle x 3 m/s: the
+arms' topic name, kept so the recorder, the policy node and the scripted operator need no car-specific
+topic); every accepted command of either kind goes out as that action on `ee_command_applied`.
+
+With ``--backend twin`` the twin's readers run in this process: ``--cameras`` (a camera node per name),
+``--twin-task`` (robot_rl.drivers.twin_task_node), ``--scripted-episodes N`` (the task's scripted planner as
+the operator, robot_rl.drivers.rc_car.scripted; the process exits after its episodes).
 
 Every bus tick sends what the safety core (robot_rl.drivers.rc_car.safety) says, a drive (ERPM + servo) or
 a brake, then reads the VESC (values + IMU) and publishes odometry (robot_rl.drivers.rc_car.odometry: the
@@ -38,7 +47,8 @@ import argparse
 import math
 import time
 
-UNSUPPORTED = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "policy", "scripted_takeover")
+UNSUPPORTED = ("policy", "scripted_takeover")
+TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "dynamics")
 LOW_CELL_V = 3.5
 HOT_FET_C, HOT_MOTOR_C = 80.0, 100.0
 
@@ -57,17 +67,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     twin.add_argument("--task", default="goal")
     twin.add_argument("--seed", type=int, default=0)
     twin.add_argument("--dynamics", default=None)
+    twin.add_argument("--cameras", default="", help="comma-separated twin cameras to publish, e.g. front")
+    twin.add_argument("--camera-fps", type=float, default=10.0, help="twin camera publish rate in Hz")
+    twin.add_argument("--twin-task", action="store_true", help="publish task_state, reward and success; serve "
+                      "reset_task")
+    twin.add_argument("--scripted-episodes", type=int, default=0,
+                      help="play the task's scripted planner as the operator for this many episodes, then exit")
+    twin.add_argument("--wait-for-recorder", action="store_true",
+                      help="the scripted operator starts once a recorder listens to its episode events")
     # The robot layer's common options that the car's process does not serve yet: refused with a reason.
     for option in UNSUPPORTED:
         parser.add_argument(f"--{option.replace('_', '-')}", default=None, nargs="?", const=True, help=argparse.SUPPRESS)
-    parser.add_argument("--camera-fps", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--takeover-budget", default=None, help=argparse.SUPPRESS)
     args, _ros_args = parser.parse_known_args(argv)
     used = [o for o in UNSUPPORTED if getattr(args, o) not in (None, "", "0")]
     if used:
-        parser.error(f"--{used[0].replace('_', '-')} is not served by the RC car's process: the car drives from "
-                     "drive_command (teleop, policy) and publishes odom, imu and state")
-    for key in ("rate", "command_rate"):
+        parser.error(f"--{used[0].replace('_', '-')} is not served by the RC car's process yet: the car drives from "
+                     "drive_command or ee_delta_command and publishes odom, imu and state")
+    args.cameras = tuple(c for c in args.cameras.split(",") if c)
+    if args.backend != "twin" and any(getattr(args, k) for k in TWIN_ONLY):
+        parser.error("--cameras, --twin-task, --scripted-episodes and --dynamics render or read the twin: they need "
+                     "--backend twin (on the car, cameras are processes of their own: robot_rl.drivers.camera_node)")
+    if args.scripted_episodes < 0:
+        parser.error(f"--scripted-episodes: expected 0 or more, found {args.scripted_episodes}")
+    for key in ("rate", "command_rate", "camera_fps"):
         if not getattr(args, key) > 0:
             parser.error(f"--{key.replace('_', '-')}: expected a positive rate in Hz, found {getattr(args, key)}")
     if args.cells < 1:
@@ -96,7 +119,8 @@ def _node_class():
     from robot_rl.drivers.driver_node import COMMAND_QOS, DIAGNOSTICS_PERIOD, LATCHED_QOS, WARN_EVERY_S
     from robot_rl.drivers.rc_car.odometry import BicycleOdometry
     from robot_rl.drivers.rc_car.safety import CarLimits, CarSafety
-    from robot_rl.sim.rc_car.spec import STATE_NAMES
+    from robot_rl.sim.rc_car.constants import MAX_SPEED, STEER_LIMIT
+    from robot_rl.sim.rc_car.spec import ACTION_NAMES, STATE_NAMES
     from robot_rl.sim.vesc.protocol import fault_name
 
     class CarDriverNode(Node):
@@ -118,7 +142,9 @@ def _node_class():
             self.joint_state_pub = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
             self.applied_pub = self.create_publisher(JointState, "command_applied", COMMAND_QOS)
             self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", COMMAND_QOS)
+            self.ee_applied_pub = self.create_publisher(JointState, "ee_command_applied", COMMAND_QOS)
             self.create_subscription(Float64MultiArray, "drive_command", self._on_command, COMMAND_QOS)
+            self.create_subscription(Float64MultiArray, "ee_delta_command", self._on_action, COMMAND_QOS)
             self.create_subscription(Bool, "estop", self._on_estop, LATCHED_QOS)
             self.create_subscription(Bool, "estop", self._on_estop, COMMAND_QOS)
             self._serve(SetBool, "enable_torque", lambda request: self.enable(bool(request.data)))
@@ -146,17 +172,35 @@ def _node_class():
                 self.get_logger().warning(f"drive_command: expected 2 values (steering rad, speed m/s), found "
                                           f"{len(msg.data)}", throttle_duration_sec=WARN_EVERY_S)
                 return
+            self._drive("drive_command", float(msg.data[0]), float(msg.data[1]))
+
+        def _on_action(self, msg):
+            if len(msg.data) != 2:
+                self.get_logger().warning(f"ee_delta_command: expected the car's 2 normalized values {ACTION_NAMES}, "
+                                          f"found {len(msg.data)}", throttle_duration_sec=WARN_EVERY_S)
+                return
+            steering, throttle = (min(max(float(v), -1.0), 1.0) if math.isfinite(v) else float(v) for v in msg.data)
+            self._drive("ee_delta_command", steering * STEER_LIMIT, throttle * MAX_SPEED)
+
+        def _drive(self, topic: str, steering: float, speed: float):
+            """One command through the safety core; an accepted one is published as applied, in SI units on
+            command_applied and as the normalized action on ee_command_applied (what the recorder records)."""
             if not self.enabled:
-                self.get_logger().warning("drive_command refused: the motor is disabled (call enable_torque)",
+                self.get_logger().warning(f"{topic} refused: the motor is disabled (call enable_torque)",
                                           throttle_duration_sec=WARN_EVERY_S)
                 return
-            outcome = self.safety.command(float(msg.data[0]), float(msg.data[1]), time.monotonic())
+            outcome = self.safety.command(steering, speed, time.monotonic())
             if not outcome.accepted:
-                self.get_logger().warning(f"drive_command: {outcome.message}", throttle_duration_sec=WARN_EVERY_S)
+                self.get_logger().warning(f"{topic}: {outcome.message}", throttle_duration_sec=WARN_EVERY_S)
                 return
+            stamp = self.get_clock().now().to_msg()
             applied = JointState(name=["steering", "speed"], position=[outcome.steering, outcome.speed])
-            applied.header.stamp = self.get_clock().now().to_msg()
+            applied.header.stamp = stamp
             self.applied_pub.publish(applied)
+            action = JointState(name=list(ACTION_NAMES), position=[outcome.steering / STEER_LIMIT,
+                                                                   outcome.speed / MAX_SPEED])
+            action.header.stamp = stamp
+            self.ee_applied_pub.publish(action)
 
         def _on_estop(self, msg):
             if msg.data:
@@ -325,20 +369,44 @@ def run(args: argparse.Namespace) -> None:
         backend.close()
         raise SystemExit(f"rc_car driver: {err}") from None
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    node = None
+    nodes, operator = [], None
     try:
-        node = make_node(backend, args)
-        if args.enable_torque:
-            node.get_logger().info(node.enable(True)[1])
-        spin_until([node])
+        nodes.append(make_node(backend, args))
+        if args.backend == "twin":
+            nodes.extend(make_twin_companions(backend, args))
+        if args.scripted_episodes:
+            from robot_rl.drivers.rc_car.scripted import ScriptedCarOperator
+
+            operator = ScriptedCarOperator(backend, episodes=args.scripted_episodes, seed=args.seed,
+                                           rate_hz=args.command_rate, wait_for_recorder=args.wait_for_recorder)
+            nodes.append(operator)
+        if args.enable_torque or operator is not None:  # the scripted operator cannot press the enable button
+            nodes[0].get_logger().info(nodes[0].enable(True)[1])
+        spin_until(nodes, until=(lambda: operator.finished) if operator else (lambda: False))
+        if operator is not None:
+            nodes[0].get_logger().info(f"scripted episodes (outcome, actions): {operator.outcomes}")
     finally:
         stop_on_signals()
-        if node is not None:
-            node.shutdown_backend()
-            node.destroy_node()
+        if nodes:
+            nodes[0].shutdown_backend()
         else:
             backend.close()
+        for node in nodes:
+            node.destroy_node()
         rclpy.try_shutdown()
+
+
+def make_twin_companions(backend, args: argparse.Namespace) -> list:
+    """The nodes that read the twin's state in its process: its cameras, the task node."""
+    from robot_rl.drivers.camera_node import twin_camera_node
+
+    nodes = [twin_camera_node(backend, camera, args.camera_fps) for camera in args.cameras]
+    if args.twin_task:
+        from robot_rl.drivers.twin_task_node import TwinTaskNode
+
+        # Faster than the commands: each recorded row takes the reward of the newest status after its action.
+        nodes.append(TwinTaskNode(backend, rate_hz=4 * args.command_rate))
+    return nodes
 
 
 if __name__ == "__main__":

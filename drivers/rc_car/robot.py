@@ -176,5 +176,7 @@ DEFINITION = RobotDefinition(
     make_proprio=CarProprio,
     extras={"vesc": "hw"},
     make_robot=make_car_robot,
-    job_graphs=(),  # the recorder, policy node and teleop speak the arms' 7-D actions: not yet the car's
+    # The recorder takes the car's 2-D action; the policy node and the teleop devices still speak the arms' 7-D.
+    job_graphs=("teleop_collect",),
+    teleop_devices=("scripted",),
 )

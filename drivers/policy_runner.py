@@ -51,7 +51,7 @@ from robot_rl.datasets.spec import EmbodimentSpec
 from robot_rl.learner.checkpoint import latest_checkpoint, resolve_checkpoint
 from robot_rl.learner.chunking import ACT_DECAY, ChunkExecutor
 
-EE_ACTION_DIM = 7
+EE_ACTION_DIM = 7         # the arms'; a checkpoint's robot spec (sim/<robot>/spec.py ACTION_DIM) decides
 LATENCY_WINDOW = 1000     # inference and command timings kept for p50/p99
 MAX_UNANSWERED = 100      # commands awaiting the driver's answer; older ones count as unanswered
 PRIVILEGED_KEYS = {"task_state": "twin-only privileged object and goal state; retrain with obs_keys=[state]"}
@@ -88,12 +88,15 @@ def load_checkpoint_policy(checkpoint: str | os.PathLike) -> LoadedPolicy:
     """The agent of a checkpoint and what it reads, from the checkpoint alone (config.yaml read once,
     spec.json, safetensors weights): no twin is built."""
     from robot_rl.learner.policy import load_agent
+    from robot_rl.sim.specs import robot_spec_module
 
     loaded = load_agent(checkpoint)
     agent, cfg = loaded.agent, loaded.config
-    if agent.action_dim != EE_ACTION_DIM:
-        raise ValueError(f"checkpoint={loaded.folder}: its actions have {agent.action_dim} values, ee_delta_command "
-                         f"takes {EE_ACTION_DIM} (dxyz, drpy, gripper)")
+    robot = robot_spec_module(str(cfg.robot))  # the robot's action: the arms' 7-D deltas, the car's (steering, throttle)
+    names = getattr(robot, "ACTION_NAMES", ("dxyz", "drpy", "gripper"))
+    if agent.action_dim != robot.ACTION_DIM:
+        raise ValueError(f"checkpoint={loaded.folder}: its actions have {agent.action_dim} values, {cfg.robot}'s "
+                         f"ee_delta_command takes {robot.ACTION_DIM} ({', '.join(names)})")
     shapes = {**{k: (int(n),) for k, n in agent.shapes.state.items()},
               **{k: tuple(shape) for k, shape in agent.shapes.cameras.items()}}
     return LoadedPolicy(agent, loaded.folder, str(cfg.robot), str(cfg.task), loaded.keys, shapes, loaded.spec,

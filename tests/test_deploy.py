@@ -258,3 +258,53 @@ def test_policy_node_on_the_twin_stops_cleanly_and_reports_at_a_signal(context, 
     assert isinstance(result["success"], bool) and result["actions_published"] >= 5
     assert result["command_samples"] >= 4 and finite_positive([result["command_p50_ms"]])
     assert f"success: {result['success']} after {result['actions_published']} actions" in output
+
+
+# --- the RC car: robot-rl deploy robot=rc_car on its twin and through the VESC protocol twin -------------
+
+@pytest.fixture(scope="module")
+def car_checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("deploy_car")
+    return {"twin": tiny_checkpoint(folder / "train", "task=rc_car_goal"),
+            "vesc": tiny_checkpoint(folder / "train_state_only", "task=rc_car_goal", "obs_keys=[state]")}
+
+
+def test_deploy_drives_the_rc_car_twin_and_reports_latency(tmp_path, car_checkpoints):
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "robot_rl.cli.main", "deploy", "robot=rc_car", "task=goal",
+                           "backend=twin", "rate=20", "cameras=[]", f"checkpoint={car_checkpoints['twin']}", "steps=20",
+                           f"run_dir={run_dir}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((run_dir / "deploy.json").read_text())
+    assert 1 <= report["actions_published"] <= 20 and isinstance(report["success"], bool)
+    for key in ("inference_p50_ms", "command_p50_ms", "command_p99_ms"):
+        assert math.isfinite(report[key]) and report[key] > 0, (key, report)
+    assert report["command_p99_ms"] < 1e3 / 20  # answered within a control period
+    assert "deploy: rc_car on twin (exit status 0)" in done.stdout
+
+
+def test_deploy_drives_the_rc_car_through_its_vesc_and_brakes_at_ctrl_c(tmp_path, car_checkpoints):
+    from robot_rl.sim.vesc.process import EmulatedVescProcess
+
+    run_dir = tmp_path / "run"
+    with EmulatedVescProcess(seed=5) as vesc:
+        process = subprocess.Popen([sys.executable, "-m", "robot_rl.cli.main", "deploy", "robot=rc_car", "task=goal",
+                                    "backend=vesc", f"port={vesc.port}", "rate=20", "cameras=[]",
+                                    f"checkpoint={car_checkpoints['vesc']}", f"run_dir={run_dir}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for(lambda: len(vesc.rpm_log()) >= 40 or process.poll() is not None, 90.0,
+                     "the policy's actions reaching the VESC as COMM_SET_RPM")
+            assert process.poll() is None, process.communicate()[0][-3000:]
+            process.send_signal(signal.SIGINT)  # hardware: the operator ends the run
+            out, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert vesc.commands()["last_motor_command"] == "brake", "the motor was not braked at Ctrl-C"
+    assert process.returncode == 130, out[-3000:]
+    report = json.loads((run_dir / "deploy.json").read_text())
+    assert report["actions_published"] > 0 and report["success"] is None
+    assert math.isfinite(report["command_p50_ms"]) and report["command_p50_ms"] > 0, report
+    assert "deploy: rc_car on vesc (exit status 130)" in out

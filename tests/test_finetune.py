@@ -66,6 +66,27 @@ def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints
     assert (run / "report" / "success.png").stat().st_size > 0
 
 
+def test_the_ros_actor_on_the_rc_car_twin_feeds_the_learner(tmp_path_factory, tmp_path):
+    """The car's robot process with the fine-tuning policy: its 2-D actions through the car's safety core,
+    episodes into the run's store, the learner's checkpoints reloaded."""
+    dataset = demo_store(tmp_path_factory.mktemp("finetune_car") / "goal.zarr", task="goal", episodes=2, robot="rc_car")
+    run = tmp_path / "run"
+    car = [o.replace("robot=widowx", "robot=rc_car").replace("task=reach", "task=goal") for o in TINY]
+    done = finetune(*car, f"dataset={dataset}", "backend=twin", "realtime=true", "max_steps=10", "rate=20",
+                    "cameras=[]", "obs_keys=[state,task_state]", "algo.schedule.warmup_steps=10",
+                    "algo.schedule.online_steps=40", "publish_every=10", "eval.every_env_steps=0", "eval.video=false",
+                    f"run_dir={run}")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    assert "[bringup] learner finished: stopping the graph" in done.stdout
+    assert validate(run / "online.zarr") == []
+    reader = TrajectoryReader(run / "online.zarr")
+    assert reader.num_episodes >= 4 and {reader.episode_info(i)["source"] for i in range(4)} == {"policy"}
+    assert reader.episode(0)["action"].shape[1] == 2
+    state = checkpoint_state(run)
+    assert state["env_steps"] == 40 and state["actor"]["finished"]
+    assert re.findall(r"\[rc_car\] .*now running checkpoint (\S+)", done.stdout), done.stdout[-4000:]
+
+
 def started_pid(log: Path, name: str) -> int:
     found = re.search(rf"\[bringup\] started {name} \(pid (\d+)\)", log.read_text())
     return int(found.group(1)) if found else 0

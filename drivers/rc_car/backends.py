@@ -130,6 +130,11 @@ class TwinCarBackend:
         with self.lock:
             return self.env.observe(tuple(cameras))
 
+    def evaluate(self):
+        """The twin task's reward, success and failure now (under the physics lock)."""
+        with self.lock:
+            return self.env.evaluate()
+
     def drive(self, steering: float, speed: float) -> None:
         with self.lock:
             self.env.drive(speed, steering)

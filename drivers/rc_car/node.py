@@ -30,7 +30,9 @@ topic); every accepted command of either kind goes out as that action on `ee_com
 
 With ``--backend twin`` the twin's readers run in this process: ``--cameras`` (a camera node per name),
 ``--twin-task`` (robot_rl.drivers.twin_task_node), ``--scripted-episodes N`` (the task's scripted planner as
-the operator, robot_rl.drivers.rc_car.scripted; the process exits after its episodes).
+the operator, robot_rl.drivers.rc_car.scripted; the process exits after its episodes), ``--policy RUN_DIR``
+(the policy node of a fine-tuning run: from the learner's first online checkpoint on, sampled actions on
+``ee_delta_command``, each newer checkpoint reloaded).
 
 Every bus tick sends what the safety core (robot_rl.drivers.rc_car.safety) says, a drive (ERPM + servo) or
 a brake, then reads the VESC (values + IMU) and publishes odometry (robot_rl.drivers.rc_car.odometry: the
@@ -47,8 +49,8 @@ import argparse
 import math
 import time
 
-UNSUPPORTED = ("policy", "scripted_takeover")
-TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "dynamics")
+UNSUPPORTED = ("scripted_takeover",)
+TWIN_ONLY = ("cameras", "twin_task", "scripted_episodes", "wait_for_recorder", "dynamics", "policy")
 LOW_CELL_V = 3.5
 HOT_FET_C, HOT_MOTOR_C = 80.0, 100.0
 
@@ -75,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="play the task's scripted planner as the operator for this many episodes, then exit")
     twin.add_argument("--wait-for-recorder", action="store_true",
                       help="the scripted operator starts once a recorder listens to its episode events")
+    twin.add_argument("--policy", default=None, metavar="RUN_DIR",
+                      help="act with the newest checkpoint of this fine-tuning run (sampled actions, hot reload)")
     # The robot layer's common options that the car's process does not serve yet: refused with a reason.
     for option in UNSUPPORTED:
         parser.add_argument(f"--{option.replace('_', '-')}", default=None, nargs="?", const=True, help=argparse.SUPPRESS)
@@ -98,11 +102,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def make_backend(args: argparse.Namespace):
+def make_backend(args: argparse.Namespace, image_size: tuple[int, int] = (128, 128)):
     from robot_rl.drivers.rc_car.robot import DEFINITION
 
     return DEFINITION.make_backend(args.backend, port=args.port, task=args.task, seed=args.seed,
-                                   dynamics=args.dynamics, command_rate=args.command_rate)
+                                   dynamics=args.dynamics, command_rate=args.command_rate, image_size=image_size)
 
 
 def _node_class():
@@ -166,6 +170,10 @@ def _node_class():
             if not enabled:
                 self._send_brake()
             return True, "motor enabled" if enabled else "motor disabled: braking"
+
+        def enable_torque(self, enabled: bool = True) -> tuple[bool, str]:
+            """The robot layer's name for enabling the actuators (the arms' torque): the motor here."""
+            return self.enable(enabled)
 
         def _on_command(self, msg):
             if len(msg.data) != 2:
@@ -362,7 +370,14 @@ def run(args: argparse.Namespace) -> None:
     from robot_rl.drivers.backend import BackendFault
     from robot_rl.drivers.spinning import spin_until, stop_on_signals
 
-    backend = make_backend(args)
+    policy = None
+    if args.policy:  # nothing runs before the learner's first online checkpoint: no stream for a recorder to start on
+        from robot_rl.drivers.policy_runner import load_checkpoint_policy
+        from robot_rl.learner.actor import wait_until_acting
+
+        wait_until_acting(args.policy)
+        policy = load_checkpoint_policy(args.policy)
+    backend = make_backend(args, image_size=policy.image_size if policy else (128, 128))
     try:
         backend.connect()
     except BackendFault as err:
@@ -380,6 +395,12 @@ def run(args: argparse.Namespace) -> None:
             operator = ScriptedCarOperator(backend, episodes=args.scripted_episodes, seed=args.seed,
                                            rate_hz=args.command_rate, wait_for_recorder=args.wait_for_recorder)
             nodes.append(operator)
+        if policy is not None:
+            from robot_rl.drivers.policy_node import PolicyNode
+            from robot_rl.drivers.policy_runner import twin_observation
+
+            nodes.append(PolicyNode(policy, twin_observation(backend, policy.cameras), rate_hz=args.command_rate,
+                                    deterministic=False, poll_checkpoints_s=1.0))
         if args.enable_torque or operator is not None:  # the scripted operator cannot press the enable button
             nodes[0].get_logger().info(nodes[0].enable(True)[1])
         spin_until(nodes, until=(lambda: operator.finished) if operator else (lambda: False))

@@ -176,7 +176,7 @@ DEFINITION = RobotDefinition(
     make_proprio=CarProprio,
     extras={"vesc": "hw"},
     make_robot=make_car_robot,
-    # The recorder takes the car's 2-D action; the policy node and the teleop devices still speak the arms' 7-D.
-    job_graphs=("teleop_collect",),
+    # The teleop devices still speak the arms' 7-D deltas: the car's teleop is its scripted planner.
+    job_graphs=("teleop_collect", "deploy", "finetune_actor"),
     teleop_devices=("scripted",),
 )

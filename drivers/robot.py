@@ -47,9 +47,7 @@ class RobotDefinition:
     # A robot whose driver is not a joint-position CommandArbiter (the RC car) builds its own robot-layer
     # object with the same surface (connect, observe, act, estop, disconnect): make_robot's keywords.
     make_robot: Callable[..., object] | None = None
-    # The jobs' node graphs (robot_rl.launch.graphs) its robot process serves, and the teleop devices that can
-    # drive it; None: every one.
-    job_graphs: tuple[str, ...] | None = None
+    # The teleop devices that can drive it in teleop_collect (robot_rl.launch.graphs); None: every one.
     teleop_devices: tuple[str, ...] | None = None
 
     @property

@@ -161,7 +161,6 @@ def finetune_actor(o: Options) -> list[Process]:
     on the twin ``teleop=scripted`` with ``takeover`` is the task's expert taking over when the policy
     strays. The recorder stores each step's ``intervention`` flag. ``o.reward_classifier`` (hardware): the
     recorder's reward from a learned classifier, the operator's labels overriding it."""
-    check_job(o.robot, "finetune_actor")
     if not (o.checkpoint and o.out and o.steps):
         raise ValueError("finetune_actor needs checkpoint=<run folder>, out=<its online store> and steps=<episode length>")
     twin = o.backend == "twin"
@@ -201,16 +200,7 @@ GRAPHS = {"teleop_collect": teleop_collect, "deploy": deploy}
 
 def build_graph(name: str, options: Options) -> list[Process]:
     _check_choice("graph", name, tuple(GRAPHS))
-    check_job(options.robot, name)
     return GRAPHS[name](options)
-
-
-def check_job(robot: str, graph: str) -> None:
-    """A robot whose process does not serve ``graph`` yet is refused here, before any process starts."""
-    served = robot_definition(robot).job_graphs
-    if served is not None and graph not in served:
-        raise ValueError(f"robot={robot}: the {graph} job is not available for this robot yet (its robot process "
-                         f"serves {', '.join(served) or 'none of the jobs'}): see the README's section on {robot}")
 
 
 def options_from_strings(values: dict[str, str]) -> Options:

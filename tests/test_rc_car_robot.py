@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,11 +108,3 @@ def test_the_teleop_devices_the_car_does_not_serve_yet_are_refused_before_anythi
     options = Options(robot="rc_car", backend="vesc", task="goal", out="store.zarr", teleop="gamepad")
     with pytest.raises(ValueError, match="teleop=gamepad cannot drive robot=rc_car yet: expected one of scripted"):
         build_graph("teleop_collect", options)
-
-
-def test_finetune_on_the_car_is_refused_before_its_run_folder_is_made(tmp_path):
-    done = subprocess.run([str(Path(sys.executable).parent / "robot-rl"), "finetune", "robot=rc_car", "task=goal",
-                           "realtime=true"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "the finetune_actor job is not available" in done.stderr + done.stdout
-    assert not (tmp_path / "runs").exists()

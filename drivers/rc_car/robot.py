@@ -177,6 +177,5 @@ DEFINITION = RobotDefinition(
     extras={"vesc": "hw"},
     make_robot=make_car_robot,
     # The teleop devices still speak the arms' 7-D deltas: the car's teleop is its scripted planner.
-    job_graphs=("teleop_collect", "deploy", "finetune_actor"),
     teleop_devices=("scripted",),
 )

@@ -62,13 +62,6 @@ def resolve(overrides: list[str]):
     if not cfg.realtime and cfg.backend != "twin":
         raise ConfigError("realtime=false steps the twin faster than real time: it needs backend=twin")
     check_actors(cfg)
-    if cfg.realtime and cfg.role != "learner":  # the ROS graph: refused before the run folder is made
-        from robot_rl.launch.graphs import check_job
-
-        try:
-            check_job(cfg.robot, "finetune_actor")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
     if cfg.backend != "twin" and "task_state" in cfg.obs_keys:
         raise ConfigError(f"backend={cfg.backend}: obs_keys={list(cfg.obs_keys)} reads task_state, the twin's "
                           "privileged object and goal state, which hardware does not have: give obs_keys=[state] "

@@ -47,8 +47,10 @@ class RobotDefinition:
     # A robot whose driver is not a joint-position CommandArbiter (the RC car) builds its own robot-layer
     # object with the same surface (connect, observe, act, estop, disconnect): make_robot's keywords.
     make_robot: Callable[..., object] | None = None
-    # The teleop devices that can drive it in teleop_collect (robot_rl.launch.graphs); None: every one.
+    # The teleop devices that can drive it in teleop_collect (robot_rl.launch.graphs); None: every one. Its
+    # teleop process: python -m <teleop_module> --device ... (the arms' 7-D deltas by default).
     teleop_devices: tuple[str, ...] | None = None
+    teleop_module: str = "robot_rl.drivers.teleop"
 
     @property
     def backends(self) -> tuple[str, ...]:

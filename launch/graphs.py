@@ -126,7 +126,7 @@ def teleop_collect(o: Options) -> list[Process]:
     processes = [Process("recorder", "robot_rl.drivers.recorder_node", tuple(recorder), completes_job=True),
                  robot_process(o, *robot_extra), *camera_processes(o)]
     if not scripted and o.teleop != "none":
-        processes.append(Process("teleop", "robot_rl.drivers.teleop", ("--device", o.teleop, "--rate", str(o.rate)),
+        processes.append(Process("teleop", robot_definition(o.robot).teleop_module, ("--device", o.teleop, "--rate", str(o.rate)),
                                  terminal=o.teleop == "keyboard"))
     return processes
 
@@ -188,7 +188,7 @@ def finetune_actor(o: Options) -> list[Process]:
     processes += [robot_process(o), *camera_processes(o), Process("policy", "robot_rl.drivers.policy_node", policy)]
     if o.teleop != "none":
         mode = "--takeover" if o.takeover else "--buttons-only"
-        processes.append(Process("operator", "robot_rl.drivers.teleop", ("--device", o.teleop, "--rate", str(o.rate),
+        processes.append(Process("operator", robot_definition(o.robot).teleop_module, ("--device", o.teleop, "--rate", str(o.rate),
                                                                           mode), terminal=o.teleop == "keyboard"))
     elif o.takeover:
         raise ValueError("takeover=true needs an operator device: teleop=keyboard, spacemouse or gamepad")

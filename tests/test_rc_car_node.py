@@ -222,3 +222,36 @@ def test_a_low_battery_warns_and_a_vesc_fault_code_brakes_with_an_error(spinner,
             operator.stop()
             _stop(process)
         assert process.returncode == 0
+
+
+def test_the_gamepad_drives_the_car_only_while_its_deadman_is_held(spinner, tmp_path):
+    """The car's teleop node (a gamepad, its levels set by the test) -> the robot process -> the VESC twin."""
+    from robot_rl.drivers.rc_car.teleop import CarGamepad, make_teleop_node
+
+    namespace = f"/rc_car_gamepad_{os.getpid()}"
+    with EmulatedVescProcess(seed=8) as vesc:
+        process = _start(["--backend", "vesc", "--port", vesc.port], namespace, tmp_path)
+        operator = CarOperator(spinner, namespace)  # listens to odom; sends no drive_command (command stays None)
+        pad = {"axes": {0: 0.0, 2: -1.0, 5: -1.0}, "buttons": {}}
+        joystick = type("Pad", (), {"get_axis": lambda self, a: pad["axes"].get(a, 0.0),
+                                    "get_button": lambda self, b: pad["buttons"].get(b, 0)})()
+        device = CarGamepad(joystick=joystick, max_throttle=0.2)
+        device.connect()
+        spinner.add(make_teleop_node(device, rate_hz=20.0, node_name="car_gamepad", context=spinner.executor.context,
+                                     namespace=namespace))
+        spinner.start()
+        try:
+            _up(operator, process)
+            wait_for(lambda: vesc.commands()["last_motor_command"] == "rpm", 5.0, "the teleop's zero throttle")
+            pad["axes"][5] = 1.0  # full throttle, deadman released
+            time.sleep(0.5)
+            assert (_target_erpm(vesc) or 0.0) == 0.0, "throttle without the deadman reached the VESC"
+            pad["buttons"][4] = 1  # LB: the deadman
+            expected = 0.2 * car.MAX_SPEED * car.SPEED_TO_ERPM_GAIN
+            wait_for(lambda: _target_erpm(vesc) == pytest.approx(expected, abs=1), 5.0, "throttle with the deadman")
+            pad["buttons"][4] = 0
+            wait_for(lambda: _target_erpm(vesc) == 0.0, 2.0, "released deadman: zero throttle")
+        finally:
+            operator.stop()
+            _stop(process)
+        assert process.returncode == 0

@@ -102,9 +102,14 @@ def test_the_car_robot_imports_no_ros():
     assert done.stdout.strip() == "False"
 
 
-def test_the_teleop_devices_the_car_does_not_serve_yet_are_refused_before_anything_starts():
+def test_the_car_is_collected_with_its_own_teleop_and_other_devices_are_refused():
     from robot_rl.launch.graphs import Options, build_graph
 
-    options = Options(robot="rc_car", backend="vesc", task="goal", out="store.zarr", teleop="gamepad")
-    with pytest.raises(ValueError, match="teleop=gamepad cannot drive robot=rc_car yet: expected one of scripted"):
-        build_graph("teleop_collect", options)
+    options = Options(robot="rc_car", backend="vesc", task="goal", out="store.zarr", teleop="gamepad", cameras=(),
+                      rate=20.0)
+    processes = {p.name: p for p in build_graph("teleop_collect", options)}
+    assert processes["teleop"].module == "robot_rl.drivers.rc_car.teleop"
+    assert processes["rc_car"].module == "robot_rl.drivers.rc_car.node" and "/dev/ttyACM0" in processes["rc_car"].args
+    keyboard = Options(robot="rc_car", backend="vesc", task="goal", out="store.zarr", teleop="keyboard")
+    with pytest.raises(ValueError, match="teleop=keyboard cannot drive robot=rc_car yet: expected one of scripted, gamepad"):
+        build_graph("teleop_collect", keyboard)

@@ -255,3 +255,46 @@ def test_hardware_readers_name_the_package_to_install(monkeypatch, make_device, 
     with pytest.raises(ImportError, match=package) as info:
         device.connect()
     assert "\n" not in str(info.value)
+
+
+# --- the RC car's gamepad: the deadman ------------------------------------------------------------------
+
+class FakePad:
+    """A joystick's levels as pygame reports them (axes -1..1, triggers -1 at rest), set by the test."""
+
+    def __init__(self):
+        self.axes = {0: 0.0, 2: -1.0, 5: -1.0}
+        self.buttons: dict[int, int] = {}
+
+    def get_axis(self, axis: int) -> float:
+        return self.axes.get(axis, 0.0)
+
+    def get_button(self, button: int) -> int:
+        return self.buttons.get(button, 0)
+
+
+def test_the_car_gamepad_gives_throttle_only_while_the_deadman_is_held():
+    from robot_rl.drivers.rc_car.teleop import CarGamepad
+
+    pad = FakePad()
+    device = CarGamepad(joystick=pad, max_throttle=0.5)
+    device.connect()
+    assert device.read().action.tolist() == [0.0, 0.0]  # the triggers seen at rest
+    pad.axes[5], pad.axes[0] = 1.0, -0.5  # full right trigger, stick half left
+    released = device.read()
+    assert released.action.tolist() == [0.5, 0.0], "no deadman, no throttle (steering still follows)"
+    pad.buttons[4] = 1  # LB held
+    assert device.read().action.tolist() == [0.5, 0.5]
+    pad.axes[5], pad.axes[2] = -1.0, 1.0  # left trigger: reverse
+    assert device.read().action.tolist() == [0.5, -0.5]
+    pad.buttons[7] = 1
+    assert device.read().start and not device.read().start, "a button is one press until released"
+    with pytest.raises(ValueError, match="max_throttle"):
+        CarGamepad(max_throttle=1.5)
+
+
+def test_the_car_gamepad_refuses_takeover_naming_the_alternative():
+    from robot_rl.drivers.rc_car.teleop import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--takeover"])

@@ -176,6 +176,7 @@ DEFINITION = RobotDefinition(
     make_proprio=CarProprio,
     extras={"vesc": "hw"},
     make_robot=make_car_robot,
-    # The teleop devices still speak the arms' 7-D deltas: the car's teleop is its scripted planner.
-    teleop_devices=("scripted",),
+    # The car's own teleop (a gamepad with a deadman), or its scripted planner on the twin.
+    teleop_devices=("scripted", "gamepad", "none"),
+    teleop_module="robot_rl.drivers.rc_car.teleop",
 )

@@ -66,13 +66,19 @@ def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints
     assert (run / "report" / "success.png").stat().st_size > 0
 
 
-def test_the_ros_actor_on_the_rc_car_twin_feeds_the_learner(tmp_path_factory, tmp_path):
+@pytest.fixture(scope="module")
+def car_dataset(tmp_path_factory) -> Path:
+    return demo_store(tmp_path_factory.mktemp("finetune_car") / "goal.zarr", task="goal", episodes=2, robot="rc_car")
+
+
+CAR = [o.replace("robot=widowx", "robot=rc_car").replace("task=reach", "task=goal") for o in TINY] + ["rate=20"]
+
+
+def test_the_ros_actor_on_the_rc_car_twin_feeds_the_learner(tmp_path, car_dataset):
     """The car's robot process with the fine-tuning policy: its 2-D actions through the car's safety core,
     episodes into the run's store, the learner's checkpoints reloaded."""
-    dataset = demo_store(tmp_path_factory.mktemp("finetune_car") / "goal.zarr", task="goal", episodes=2, robot="rc_car")
     run = tmp_path / "run"
-    car = [o.replace("robot=widowx", "robot=rc_car").replace("task=reach", "task=goal") for o in TINY]
-    done = finetune(*car, f"dataset={dataset}", "backend=twin", "realtime=true", "max_steps=10", "rate=20",
+    done = finetune(*CAR, f"dataset={car_dataset}", "backend=twin", "realtime=true", "max_steps=10",
                     "cameras=[]", "obs_keys=[state,task_state]", "algo.schedule.warmup_steps=10",
                     "algo.schedule.online_steps=40", "publish_every=10", "eval.every_env_steps=0", "eval.video=false",
                     f"run_dir={run}")
@@ -218,6 +224,60 @@ def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes
     assert reader.episode_info(0)["success"] is True and reader.episode_info(0)["source"] == "policy"
     assert labelled["reward"][-1] == 1.0 and labelled["terminated"][-1] and labelled["reward"][:-1].sum() == 0
     assert reader.episode_info(1)["ended_by"] == "max_steps" and reader.episode_info(1)["success"] is None
+    assert checkpoint_state(run)["env_steps"] == 16 and checkpoint_state(run)["actor"]["finished"]
+
+
+def test_on_the_vesc_protocol_twin_the_operator_labels_the_car_policys_episodes(tmp_path, car_dataset, context,
+                                                                              spinner):
+    """The car's hardware path: the real VESC driver against the VESC twin, the policy node on topics (the
+    state from joint_states), the recorder without a twin task; the operator (this test, through the
+    recorder's services) starts each episode and labels one a success."""
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from std_srvs.srv import Trigger
+
+    from robot_rl.sim.vesc.process import EmulatedVescProcess
+
+    run = tmp_path / "run"
+    vesc = EmulatedVescProcess(seed=3).start()
+    operator = spinner.add(Node("car_operator", context=context))
+    services = {name: operator.create_client(Trigger, name) for name in ("start_episode", "success_episode")}
+    applied = []
+    operator.create_subscription(JointState, "command_applied", applied.append, 10)
+    spinner.start()
+
+    def call(name: str) -> Trigger.Response:
+        assert services[name].wait_for_service(timeout_sec=10.0), f"{name} not available"
+        future = services[name].call_async(Trigger.Request())
+        wait_for(future.done, 5.0, f"the {name} response")
+        return future.result()
+
+    finetuning = start_finetune(*CAR, f"dataset={car_dataset}", "backend=vesc", f"port={vesc.port}", "obs_keys=[state]",
+                                "cameras=[]", "teleop=none", "max_steps=30", "algo.schedule.warmup_steps=0",
+                                "algo.schedule.online_steps=16", "publish_every=8", "eval.every_env_steps=0",
+                                "eval.video=false", f"run_dir={run}", log=tmp_path / "finetune.log")
+    try:
+        wait_for(lambda: "[policy]: policy from" in (tmp_path / "finetune.log").read_text(), 120,
+                 "the policy node to act (after pretraining)")
+        wait_for(lambda: call("start_episode").success, 30, "the first episode to start")
+        started = len(applied)
+        wait_for(lambda: len(applied) >= started + 3, 10, "three commands into the first episode")
+        label = call("success_episode")
+        assert label.success, label.message
+        wait_for(lambda: call("start_episode").success, 30, "the second episode to start")  # it ends at max_steps
+        finetuning.wait(timeout=120)
+        log = (tmp_path / "finetune.log").read_text()
+        assert finetuning.returncode == 0, log[-4000:]
+        assert vesc.rpm_log(), "the policy's actions never reached the VESC"
+    finally:
+        stop(finetuning)
+        vesc.stop()
+    reader = TrajectoryReader(run / "online.zarr")
+    assert "task_state" not in reader.spec.state and validate(run / "online.zarr") == []
+    labelled = reader.episode(0)
+    assert labelled["action"].shape[1] == 2 and reader.episode_info(0)["success"] is True
+    assert labelled["reward"][-1] == 1.0 and labelled["terminated"][-1]
+    assert reader.episode_info(1)["ended_by"] == "max_steps"
     assert checkpoint_state(run)["env_steps"] == 16 and checkpoint_state(run)["actor"]["finished"]
 
 

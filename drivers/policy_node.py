@@ -230,9 +230,11 @@ def _run(args: argparse.Namespace) -> None:
 
         wait_until_acting(args.checkpoint)
     policy = load_checkpoint_policy(args.checkpoint)  # its config and spec, read once; no twin built
-    if policy.robot != "widowx":
-        raise SystemExit(f"policy node: checkpoint={args.checkpoint} drives {policy.robot!r}; --backend twin is "
-                         "the WidowX")
+    from robot_rl.drivers.robot import ROBOTS
+
+    if args.observation != "topics" and policy.robot not in ROBOTS:
+        raise SystemExit(f"policy node: checkpoint={args.checkpoint} drives {policy.robot!r}, which has no driver "
+                         f"twin (robots: {', '.join(ROBOTS)})")
     # Our handlers stop the spin; the context is shut down last, after every timer is cancelled.
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     try:
@@ -242,17 +244,18 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _run_twin(args: argparse.Namespace, policy: LoadedPolicy) -> None:
-    """The WidowX twin, its driver node and the policy node in one process on one executor; the twin
-    renders the cameras the checkpoint reads, at its image size."""
-    from robot_rl.drivers.widowx.node import make_node
-    from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
+    """The checkpoint's robot's twin, its driver node and the policy node in one process on one executor; the
+    twin renders the cameras the checkpoint reads, at its image size."""
+    from robot_rl.drivers.robot import TWIN, robot_definition
+    from robot_rl.drivers.robot_process import make_node
 
-    backend = WidowXTwinBackend(task=policy.task, seed=args.seed, image_size=policy.image_size,
-                                dynamics=args.dynamics, control_period=1.0 / args.rate)
+    definition = robot_definition(policy.robot)
+    backend = definition.make_backend(TWIN, port="-", task=policy.task, seed=args.seed, dynamics=args.dynamics,
+                                      command_rate=args.rate, image_size=policy.image_size)
     backend.connect()
-    driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend="twin", port="-",
-                                     name="widowx_driver")
-    driver, node = make_node(backend, driver_args), None
+    driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend=TWIN, port="-",
+                                     name=f"{definition.name}_driver")
+    driver, node = make_node(definition, backend, driver_args), None
     solved = lambda: bool(backend.evaluate().success)  # noqa: E731
     try:
         driver.get_logger().info(driver.enable_torque(True)[1])

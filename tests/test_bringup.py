@@ -260,39 +260,41 @@ def test_the_scripted_operator_waits_for_a_listener_and_then_settles():
 
 # --- end to end: `robot-rl bringup teleop_collect` on the twin, real nodes in real processes -----------
 
-def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episodes(tmp_path):
+@pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift")])
+def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episodes(tmp_path, robot, task):
     import subprocess
 
     from robot_rl.datasets import TrajectoryReader
     from robot_rl.datasets.repair import validate
     from robot_rl.sim import make_env
 
-    out = tmp_path / "wx.zarr"
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "teleop_collect", "backend=twin",
-                           "teleop=scripted", "task=reach", "episodes=2", f"out={out}", f"run_dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True, timeout=240)
+    out = tmp_path / f"{robot}.zarr"
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "teleop_collect", f"robot={robot}",
+                           "backend=twin", "teleop=scripted", f"task={task}", "episodes=2", f"out={out}",
+                           f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[bringup] recorder finished: stopping the graph" in done.stdout
     assert validate(out) == []
     reader = TrajectoryReader(out)
     assert reader.num_episodes == 2
-    twin = make_env("widowx", "reach", cameras=("front",)).unwrapped.embodiment
+    twin = make_env(robot, task, cameras=("front",)).unwrapped.embodiment
     assert {k: (v.shape, v.dtype) for k, v in reader.spec.keys().items()} == \
            {k: (v.shape, v.dtype) for k, v in twin.keys().items()}
     assert {reader.episode_info(i)["source"] for i in range(2)} == {"scripted"}
-    assert "[bringup] widowx stopped (status 0)" in done.stdout  # SIGINT: torque off and a clean exit
+    assert f"[bringup] {robot} stopped (status 0)" in done.stdout  # SIGINT: torque off and a clean exit
     assert (tmp_path / "run" / "logs" / "recorder.log").exists()
 
 
-def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latency(tmp_path):
+@pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift")])
+def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latency(tmp_path, robot, task):
     import subprocess
 
     from learner_helpers import tiny_checkpoint
 
-    run = tiny_checkpoint(tmp_path / "train")
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "deploy", "backend=twin",
-                           f"checkpoint={run}", "steps=10", f"run_dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True, timeout=240)
+    run = tiny_checkpoint(tmp_path / "train", f"task={robot}_{task}")
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "deploy", f"robot={robot}",
+                           f"task={task}", "backend=twin", f"checkpoint={run}", "steps=10",
+                           f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[policy] success:" in done.stdout and "after 10 actions" in done.stdout
     assert "[policy] inference latency: p50" in done.stdout

@@ -15,9 +15,11 @@ TINY = ["algo.agent.hidden=[32,32]", "algo.batch_size=16", "eval.episodes=1", "e
         "eval.every_env_steps=0", "eval.every_updates=0", "threads=1"]
 
 
-def demo_store(path: Path, task: str = "reach", episodes: int = 4, noise: float = 0.1, seed: int = 0) -> Path:
-    """Scripted WidowX demonstrations, recorded as `robot-rl collect` does (fixed-horizon episodes)."""
-    env = make_env("widowx", task, terminate_on_success=False)
+def demo_store(path: Path, task: str = "reach", episodes: int = 4, noise: float = 0.1, seed: int = 0,
+               robot: str = "widowx") -> Path:
+    """Scripted demonstrations on a twin (the WidowX's by default), recorded as `robot-rl collect` does
+    (fixed-horizon episodes)."""
+    env = make_env(robot, task, terminate_on_success=False)
     with StoreWriter.create(path, env.embodiment) as writer:
         for i in range(episodes):
             expert = make_expert(env, noise=noise, seed=seed + i)

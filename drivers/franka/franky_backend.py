@@ -18,7 +18,8 @@ Faults: a motion that died (a libfranka reflex or collision: ControlException; a
 NetworkException) is found on the next ``read`` (the arbiter's bus tick) and raised as BackendFault, as is
 any franky error in a read or a write. libfranka notices a silent robot only after its 1 s UDP receive
 timeout; while a motion runs the backend does not wait for it: a robot state whose clock (``state.time``,
-1 ms per control cycle) has not moved for ``stale_after`` (default 0.1 s) is a lost connection. With no
+1 ms per control cycle) has not moved for ``stale_after`` (0.1 s on an arm; 0.5 s on a loopback address, as
+franky-sim's Python loop stalls under load) is a lost connection. With no
 motion running (torque off) a read waits for the next state, so a lost robot is found after libfranka's 1 s. ``clear_fault`` runs franky's
 automatic error recovery, or reconnects after a lost connection; the next target starts from the measured
 pose (the arbiter re-anchors there). Torque off stops the running motion (the arm holds under its own
@@ -46,13 +47,17 @@ JOINT_NAMES = (*panda.JOINT_NAMES, "finger")
 GRIPPER_SPEED = 0.1  # m/s of width: the Franka Hand's top speed (Franka's datasheet)
 GRIPPER_DEADBAND = 0.002  # m of width: smaller changes are not worth a gripper command
 TARGET_DEADBAND = 1e-6  # rad: a resent target this close to the running one is not a new motion
+STALE_AFTER = 0.1  # s without a new robot state during a motion: the arm's 1 kHz loop has stopped answering
+# franky-sim's loop is Python: on a loaded 2-core machine it stalls for 100-300 ms now and then (measured by
+# benchmarks/control_bench.py), which the arm's real-time loop never does
+STALE_AFTER_LOOPBACK = 0.5
 
 
 class FrankyBackend:
     joint_names = JOINT_NAMES
 
     def __init__(self, host: str, relative_dynamics_factor: float = 0.6, realtime: bool | None = None,
-                 stale_after: float = 0.1):
+                 stale_after: float | None = None):
         if not 0.0 < relative_dynamics_factor <= 1.0:
             raise ValueError(f"relative_dynamics_factor: expected a fraction in (0, 1], found {relative_dynamics_factor}")
         self.host = host
@@ -65,7 +70,8 @@ class FrankyBackend:
         self._width_sent: float | None = None
         self._gripper_future = None
         self._lost = False                     # the connection is gone: clear_fault reconnects
-        self.stale_after = stale_after
+        self.stale_after = stale_after if stale_after is not None else (
+            STALE_AFTER_LOOPBACK if _is_loopback(host) else STALE_AFTER)
         self._robot_time, self._fresh_at = None, 0.0  # the state's clock, and when it last moved (monotonic)
         self._width, self._width_at, self._gripper_error = 0.0, 0.0, None
         self._gripper_stop = threading.Event()

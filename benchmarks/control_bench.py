@@ -1,9 +1,10 @@
 """WidowX control-path timings on the protocol twin: bus cycle rate beside the 1 Mbps wire ceiling, command
-latency, joint_states jitter.
+latency, joint_states jitter; and the Franka path through libfranka on franky-sim (part 5).
 
     python benchmarks/control_bench.py                  # full run (about 3 minutes)
     python benchmarks/control_bench.py --quick          # about a minute
     python benchmarks/control_bench.py --only-faults    # part 4 alone
+    python benchmarks/control_bench.py --only-franka    # part 5 alone
 
 Measured against ``EmulatedWidowX`` (robot_rl.sim.dynamixel: the nine WidowX servos answering Protocol 2.0
 on a pseudo-terminal, real-time MuJoCo physics behind them), run in a child process as a real chain is
@@ -48,6 +49,10 @@ a ROS_DOMAIN_ID of this process's own in 100-199).
    port), same faults, same load, interleaved trial by trial; the target is 100 ms. One more fault, the
    protocol twin's unplug before issue 23 (``bus.stop()``: the servos stop answering, the tty hangs up
    only once the bus thread has joined), shows how an unplug could be named servos not answering.
+
+5. The Franka path (franka_run): ee_delta_command -> the JointMotion update handed to franky, beside the
+   10 Hz control period and libfranka's 1 kHz loop; joint_states jitter; franky-sim's own loop rate and its
+   longest stall, from the robot state's clock.
 
 Two CPU cores shared with other work: timings are noisy; tables give medians and tails, and one line
 reports the load average. Prints tables; passes or fails nothing.
@@ -498,6 +503,127 @@ def fault_table(results: dict, trials: int) -> Table:
     table.caption = "\n".join(["the wrong names given:", *named]) if named else "every fault named as what it was"
     return table
 
+# --- 5. the Franka path: franky (libfranka) against franky-sim -----------------------------------
+
+def franka_run(seconds: float, commands: int) -> dict:
+    """The Franka DriverNode (robot_rl.drivers.franka.node's parts, 50 Hz bus, 10 Hz commands) over
+    FrankyBackend against franky-sim in a process of its own on a loopback address. Records joint_states
+    for ``seconds``, then publishes ``commands`` ee_delta_command messages at 10 Hz (small alternating z
+    steps, inside every limit) and stamps each motion update: the return of the JointMotion handed to franky
+    (robot.move, asynchronous) that carries the command's target. Meanwhile a thread samples the robot
+    state's clock (1 ms per franky-sim control cycle) every 2 ms: franky-sim's achieved loop rate and its
+    longest stall."""
+    from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.drivers import robot_process
+    from robot_rl.drivers.franka.robot import DEFINITION
+    from robot_rl.sim.franka import server
+
+    host = server.free_loopback_host(start=200)
+    sim = server.spawn(host)
+    args = argparse.Namespace(backend="franky", port=host, rate=BUS_HZ, command_rate=10.0,
+                              name=f"bench_franka_driver_{os.getpid()}")
+    backend = DEFINITION.make_backend("franky", port=host)
+    backend.connect()
+    driver = robot_process.make_node(DEFINITION, backend, args)
+    client = Client(f"bench_franka_client_{os.getpid()}")
+    ee_pub = client.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
+    updates: list[tuple[float, np.ndarray]] = []
+
+    def timed_write(targets, _write=backend.write):
+        moving_before = backend._sent
+        _write(targets)
+        if backend._sent is not moving_before:  # a new JointMotion went to franky
+            updates.append((time.perf_counter(), np.asarray(targets[:7]).copy()))
+
+    backend.write = timed_write
+    clock: list[tuple[float, int]] = []
+    sampling = threading.Event()
+
+    def sample_clock():
+        while not sampling.is_set():
+            if backend.robot is not None:
+                clock.append((time.perf_counter(), backend.robot.state.time.to_msec()))
+            time.sleep(0.002)
+
+    executors, threads = [], []
+    try:
+        ok, message = driver.enable_torque(True)
+        if not ok:
+            raise RuntimeError(f"franka: enable_torque failed: {message}")
+        for node in (driver, client):
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            thread = threading.Thread(target=executor.spin, daemon=True)
+            thread.start()
+            executors.append(executor)
+            threads.append(thread)
+        wait_for(lambda: ee_pub.get_subscription_count() >= 1, 10.0, "ee_delta_command matched")
+        wait_for(lambda: client.latest is not None, 10.0, "a first joint_states message")
+        time.sleep(0.5)
+        client.recording = True
+        time.sleep(seconds)
+        client.recording = False
+        states = np.array(client.states)
+        sampler = threading.Thread(target=sample_clock, daemon=True)
+        sampler.start()
+        published = []
+        start = time.perf_counter()
+        for k in range(commands):
+            time.sleep(max(0.0, start + k / 10.0 - time.perf_counter()))
+            dz = 0.2 if (k // 4) % 2 else -0.2  # 6 mm steps, down four, up four
+            t = time.perf_counter()
+            ee_pub.publish(Float64MultiArray(data=[0.0, 0.0, dz, 0.0, 0.0, 0.0, 1.0]))
+            published.append(t)
+        time.sleep(0.3)
+        sampling.set()
+        sampler.join()
+    finally:
+        for executor in executors:
+            executor.shutdown()
+        for thread in threads:
+            thread.join(timeout=5.0)
+        fault = driver.arbiter.fault
+        driver.shutdown_backend()
+        driver.destroy_node()
+        client.destroy_node()
+        server.stop(sim)
+    update_times = np.array([t for t, _ in updates])
+    latency = []
+    for t_pub in published:  # every command writes its new target at once: the first update after it
+        i = np.searchsorted(update_times, t_pub)
+        if i < len(update_times):
+            latency.append(update_times[i] - t_pub)
+    clock_arr = np.array(clock, dtype=float)
+    wall, robot_ms = clock_arr[:, 0], clock_arr[:, 1]
+    changes = np.flatnonzero(np.diff(robot_ms) > 0) + 1
+    change_times = wall[changes] if len(changes) else wall[:1]
+    rate = (robot_ms[-1] - robot_ms[0]) / (wall[-1] - wall[0]) if len(wall) > 1 else 0.0
+    return {"states": states, "latency": np.array(latency), "sent": len(published), "fault": fault,
+            "sim_rate_hz": rate, "sim_stall_s": float(np.max(np.diff(change_times))) if len(change_times) > 1 else 0.0,
+            "sim_seconds": float(wall[-1] - wall[0]) if len(wall) > 1 else 0.0}
+
+
+def franka_tables(r: dict, seconds: float) -> list[Table]:
+    latency = Table(title=f"Franka command latency: ee_delta_command publish -> the JointMotion update handed to "
+                          f"franky (libfranka), {r['sent']} commands at 10 Hz, {BUS_HZ:g} Hz bus, franky-sim on loopback")
+    for column in ("row", "matched", "p50 (ms)", "p99 (ms)", "max (ms)"):
+        latency.add_column(column, justify="left" if column == "row" else "right")
+    latency.add_row("peer: the 10 Hz control period", "", "100.00", "100.00", "100.00")
+    latency.add_row("peer: libfranka's 1 kHz loop (the update applies at its next cycle)", "", "1.00", "1.00", "1.00")
+    lat = r["latency"]
+    latency.add_row("DriverNode + FrankyBackend", f"{len(lat)}/{r['sent']}", ms(lat), ms(lat, 99), ms(lat, 100))
+    jitter = jitter_table({"franky (franky-sim)": r}, seconds)
+    jitter.title = (f"Franka joint_states period over {seconds:g} s (torque on, no commands); peers: the "
+                    f"{1e3 / BUS_HZ:g} ms bus period, the 100 ms control period, libfranka's 1 ms loop")
+    loop = Table(title="franky-sim's own loop (the robot state's clock, sampled every 2 ms during the commands)")
+    for column in ("row", "rate (Hz)", "of 1 kHz", "longest stall (ms)", "over (s)", "CPUs"):
+        loop.add_column(column, justify="left" if column == "row" else "right")
+    loop.add_row("libfranka / the arm (nominal)", "1000", "100%", "1", "", "")
+    loop.add_row("franky-sim (MujocoSimulator, one FR3)", f"{r['sim_rate_hz']:.0f}", f"{r['sim_rate_hz'] / 10:.0f}%",
+                 f"{r['sim_stall_s'] * 1e3:.0f}", f"{r['sim_seconds']:.1f}", str(os.cpu_count()))
+    return [latency, jitter, loop]
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -507,6 +633,7 @@ def main():
     parser.add_argument("--jitter-seconds", type=float, default=5.0, help="joint_states recording per backend")
     parser.add_argument("--faults", type=int, default=30, help="unplugs (and silent buses) per detection")
     parser.add_argument("--only-faults", action="store_true", help="run only part 4, fault detection")
+    parser.add_argument("--only-franka", action="store_true", help="run only part 5, the Franka path on franky-sim")
     args = parser.parse_args()
     cycles = 300 if args.quick else args.cycles
     commands = 60 if args.quick else args.commands
@@ -516,18 +643,33 @@ def main():
     if args.only_faults:
         console.print(fault_table(fault_detection(faults), faults))
         return
+    if args.only_franka:
+        rclpy.init()
+        try:
+            franka = franka_run(jitter_s, commands)
+        finally:
+            rclpy.try_shutdown()
+        for table in franka_tables(franka, jitter_s):
+            console.print(table)
+        if franka["fault"]:
+            console.print(f"franka: the driver faulted during the run ({franka['fault']}); rows after it are partial")
+        console.print(f"machine: {os.cpu_count()} CPUs; load average (1 min) {load_before[0]:.2f} at start")
+        return
 
     for table in bus_tables(cycles):
         console.print(table)
     rclpy.init()
     try:
         results = {kind: run_driver(kind, jitter_s, commands) for kind in ("dynamixel", "twin")}
+        franka = franka_run(jitter_s, commands)
     finally:
         rclpy.try_shutdown()
     console.print(latency_table(results, commands))
     console.print(jitter_table(results, jitter_s))
     console.print(fault_table(fault_detection(faults), faults))
-    for kind, r in results.items():
+    for table in franka_tables(franka, jitter_s):
+        console.print(table)
+    for kind, r in {**results, "franka": franka}.items():
         if r["fault"]:
             console.print(f"{kind}: the driver faulted during the run ({r['fault']}); rows after it are partial")
     load_after = os.getloadavg()

@@ -7,7 +7,8 @@ controller's own clipping (workspace box, tilt) and the safety filter.
 
 dx, dy, dz are the target position's move divided by ``scale.position`` (m per unit); droll, dpitch, dyaw
 are the rotation from the old to the new target orientation, about the fixed base axes (extrinsic
-x-y-z, the convention ``DeltaPoseController`` applies), divided by ``scale.rotation`` (rad per unit); the
+x-y-z, the convention ``DeltaPoseController`` applies; or a rotation vector with ``convention="rotvec"``,
+the Franka's), divided by ``scale.rotation`` (rad per unit); the
 gripper entry is absolute (-1 closed, 1 open). Quaternions are (w, x, y, z).
 """
 from __future__ import annotations
@@ -16,18 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_rl.sim.rotations import quat_conjugate, quat_mul
+from robot_rl.sim.rotations import quat_conjugate, quat_mul, world_rotvec
+
+ROTATION_CONVENTIONS = ("rpy", "rotvec")
 
 
 @dataclass(frozen=True)
 class ActionScale:
     position: float   # m of end-effector motion per unit of dx, dy, dz
     rotation: float   # rad per unit of droll, dpitch, dyaw
+    # how the rotation entries read: "rpy" (extrinsic x-y-z angles, Bridge's WidowX) or "rotvec" (a rotation
+    # vector about the base axes applied on the left, the Franka twin's robot_rl.sim.franka.targets)
+    convention: str = "rpy"
 
     def __post_init__(self):
         if not (np.isfinite(self.position) and self.position > 0 and np.isfinite(self.rotation) and self.rotation > 0):
             raise ValueError(f"ee_action_scale: expected positive metres and radians per unit, found "
                              f"({self.position}, {self.rotation})")
+        if self.convention not in ROTATION_CONVENTIONS:
+            raise ValueError(f"ee_action_scale: rotation convention {self.convention!r} is unknown: expected one "
+                             f"of {', '.join(ROTATION_CONVENTIONS)}")
 
 
 def pose_of(controller) -> tuple[np.ndarray, np.ndarray]:
@@ -39,8 +48,11 @@ def applied_action(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarra
                    gripper: float, scale: ActionScale) -> np.ndarray:
     """The normalized action that moves the commanded pose ``before`` to ``after``, with ``gripper``."""
     delta_pos = (after[0] - before[0]) / scale.position
-    rpy = extrinsic_rpy(quat_mul(after[1], quat_conjugate(before[1]))) / scale.rotation
-    return np.concatenate([delta_pos, rpy, [float(gripper)]])
+    if scale.convention == "rotvec":
+        rotation = world_rotvec(after[1], before[1]) / scale.rotation
+    else:
+        rotation = extrinsic_rpy(quat_mul(after[1], quat_conjugate(before[1]))) / scale.rotation
+    return np.concatenate([delta_pos, rotation, [float(gripper)]])
 
 
 def extrinsic_rpy(quat: np.ndarray) -> np.ndarray:

@@ -30,7 +30,8 @@ the behaviours are these:
   action is filtered once; the ticks resend its target until the watchdog holds. The controller restarts
   from the measured joints whenever the stream was interrupted. ``Applied.ee_action`` is the normalized
   action actually executed: the move of the controller's commanded pose (its workspace and tilt clipping
-  included) divided by ``ee_action_scale`` (m and rad per unit, default the Bridge 0.05 m and 0.25 rad;
+  included) divided by ``ee_action_scale`` (m and rad per unit, and optionally the rotation convention;
+  default the Bridge 0.05 m and 0.25 rad;
   robot_rl.drivers.applied_action), and the gripper as sent. When the safety filter scales or clips the
   target (step, velocity or joint limits) it is recomputed from the filtered target, and the controller
   restarts from that target, so the next action moves from where the arm was allowed to go (no hidden
@@ -112,7 +113,7 @@ class CommandArbiter:
     def __init__(self, backend: Backend, safety: SafetyFilter, home: Sequence[float], *,
                  ee_controller: EndEffectorController | None = None,
                  opening_from_gripper: Callable[[float], float] | None = None,
-                 ee_action_scale: tuple[float, float] | None = None,
+                 ee_action_scale: tuple[float, float] | tuple[float, float, str] | None = None,
                  on_fault: Callable[[str], None] | None = None):
         self.backend, self.safety = backend, safety
         self.joint_names = tuple(backend.joint_names)

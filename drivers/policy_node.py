@@ -230,9 +230,11 @@ def _run(args: argparse.Namespace) -> None:
 
         wait_until_acting(args.checkpoint)
     policy = load_checkpoint_policy(args.checkpoint)  # its config and spec, read once; no twin built
-    if args.observation != "topics" and policy.robot not in TWIN_DRIVERS:
-        raise SystemExit(f"policy node: checkpoint={args.checkpoint} drives {policy.robot!r}; --backend twin runs "
-                         f"{', '.join(TWIN_DRIVERS)}")
+    from robot_rl.drivers.robot import ROBOTS
+
+    if args.observation != "topics" and policy.robot not in ROBOTS:
+        raise SystemExit(f"policy node: checkpoint={args.checkpoint} drives {policy.robot!r}, which has no driver "
+                         f"twin (robots: {', '.join(ROBOTS)})")
     # Our handlers stop the spin; the context is shut down last, after every timer is cancelled.
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     try:
@@ -241,33 +243,21 @@ def _run(args: argparse.Namespace) -> None:
         rclpy.try_shutdown()
 
 
-TWIN_DRIVERS = ("widowx", "rc_car")
-
-
-def _twin_driver(args: argparse.Namespace, policy: LoadedPolicy):
-    """(backend, driver node) of the checkpoint's robot on its twin, the backend connected."""
-    driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend="twin", port="-",
-                                     name=f"{policy.robot}_driver", cells=3)
-    if policy.robot == "rc_car":
-        from robot_rl.drivers.rc_car.backends import TwinCarBackend
-        from robot_rl.drivers.rc_car.node import make_node
-
-        backend = TwinCarBackend(task=policy.task, seed=args.seed, image_size=policy.image_size, dynamics=args.dynamics)
-    else:
-        from robot_rl.drivers.widowx.node import make_node
-        from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
-
-        backend = WidowXTwinBackend(task=policy.task, seed=args.seed, image_size=policy.image_size,
-                                    dynamics=args.dynamics, control_period=1.0 / args.rate)
-    backend.connect()
-    return backend, make_node(backend, driver_args)
-
-
 def _run_twin(args: argparse.Namespace, policy: LoadedPolicy) -> None:
-    """The checkpoint's robot's twin, its driver node and the policy node in one process on one executor;
-    the twin renders the cameras the checkpoint reads, at its image size."""
-    backend, driver = _twin_driver(args, policy)
-    node = None
+    """The checkpoint's robot's twin, its driver node and the policy node in one process on one executor; the
+    twin renders the cameras the checkpoint reads, at its image size. The driver node comes from the robot's
+    process module (``make_node(backend, args)``: the arms' DriverNode, the car's own node)."""
+    import importlib
+
+    from robot_rl.drivers.robot import TWIN, robot_definition
+
+    definition = robot_definition(policy.robot)
+    backend = definition.make_backend(TWIN, port="-", task=policy.task, seed=args.seed, dynamics=args.dynamics,
+                                      command_rate=args.rate, image_size=policy.image_size)
+    backend.connect()
+    driver_args = argparse.Namespace(rate=50.0, command_rate=args.rate, backend=TWIN, port="-",
+                                     name=f"{definition.name}_driver", cells=3)  # cells: the car's battery
+    driver, node = importlib.import_module(definition.process).make_node(backend, driver_args), None
     solved = lambda: bool(backend.evaluate().success)  # noqa: E731
     try:
         driver.get_logger().info(driver.enable_torque(True)[1])

@@ -2,7 +2,7 @@
 computed for hardware from ``joint_states`` and the robot's forward kinematics.
 
     state_of = proprio_builder("widowx")
-    state = state_of(names, positions)      # float32, the twin's ``state`` layout
+    state = state_of(names, positions, velocities)   # float32, the twin's ``state`` layout
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-ProprioBuilder = Callable[[Sequence[str], Sequence[float]], np.ndarray]
+ProprioBuilder = Callable[[Sequence[str], Sequence[float], Sequence[float]], np.ndarray]  # velocities may be ()
 
 
 def proprio_builder(robot: str) -> ProprioBuilder:

@@ -30,7 +30,8 @@ import numpy as np
 
 from robot_rl.datasets import EmbodimentSpec
 
-ROBOTS = {"widowx": "robot_rl.drivers.widowx.robot", "rc_car": "robot_rl.drivers.rc_car.robot"}
+ROBOTS = {"widowx": "robot_rl.drivers.widowx.robot", "franka": "robot_rl.drivers.franka.robot",
+          "rc_car": "robot_rl.drivers.rc_car.robot"}
 TWIN = "twin"
 
 
@@ -109,7 +110,7 @@ class Robot:
             return {key: obs[key] for key in self.spec.obs_keys}
         with self._lock:
             reading = self._reading or self.backend.read()
-        obs = {"state": self._proprio(self.backend.joint_names, reading.position)}
+        obs = {"state": self._proprio(self.backend.joint_names, reading.position, reading.velocity)}
         for name, camera in self.spec.cameras.items():
             obs[name] = _at_size(self.cameras[name].read()[0], camera.height, camera.width)
         return obs

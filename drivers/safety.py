@@ -354,3 +354,47 @@ def _widowx_fk(n_arm: int) -> Callable[[np.ndarray], np.ndarray]:
         return kinematics.forward(np.asarray(q, dtype=float)[:n_arm])[0]
 
     return fk
+
+
+# --- Franka Panda / FR3 ---------------------------------------------------------------------------
+
+# The joint limits both arms accept: the Panda's (robot_rl.sim.franka.panda) intersected with the FR3's
+# (Franka's "Robot and interface specifications"; franky-sim simulates an FR3).
+FR3_JOINT_LIMITS_LOW = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
+FR3_JOINT_LIMITS_HIGH = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
+# Half the Panda's published joint velocity limits (2.175 rad/s on joints 1-4, 2.61 on 5-7): the twin's
+# fastest action, 0.03 m per 10 Hz command (0.3 m/s), needs up to ~0.85 rad/s on the elbow near "ready".
+FRANKA_ARM_MAX_VELOCITY = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61]) / 2.0
+# One finger's slide (m): the Franka Hand moves at up to 0.1 m/s in width (Franka's datasheet), 0.05 per finger.
+FRANKA_GRIPPER_MAX_VELOCITY = 0.05
+FRANKA_WATCHDOG_TIMEOUT = 0.3  # s: 3 cycles at the 10 Hz control rate
+# The workspace the filter checks every joint target against (home, joint goals, ee targets): the twin's
+# safety box, which clips every ee target, grown by this margin so the "ready" pose (z 0.487) lies inside.
+FRANKA_WORKSPACE_MARGIN = 0.1
+
+
+def franka_limits(control_period: float = 0.1) -> SafetyLimits:
+    """Limits of the Franka: 7 arm joints (rad) then the gripper as one finger's slide (m, half the width)."""
+    from robot_rl.sim.franka import panda
+
+    if not (math.isfinite(control_period) and control_period > 0):
+        raise SafetyError(f"control_period must be a positive number of seconds, found {control_period}")
+    lower = np.append(np.maximum(panda.JOINT_LIMITS_LOW, FR3_JOINT_LIMITS_LOW), 0.0)
+    upper = np.append(np.minimum(panda.JOINT_LIMITS_HIGH, FR3_JOINT_LIMITS_HIGH), panda.GRIPPER_MAX_WIDTH / 2)
+    velocity = np.append(FRANKA_ARM_MAX_VELOCITY, FRANKA_GRIPPER_MAX_VELOCITY)
+    return SafetyLimits(joint_names=(*panda.JOINT_NAMES, "finger"), lower=lower, upper=upper,
+                        max_velocity=velocity, max_step=velocity * control_period,
+                        watchdog_timeout=FRANKA_WATCHDOG_TIMEOUT, fk=_franka_fk(),
+                        workspace_low=panda.SAFETY_BOX_LOW - FRANKA_WORKSPACE_MARGIN,
+                        workspace_high=panda.SAFETY_BOX_HIGH + FRANKA_WORKSPACE_MARGIN)
+
+
+def _franka_fk() -> Callable[[np.ndarray], np.ndarray]:
+    from robot_rl.sim.franka.kinematics import PandaKinematics
+
+    kinematics = PandaKinematics()
+
+    def fk(q: Sequence[float]) -> np.ndarray:
+        return kinematics.forward(np.asarray(q, dtype=float)[:7])[0]
+
+    return fk

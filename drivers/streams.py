@@ -96,7 +96,7 @@ class ObservationStreams(AlignedStreams):
     def decode(self, key: str, msg) -> np.ndarray:
         """The spec array of one received message of ``key`` (proprioception from joints, an image fitted)."""
         if key == "state":
-            return self._proprio(msg.name, msg.position)
+            return self._proprio(msg.name, msg.position, msg.velocity)
         if key in self.spec.cameras:
             camera = self.spec.cameras[key]
             return fit_image(msg_to_image(msg), camera.height, camera.width)

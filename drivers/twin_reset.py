@@ -33,7 +33,10 @@ def robot_joint_addresses(model) -> tuple[np.ndarray, np.ndarray]:
 def robot_state(env) -> dict:
     qpos, qvel = robot_joint_addresses(env.model)
     data = env.data
-    return {"qpos": data.qpos[qpos].copy(), "qvel": data.qvel[qvel].copy(), "ctrl": data.ctrl.copy()}
+    state = {"qpos": data.qpos[qpos].copy(), "qvel": data.qvel[qvel].copy(), "ctrl": data.ctrl.copy()}
+    if hasattr(env, "set_target"):  # a Cartesian controller's target (the Franka twin's mocap) is a set-point too
+        state["target"] = (env.target_pos.copy(), env.target_quat.copy())
+    return state
 
 
 def restore_robot_state(env, state: dict) -> None:
@@ -42,4 +45,6 @@ def restore_robot_state(env, state: dict) -> None:
     qpos, qvel = robot_joint_addresses(env.model)
     data = env.data
     data.qpos[qpos], data.qvel[qvel], data.ctrl[:] = state["qpos"], state["qvel"], state["ctrl"]
+    if "target" in state:
+        env.set_target(*state["target"])
     mujoco.mj_forward(env.model, data)

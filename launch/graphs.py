@@ -47,7 +47,7 @@ class Options:
     camera_devices: dict[str, str] = field(default_factory=dict)  # hardware: camera name -> device
     camera_fps: float = 10.0
     port: str | None = None        # hardware: the robot's serial port or address (default: the robot's own)
-    rate: float = 5.0              # the control rate, Hz
+    rate: float | None = None      # the control rate, Hz (None: the robot's own, its spec's CONTROL_RATE_HZ)
     teleop: str = "keyboard"
     out: str | None = None         # teleop_collect: the store episodes go into
     episodes: int = 0              # teleop_collect: stop after this many kept episodes (0: until Ctrl-C)
@@ -67,8 +67,12 @@ class Options:
         _check_choice("robot", self.robot, tuple(ROBOTS))
         robot_definition(self.robot).check_backend(self.backend)
         _check_choice("teleop", self.teleop, TELEOP_DEVICES)
+        if self.rate is None:
+            from robot_rl.sim.specs import robot_spec_module
+
+            object.__setattr__(self, "rate", float(robot_spec_module(self.robot).CONTROL_RATE_HZ))
         if not self.rate > 0:
-            raise ValueError(f"rate={self.rate}: expected a positive control rate in Hz (the Bridge rate is 5)")
+            raise ValueError(f"rate={self.rate}: expected a positive control rate in Hz (the robot's own by default)")
         if self.episodes < 0:
             raise ValueError(f"episodes={self.episodes}: expected 0 (until Ctrl-C) or a positive count")
 

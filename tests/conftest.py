@@ -47,3 +47,17 @@ def scheduling_unchanged():
         os.sched_setscheduler(0, *before)
         pytest.fail(f"the test changed the process's scheduling from {before} to {after}; restore it "
                     "(datasets.formats.video.caller_scheduling_kept)")
+
+
+@pytest.fixture(scope="module")
+def franky_sim_host():
+    """franky-sim, the Franka's protocol twin (robot_rl.sim.franka.server), as its own process on a free
+    loopback address (libfranka's ports are fixed: one server per address), stopped after the module."""
+    pytest.importorskip("franky")
+    pytest.importorskip("franky_sim")
+    from robot_rl.sim.franka import server
+
+    host = server.free_loopback_host()
+    process = server.spawn(host)
+    yield host
+    assert server.stop(process) == 0  # SIGTERM ends franky-sim cleanly

@@ -17,7 +17,7 @@ TINY = ["algo.agent.hidden=[32,32]", "algo.batch_size=16", "eval.episodes=1", "e
 
 def demo_store(path: Path, task: str = "reach", episodes: int = 4, noise: float = 0.1, seed: int = 0,
                robot: str = "widowx") -> Path:
-    """Scripted demonstrations (the WidowX's unless ``robot``), recorded as `robot-rl collect` does
+    """Scripted demonstrations on a twin (the WidowX's by default), recorded as `robot-rl collect` does
     (fixed-horizon episodes)."""
     env = make_env(robot, task, terminate_on_success=False)
     with StoreWriter.create(path, env.embodiment) as writer:

@@ -5,6 +5,7 @@ graphs they build are the ones `bringup` runs (robot_rl.launch.graphs), tested b
 from __future__ import annotations
 
 import ast
+import os
 import signal
 import sys
 import textwrap
@@ -261,8 +262,8 @@ def test_the_scripted_operator_waits_for_a_listener_and_then_settles():
 
 # --- end to end: `robot-rl bringup teleop_collect` on the twin, real nodes in real processes -----------
 
-@pytest.mark.parametrize("robot, task, extra", [("widowx", "reach", []), ("rc_car", "goal", ["rate=20"])])
-def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episodes(tmp_path, robot, task, extra):
+@pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift"), ("rc_car", "goal")])
+def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episodes(tmp_path, robot, task):
     import subprocess
 
     from robot_rl.datasets import TrajectoryReader
@@ -270,10 +271,9 @@ def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episode
     from robot_rl.sim import make_env
 
     out = tmp_path / f"{robot}.zarr"
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "teleop_collect", "backend=twin",
-                           f"robot={robot}", "teleop=scripted", f"task={task}", "episodes=2", *extra, f"out={out}",
-                           f"run_dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "teleop_collect", f"robot={robot}",
+                           "backend=twin", "teleop=scripted", f"task={task}", "episodes=2", f"out={out}",
+                           f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[bringup] recorder finished: stopping the graph" in done.stdout
     assert validate(out) == []
@@ -293,15 +293,16 @@ def test_bringup_teleop_collect_with_the_scripted_operator_records_valid_episode
         assert speeds.max() > 0.2, "the car never moved"
 
 
-def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latency(tmp_path):
+@pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift")])
+def test_bringup_deploy_on_the_twin_runs_a_learner_checkpoint_and_reports_latency(tmp_path, robot, task):
     import subprocess
 
     from learner_helpers import tiny_checkpoint
 
-    run = tiny_checkpoint(tmp_path / "train")
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "deploy", "backend=twin",
-                           f"checkpoint={run}", "steps=10", f"run_dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True, timeout=240)
+    run = tiny_checkpoint(tmp_path / "train", f"task={robot}_{task}")
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "deploy", f"robot={robot}",
+                           f"task={task}", "backend=twin", f"checkpoint={run}", "steps=10",
+                           f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[policy] success:" in done.stdout and "after 10 actions" in done.stdout
     assert "[policy] inference latency: p50" in done.stdout
@@ -317,3 +318,40 @@ def test_the_scripted_operator_alone_plays_its_episodes_and_exits():
                            "--episodes", "2"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("episode start") == 2 and "scripted episodes (outcome, actions): [(" in done.stderr
+
+
+def test_bringup_deploy_on_franky_drives_franky_sim_from_topics_and_reports_latency(tmp_path, franky_sim_host, spinner):
+    """backend=franky: the Franka process through libfranka to franky-sim, the policy node reading its topics;
+    Ctrl-C ends the job, every process with status 0, and the policy node prints its latency report."""
+    import subprocess
+
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+
+    from learner_helpers import tiny_checkpoint
+    from robot_rl.drivers.driver_node import COMMAND_QOS
+    from ros_helpers import wait_for
+
+    run = tiny_checkpoint(tmp_path / "train", "task=franka_lift", "obs_keys=[state]")  # no task_state on hardware
+    applied = []
+    listener = spinner.add(Node("deploy_listener", context=spinner.executor.context))
+    listener.create_subscription(JointState, "ee_command_applied", applied.append, COMMAND_QOS)
+    spinner.start()
+    log = tmp_path / "bringup.log"
+    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "deploy", "robot=franka", "task=lift",
+                                "backend=franky", f"port={franky_sim_host}", "cameras=[]", f"checkpoint={run}",
+                                f"run_dir={tmp_path / 'run'}"], stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        wait_for(lambda: len(applied) >= 20 or process.poll() is not None, 120.0, "the policy's commands applied")
+        assert process.poll() is None, log.read_text()[-3000:]
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    out = log.read_text()
+    assert "[policy] command latency: p50" in out, out[-3000:]
+    assert "[bringup] franka stopped (status 0)" in out and "[bringup] policy stopped (status 0)" in out, out[-3000:]
+    assert "backend fault" not in out, out[-3000:]

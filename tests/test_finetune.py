@@ -46,9 +46,12 @@ def checkpoint_state(run: Path) -> dict:
         return {"env_steps": -1}
 
 
-def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints(tmp_path, dataset):
+@pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift")])
+def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints(tmp_path, dataset, robot, task):
     run = tmp_path / "run"
-    done = finetune(*TINY, f"dataset={dataset}", "backend=twin", "realtime=true", "max_steps=10",
+    if robot != "widowx":
+        dataset = demo_store(tmp_path / f"{task}.zarr", task=task, episodes=2, robot=robot)
+    done = finetune(*TINY, f"robot={robot}", f"task={task}", f"dataset={dataset}", "backend=twin", "realtime=true", "max_steps=10",
                     "algo.schedule.warmup_steps=10", "algo.schedule.online_steps=40", "publish_every=10",
                     "eval.every_env_steps=0", "eval.video=false", f"run_dir={run}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
@@ -59,7 +62,7 @@ def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints
     state = checkpoint_state(run)
     assert state["env_steps"] == 40 and state["actor"]["finished"]
     assert state["critic_updates"] == 20 + 30  # offline, then one per consumed step after the warmup
-    reloads = re.findall(r"\[widowx\] .*now running checkpoint (\S+)", done.stdout)
+    reloads = re.findall(rf"\[{robot}\] .*now running checkpoint (\S+)", done.stdout)
     assert reloads, done.stdout[-4000:]  # the policy node switched to a checkpoint the learner published online
     report = (run / "report" / "report.md").read_text()
     assert "| pretrained only |" in report and "| fine-tuned | 40 |" in report

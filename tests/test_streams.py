@@ -80,8 +80,35 @@ def test_state_from_joints_equals_the_twins_state():
     env.close()
     with pytest.raises(ValueError, match="missing \\['gripper'\\]"):
         proprio(list(wx.ARM_JOINTS), np.zeros(6))
-    with pytest.raises(ValueError, match="robot='franka'"):
-        proprio_builder("franka")
+    with pytest.raises(ValueError, match="robot='ur5'"):
+        proprio_builder("ur5")
+
+
+def test_franka_state_from_joints_and_velocities_equals_the_twins_state():
+    import mujoco
+
+    from robot_rl.sim.franka import panda
+
+    env = make_env("franka", "lift").unwrapped
+    env.reset(seed=2)
+    proprio = proprio_builder("franka")
+    rng = np.random.default_rng(1)
+    model, data = env.model, env.data
+    for _ in range(5):
+        q = panda.HOME_QPOS + rng.uniform(-0.4, 0.4, 7)
+        dq = rng.uniform(-0.5, 0.5, 7)
+        finger = rng.uniform(0.0, panda.GRIPPER_MAX_WIDTH / 2)
+        data.qpos[:7], data.qvel[:] = q, 0.0
+        data.qvel[:7] = dq
+        for name in panda.FINGER_JOINT_NAMES:
+            data.qpos[model.joint(name).qposadr[0]] = finger
+        mujoco.mj_forward(model, data)
+        expected = env.observe()["state"]
+        names = [*panda.JOINT_NAMES, "finger"]
+        found = proprio(names[::-1], [*q, finger][::-1], [*dq, 0.0][::-1])  # any joint order
+        assert found.dtype == np.float32 and found.shape == (21,)
+        np.testing.assert_allclose(found, expected, atol=1e-4)
+    env.close()
 
 
 # --- the observation source over DDS --------------------------------------------------------------

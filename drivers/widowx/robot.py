@@ -52,7 +52,8 @@ class WidowXProprio:
         self.joint_names = wx.JOINT_NAMES
         self.kinematics = WidowXKinematics()
 
-    def __call__(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
+    def __call__(self, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float] = ()) -> np.ndarray:
+        """``velocities`` are not part of this state (the robot layer passes every robot's builder them)."""
         q = ordered_positions(names, positions, self.joint_names)
         pos, quat = self.kinematics.forward(q[:6])
         if quat[0] < 0:

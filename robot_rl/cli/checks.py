@@ -23,18 +23,24 @@ TRAIN_RANGES = {
     "algo.discount": ("number", 1e-6, 1.0, False), "algo.n_step": ("int", 1, None, False),
     "takeover_budget": ("int", 0, None, True), "hil_ratio": ("number", 0, 0.99, False),
 }
-FINETUNE_RANGES = {**TRAIN_RANGES, "max_lag": ("int", 1, None, False), "rate": ("number", 1e-3, None, False),
+FINETUNE_RANGES = {**TRAIN_RANGES, "max_lag": ("int", 1, None, False), "rate": ("number", 1e-3, None, True),
                    "camera_fps": ("number", 1e-3, None, False), "grace_s": ("number", 0, None, False)}
 COLLECT_RANGES = {"episodes": ("int", 1, None, False), "noise": ("number", 0, None, False),
                   "seed": ("int", 0, None, False), "max_steps": ("int", 1, None, True)}
 EVAL_RANGES = {"episodes": ("int", 1, None, False), "video_episodes": ("int", 1, None, False),
                "seed": ("int", 0, None, False)}
-BRINGUP_RANGES = {"rate": ("number", 1e-3, None, False), "camera_fps": ("number", 1e-3, None, False),
+BRINGUP_RANGES = {"rate": ("number", 1e-3, None, True), "camera_fps": ("number", 1e-3, None, False),
                   "episodes": ("int", 0, None, False), "steps": ("int", 1, None, True),
                   "execute_steps": ("int", 1, None, True), "seed": ("int", 0, None, False),
                   "grace_s": ("number", 0, None, False)}
-CHOICES = {"reward_type": ("dense", "sparse"), "actor": ("internal", "external"), "backend": ("twin", "dynamixel", "vesc"),
-           "codec": ("zstd", "lz4", "raw", "jpeg")}
+CHOICES = {"reward_type": ("dense", "sparse"), "actor": ("internal", "external"), "codec": ("zstd", "lz4", "raw", "jpeg")}
+
+
+def _backends() -> tuple[str, ...]:
+    """The twin and every registered robot's hardware backends (robot_rl.drivers.robot)."""
+    from robot_rl.drivers.robot import ROBOTS, TWIN, robot_definition
+
+    return (TWIN, *dict.fromkeys(b for robot in ROBOTS for b in robot_definition(robot).hardware_backends))
 
 
 def check_config(verb: str, overrides: list[str], cfg: DictConfig, *, robots_extra: tuple[str, ...] = (),
@@ -46,7 +52,8 @@ def check_config(verb: str, overrides: list[str], cfg: DictConfig, *, robots_ext
               "bringup": BRINGUP_RANGES}[verb]
     typed = {p.split("=", 1)[0] for p in problems}
     problems += [p for key, rule in ranges.items() if key not in typed and (p := _range_problem(cfg, key, *rule))]
-    problems += [p for key, allowed in CHOICES.items() if (p := _choice_problem(cfg, key, allowed))]
+    choices = {**CHOICES, "backend": _backends()}
+    problems += [p for key, allowed in choices.items() if (p := _choice_problem(cfg, key, allowed))]
     problems += _schedule_problems(cfg)
     problems += _image_size_problems(cfg)
     if verb != "eval" and not problems:

@@ -35,7 +35,8 @@ __getattr__ = lazy_exports(__name__, {
     "FrankaLift": "robot_rl.sim.franka.lift",
     "FrankaPegInsert": "robot_rl.sim.franka.peg_insert",
     "FrankaTwin": "robot_rl.sim.franka.twin",
-    "clip_target": "robot_rl.sim.franka.twin",
+    "clip_target": "robot_rl.sim.franka.targets",
+    "step_target": "robot_rl.sim.franka.targets",
 })
 __all__ = [
     "CONTROL_RATE_HZ", "FINGER_JOINT_NAMES", "GRIPPER_MAX_WIDTH", "HOME_QPOS", "JOINT_LIMITS_HIGH",
@@ -43,5 +44,5 @@ __all__ = [
     "ROTATIONAL_DAMPING", "ROTATIONAL_STIFFNESS", "SAFETY_BOX_HIGH", "SAFETY_BOX_LOW", "TCP_OFFSET",
     "TORQUE_LIMITS", "TRANSLATIONAL_DAMPING", "TRANSLATIONAL_STIFFNESS",
     "FrankaLift", "FrankaLiftExpert", "FrankaPegInsert", "FrankaPegInsertExpert", "FrankaTwin", "IKError",
-    "clip_target", "solve_ik",
+    "clip_target", "solve_ik", "step_target",
 ]

@@ -50,3 +50,38 @@ def solve_ik(model: mujoco.MjModel, data: mujoco.MjData, pos, quat, q_start=HOME
     raise IKError(f"solve_ik: no joint pose puts the TCP at {pos.round(3)} / {quat.round(3)} "
                   f"(error {np.linalg.norm(error):.2g} after {iterations} iterations): "
                   "keep targets inside the safety box")
+
+
+class PandaKinematics:
+    """Forward and inverse kinematics of the TCP on the Panda alone (panda.xml, no scene), with its own
+    MjData: for drivers, which have joint readings and no twin."""
+
+    def __init__(self):
+        from robot_rl.sim.twin import asset_path
+
+        self.model = mujoco.MjModel.from_xml_path(asset_path("franka/panda.xml"))
+        self.data = mujoco.MjData(self.model)
+        self._qadr = np.array([self.model.joint(name).qposadr[0] for name in JOINT_NAMES])
+        self._dadr = np.array([self.model.joint(name).dofadr[0] for name in JOINT_NAMES])
+        self._site = self.model.site("tcp").id
+        self._jacp, self._jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
+
+    def forward(self, q) -> tuple[np.ndarray, np.ndarray]:
+        """TCP position (m) and quaternion (w, x, y, z) at the 7 arm joints ``q``."""
+        self.data.qpos[self._qadr] = q
+        mujoco.mj_kinematics(self.model, self.data)
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, self.data.site_xmat[self._site])
+        return self.data.site_xpos[self._site].copy(), quat
+
+    def twist(self, q, dq) -> tuple[np.ndarray, np.ndarray]:
+        """TCP linear (m/s) and angular (rad/s) velocity, base frame, at joints ``q`` moving at ``dq``."""
+        self.forward(q)
+        mujoco.mj_comPos(self.model, self.data)
+        mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self._site)
+        dq = np.asarray(dq, dtype=float)
+        return self._jacp[:, self._dadr] @ dq, self._jacr[:, self._dadr] @ dq
+
+    def inverse(self, pos, quat, q_start) -> np.ndarray:
+        """Joints that put the TCP at ``pos`` / ``quat``, starting from (and pulled toward) ``q_start``."""
+        return solve_ik(self.model, self.data, pos, quat, q_start)

@@ -13,7 +13,6 @@ The new target is the last target plus the delta, clipped to the safety box and 
 """
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import mujoco
@@ -22,22 +21,9 @@ import numpy as np
 from robot_rl.sim.franka import panda
 from robot_rl.sim.franka.kinematics import solve_ik
 from robot_rl.sim.franka.spec import ACTION_DIM, CAMERAS, STATE_DIM
-from robot_rl.sim.rotations import local_rotvec, quat_exp, quat_mul, yaw_quat
+from robot_rl.sim.franka.targets import clip_target, gripper_width, step_target
+from robot_rl.sim.rotations import quat_exp, quat_mul, yaw_quat
 from robot_rl.sim.twin import TwinEnv
-
-_ORIENTATION_LIMITS = tuple(panda.ORIENTATION_LIMITS.tolist())  # floats: cheaper to compare per step
-
-
-def clip_target(pos: np.ndarray, quat: np.ndarray, low: np.ndarray = panda.SAFETY_BOX_LOW,
-                high: np.ndarray = panda.SAFETY_BOX_HIGH) -> tuple[np.ndarray, np.ndarray]:
-    """Clip a Cartesian target to a safety box and the orientation limits about the nominal pose."""
-    pos = np.minimum(np.maximum(pos, low), high)
-    quat = quat / math.sqrt(quat @ quat)
-    tilt = local_rotvec(quat, panda.NOMINAL_QUAT)
-    if any(abs(angle) > limit for angle, limit in zip(tilt.tolist(), _ORIENTATION_LIMITS)):
-        tilt = np.minimum(np.maximum(tilt, -panda.ORIENTATION_LIMITS), panda.ORIENTATION_LIMITS)
-        quat = quat_mul(panda.NOMINAL_QUAT, quat_exp(tilt))
-    return pos, quat
 
 
 class FrankaTwin(TwinEnv):
@@ -91,13 +77,11 @@ class FrankaTwin(TwinEnv):
         self._mocap_quat[:] = self.target_quat
 
     def _apply_action(self, action: np.ndarray) -> None:
-        action = action.astype(np.float64)
-        turn = quat_exp(action[3:6] * panda.ROT_STEP)
-        self.set_target(self.target_pos + action[:3] * panda.POS_STEP, quat_mul(turn, self.target_quat))
+        self.set_target(*step_target(self.target_pos, self.target_quat, action, self.safety_low, self.safety_high))
         self._command_gripper(float(action[6]))
 
     def _command_gripper(self, command: float) -> None:
-        self.data.ctrl[self._gripper] = 0.5 * panda.GRIPPER_MAX_WIDTH * (command + 1.0)
+        self.data.ctrl[self._gripper] = gripper_width(command)
 
     def _simulate(self) -> None:
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)

@@ -1,0 +1,1 @@
+"""The Franka Panda / FR3 driver: franky (libfranka) hardware backend, twin backend, robot process."""

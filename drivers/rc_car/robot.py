@@ -47,7 +47,8 @@ class CarProprio:
 
         self.joint_names = STATE_NAMES
 
-    def __call__(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
+    def __call__(self, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float] = ()) -> np.ndarray:
+        """``velocities`` are taken and not used: the car's speeds are entries of its state already."""
         from robot_rl.drivers.proprio import ordered_positions
 
         return ordered_positions(names, positions, self.joint_names).astype(np.float32)

@@ -282,6 +282,20 @@ def test_tanh_gaussian_log_prob_matches_torch_distributions():
     torch.testing.assert_close(log_prob, dist.log_prob(squashed))
 
 
+def test_tanh_gaussian_log_prob_of_given_actions_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 2, (8,))
+    features = torch.randn(4, 3)
+    mean, log_std = actor(features)
+    action = torch.tensor([[0.3, -0.9], [0.0, 0.5], [-0.99, 0.99], [0.7, -0.1]])
+    dist = TransformedDistribution(Independent(Normal(mean, log_std.exp()), 1), [TanhTransform()])
+    torch.testing.assert_close(actor.log_prob(features, action), dist.log_prob(action))
+    # the data's actions at the edges (a gripper at exactly +-1): finite, and as likely as 1 - 1e-4
+    edge = actor.log_prob(features, torch.tensor([[1.0, -1.0]] * 4))
+    torch.testing.assert_close(edge, actor.log_prob(features, torch.tensor([[1 - 1e-4, -1 + 1e-4]] * 4)))
+    assert torch.isfinite(edge).all()
+
+
 def test_tanh_gaussian_log_prob_is_accurate_far_into_saturation():
     actor = TanhGaussianActor(1, 2, ())
     with torch.no_grad():
@@ -461,6 +475,32 @@ def test_cql_bc_weight_adds_the_mse_of_the_policy_mode_to_the_data_actions_only_
     assert loss.item() == pytest.approx(plain + 2.0 * mse, rel=1e-5)
     agent.conservative = False  # WSRL's online phase: plain SAC
     assert agent.actor_loss(torch.tensor(OBS), batch)[0].item() == pytest.approx(plain, rel=1e-5)
+
+
+def test_cql_awr_weights_the_data_actions_log_likelihood_by_exp_beta_advantage_while_conservative(monkeypatch):
+    """AWR extraction: -mean(min(exp(beta (Q(s, a_data) - Q(s, a_pi))), max) log pi(a_data|s)); online: SAC."""
+    agent = make_agent(CQL, action_dim=2, init_temperature=0.5, actor_extraction="awr",
+                       awr_inverse_temperature=2.0, awr_max_weight=3.0)
+    actions, log_probs = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0]
+    data_log_probs = [-0.5, 1.0, -2.0]
+    monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
+    monkeypatch.setattr(agent.actor, "log_prob", lambda f, a: torch.tensor(data_log_probs))
+    batch = cql_batch(valid=(1.0, 0.0, 1.0))
+    q = lambda s, a: sum(q_ref(m, s, a) for m in ONLINE) / 3  # noqa: E731
+    weights = [min(math.exp(2.0 * (q(s, d) - q(s, a))), 3.0) for s, d, a in zip(OBS, CQL_ACTION, actions)]
+    assert min(weights) < 3.0 and max(weights) == 3.0, "the case should exercise both sides of the clip"
+    expected = -(weights[0] * data_log_probs[0] + weights[2] * data_log_probs[2]) / 2  # row 1 is not valid
+    loss, log_prob = agent.actor_loss(torch.tensor(OBS), batch)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(log_prob, torch.tensor(log_probs))  # the temperature still reads the policy's
+    agent.conservative = False
+    plain = sum(0.5 * lp - q(s, a) for s, a, lp in zip(OBS, actions, log_probs)) / 3
+    assert agent.actor_loss(torch.tensor(OBS), batch)[0].item() == pytest.approx(plain, rel=1e-5)
+
+
+def test_cql_refuses_an_unknown_actor_extraction():
+    with pytest.raises(ValueError, match="actor_extraction='iql'.*expected one of"):
+        make_agent(CQL, action_dim=2, actor_extraction="iql")
 
 
 def test_cql_normalize_q_in_actor_divides_the_soft_q_term_by_the_mean_absolute_q(monkeypatch):

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import torch
 
 from robot_rl.algos.batch import Batch
-from robot_rl.algos.ops import conservative_gap, imitation_loss, optimizer_step, q_per_action
+from robot_rl.algos.ops import conservative_gap, imitation_loss, masked_mean, optimizer_step, q_per_action
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import SAC, SACConfig
+
+ACTOR_EXTRACTIONS = ("sac", "awr")
 
 
 @dataclass
@@ -35,6 +37,9 @@ class CQLConfig(SACConfig):
     normalize_q_in_actor: bool = False  # with bc_weight, divide the soft-Q term by mean |Q| (TD3+BC, Fujimoto &
                                         # Gu 2021: lambda = 2.5 / mean|Q|, i.e. bc_weight 0.4 here), so the
                                         # imitation term's weight does not depend on the scale of the returns
+    actor_extraction: str = "sac"    # while conservative: sac (maximize the soft Q) | awr (below)
+    awr_inverse_temperature: float = 3.0  # awr: beta in exp(beta * advantage) (IQL's 3, Kostrikov et al. 2021)
+    awr_max_weight: float = 100.0    # awr: weights clipped here (IQL, AWAC)
 
 
 def plan(schedule) -> list[Phase]:
@@ -49,6 +54,9 @@ class CQL(SAC):
     config_class = CQLConfig
 
     def __init__(self, shapes, action_dim, config: CQLConfig):
+        if config.actor_extraction not in ACTOR_EXTRACTIONS:
+            raise ValueError(f"algo.agent.actor_extraction={config.actor_extraction!r}: expected one of "
+                             f"{ACTOR_EXTRACTIONS}")
         super().__init__(shapes, action_dim, config)
         self.conservative = True  # False: plain SAC loss (WSRL's online phase)
         self.log_cql_alpha = torch.nn.Parameter(torch.tensor(math.log(config.cql_alpha)))
@@ -82,10 +90,26 @@ class CQL(SAC):
 
     def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """SAC's actor loss; in conservative phases with ``bc_weight``, plus that times the MSE of the
-        policy's mode to the batch's actions (the offline phase only: WSRL's online SAC drops it)."""
+        policy's mode to the batch's actions. With ``actor_extraction: awr`` the conservative phases use
+        advantage-weighted regression instead. WSRL's online SAC drops both."""
+        if self.conservative and self.config.actor_extraction == "awr" and batch is not None:
+            return self.advantage_weighted_loss(features, batch)
         loss, log_prob = super().actor_loss(features)
         if self.conservative and self.config.bc_weight and batch is not None:
             loss = loss + self.config.bc_weight * imitation_loss(self.actor.mode(features), batch, self.action_dim)
+        return loss, log_prob
+
+    def advantage_weighted_loss(self, features: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """AWR policy extraction (Peng et al. 2019; AWAC, Nair et al. 2020; IQL, Kostrikov et al. 2021): the
+        data's actions' log-likelihood weighted by exp(beta * (Q(s, a_data) - Q(s, a ~ pi))). The policy
+        only ever moves toward actions in the data, so at uniform weights it is behaviour cloning, and the
+        critic's job is to pick the better of them. Returns the loss and a sample's log pi (temperature)."""
+        cfg = self.config
+        action, log_prob = self.actor.sample(features)
+        with torch.no_grad():
+            advantage = self.critic(features, batch.action).mean(0) - self.critic(features, action).mean(0)
+            weight = torch.exp(cfg.awr_inverse_temperature * advantage).clamp(max=cfg.awr_max_weight)
+        loss = -masked_mean(weight * self.actor.log_prob(features, batch.action), batch.valid)
         return loss, log_prob
 
     def actor_objective_scale(self, q: torch.Tensor) -> float | torch.Tensor:

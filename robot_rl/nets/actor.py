@@ -25,12 +25,24 @@ class TanhGaussianActor(nn.Module):
     def sample(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterized action in [-1, 1] and its log-probability (with the tanh Jacobian)."""
         mean, log_std = self(features)
-        noise = torch.randn_like(mean)
-        pre_tanh = mean + log_std.exp() * noise
-        gaussian_log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        # log(1 - tanh(u)^2) written stably: 2 * (log 2 - u - softplus(-2u))
-        log_det = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
-        return torch.tanh(pre_tanh), gaussian_log_prob - log_det
+        pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(pre_tanh), squashed_log_prob(pre_tanh, mean, log_std)
+
+    def log_prob(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(action | features) of given actions in [-1, 1] (the data's: edges pulled in by 1e-4,
+        where tanh's inverse is finite)."""
+        mean, log_std = self(features)
+        pre_tanh = torch.atanh(action.clamp(-1.0 + 1e-4, 1.0 - 1e-4))
+        return squashed_log_prob(pre_tanh, mean, log_std)
 
     def mode(self, features: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(features)[0])
+
+
+def squashed_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log-density of tanh(pre_tanh) under tanh(N(mean, exp(log_std)^2)), summed over action dimensions."""
+    noise = (pre_tanh - mean) / log_std.exp()
+    gaussian_log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    # log(1 - tanh(u)^2) written stably: 2 * (log 2 - u - softplus(-2u))
+    log_det = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+    return gaussian_log_prob - log_det

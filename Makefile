@@ -83,7 +83,7 @@ test: venv $(S3_SERVER_STAMP)
 	@rc=0; $(VENV)/bin/python -m pytest -q $(if $(FAST),-m "not slow") $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
-# The main job on the WidowX twin (robot-rl demo): 50 scripted reach demonstrations, Cal-QL pretraining,
+# The main job on the WidowX twin (robot-rl demo): 5 scripted reach demonstrations, Cal-QL pretraining,
 # WSRL fine-tuning on a perturbed twin standing in for the real robot, and a report in
 # runs/demo/finetune/report/ (runs/demo/ is rewritten). QUICK=1 shrinks every budget (what CI runs).
 demo: venv

@@ -4,7 +4,7 @@
     finetune        `robot-rl finetune realtime=false`: the learner and the fast twin actor as two
                     processes linked only by the run folder (what `make demo` runs)
 
-Both pretrain with Cal-QL on the same 50 scripted reach demonstrations, then fine-tune with WSRL online on
+Both pretrain with Cal-QL on the same scripted reach demonstrations (the demo's 5), then fine-tune with WSRL online on
 the perturbed twin for the same number of steps at UTD 1, and are evaluated on the same 20 episodes.
 Each run is a subprocess with one torch thread, run one after the other; the wall time includes start-up
 and evaluations, the same in both.

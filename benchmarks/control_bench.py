@@ -98,6 +98,7 @@ RETURN_DELAY_UNIT_S = 2e-6
 FACTORY_RETURN_DELAY = 250       # XM430 / XL430 factory default Return Delay Time (500 us)
 BUS_HZ, COMMAND_HZ = 50.0, 20.0
 WAIST_STEP = 0.004               # rad per command
+PRE_ROLL_Z, PRE_ROLL_X = 0.30, 0.40  # m: the Franka's TCP inside its safety box (z 0.01-0.40, x 0.30-0.70)
 
 
 # --- 1. the bus cycle --------------------------------------------------------------------------
@@ -508,9 +509,11 @@ def fault_table(results: dict, trials: int) -> Table:
 def franka_run(seconds: float, commands: int) -> dict:
     """The Franka DriverNode (robot_rl.drivers.franka.node's parts, 50 Hz bus, 10 Hz commands) over
     FrankyBackend against franky-sim in a process of its own on a loopback address. Records joint_states
-    for ``seconds``, then publishes ``commands`` ee_delta_command messages at 10 Hz (small alternating z
-    steps, inside every limit) and stamps each motion update: the return of the JointMotion handed to franky
-    (robot.move, asynchronous) that carries the command's target. Meanwhile a thread samples the robot
+    for ``seconds``, then brings the TCP inside the safety box (home is above its top: a target clipped to
+    the box moves nothing, so no motion update would come), then publishes ``commands`` ee_delta_command
+    messages at 10 Hz (small alternating z steps, inside every limit). Each command is matched to the
+    motion update its own ee_delta call handed to franky (robot.move, asynchronous), stamped at its
+    return; a command that sent no new motion counts as unmatched. Meanwhile a thread samples the robot
     state's clock (1 ms per franky-sim control cycle) every 2 ms: franky-sim's achieved loop rate and its
     longest stall."""
     from std_msgs.msg import Float64MultiArray
@@ -537,6 +540,15 @@ def franka_run(seconds: float, commands: int) -> dict:
             updates.append((time.perf_counter(), np.asarray(targets[:7]).copy()))
 
     backend.write = timed_write
+    command_updates: list[float | None] = []  # per ee_delta call, in order: when its motion update left
+
+    def timed_ee_delta(action, now=None, _ee_delta=driver.arbiter.ee_delta):
+        before = len(updates)
+        outcome = _ee_delta(action, now)
+        command_updates.append(updates[before][0] if len(updates) > before else None)
+        return outcome
+
+    driver.arbiter.ee_delta = timed_ee_delta
     clock: list[tuple[float, int]] = []
     sampling = threading.Event()
 
@@ -565,6 +577,8 @@ def franka_run(seconds: float, commands: int) -> dict:
         time.sleep(seconds)
         client.recording = False
         states = np.array(client.states)
+        pre_roll(ee_pub, driver.arbiter.ee_controller)
+        command_updates.clear()
         sampler = threading.Thread(target=sample_clock, daemon=True)
         sampler.start()
         published = []
@@ -588,12 +602,8 @@ def franka_run(seconds: float, commands: int) -> dict:
         driver.destroy_node()
         client.destroy_node()
         server.stop(sim)
-    update_times = np.array([t for t, _ in updates])
-    latency = []
-    for t_pub in published:  # every command writes its new target at once: the first update after it
-        i = np.searchsorted(update_times, t_pub)
-        if i < len(update_times):
-            latency.append(update_times[i] - t_pub)
+    # commands arrive in order (reliable, depth 10, 10 Hz): the k-th ee_delta call is the k-th publish
+    latency = [t_update - t_pub for t_pub, t_update in zip(published, command_updates) if t_update is not None]
     clock_arr = np.array(clock, dtype=float)
     wall, robot_ms = clock_arr[:, 0], clock_arr[:, 1]
     changes = np.flatnonzero(np.diff(robot_ms) > 0) + 1
@@ -602,6 +612,25 @@ def franka_run(seconds: float, commands: int) -> dict:
     return {"states": states, "latency": np.array(latency), "sent": len(published), "fault": fault,
             "sim_rate_hz": rate, "sim_stall_s": float(np.max(np.diff(change_times))) if len(change_times) > 1 else 0.0,
             "sim_seconds": float(wall[-1] - wall[0]) if len(wall) > 1 else 0.0}
+
+
+def pre_roll(ee_pub, controller, timeout: float = 10.0) -> None:
+    """Full-scale steps (3 cm) at 10 Hz down and forward until the commanded TCP is inside the safety box
+    (below PRE_ROLL_Z, beyond PRE_ROLL_X), then a pause longer than the watchdog: the measured commands start
+    a fresh stream from the measured pose."""
+    from std_msgs.msg import Float64MultiArray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        x, _, z = controller.target_pos
+        if z <= PRE_ROLL_Z and x >= PRE_ROLL_X:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"franka: the pre-roll did not bring the TCP into the box (at x={x:.3f}, z={z:.3f})")
+        action = [1.0 if x < PRE_ROLL_X else 0.0, 0.0, -1.0 if z > PRE_ROLL_Z else 0.0, 0.0, 0.0, 0.0, 1.0]
+        ee_pub.publish(Float64MultiArray(data=action))
+        time.sleep(0.1)
+    time.sleep(1.0)
 
 
 def franka_tables(r: dict, seconds: float) -> list[Table]:

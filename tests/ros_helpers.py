@@ -52,3 +52,42 @@ class Spinner:
         for backend in self.backends:
             backend.close()
         self.nodes, self.closers, self.backends = [], [], []
+
+
+class Operator:
+    """The operator of a hardware job, played by a test: the recorder's std_srvs/Trigger services
+    (start_episode, stop_episode, success_episode, discard_episode) called on a node of the test's Spinner,
+    the driver's applied commands on ``applied_topic`` counted, and ``drive`` as the operator's device
+    (a constant ee_delta_command at a rate)."""
+
+    SERVICES = ("start_episode", "stop_episode", "success_episode", "discard_episode")
+
+    def __init__(self, spinner: Spinner, name: str, applied_topic: str = "command_applied"):
+        from rclpy.node import Node
+        from sensor_msgs.msg import JointState
+        from std_srvs.srv import Trigger
+
+        self.node = spinner.add(Node(name, context=spinner.executor.context))
+        self.clients = {service: self.node.create_client(Trigger, service) for service in self.SERVICES}
+        self.applied: list = []
+        self.node.create_subscription(JointState, applied_topic, self.applied.append, 10)
+
+    def call(self, service: str, timeout: float = 10.0):
+        """The service's Trigger response (success, message)."""
+        from std_srvs.srv import Trigger
+
+        client = self.clients[service]
+        assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
+        future = client.call_async(Trigger.Request())
+        wait_for(future.done, timeout, f"the {service} response")
+        return future.result()
+
+    def drive(self, action, rate_hz: float):
+        """Publish ``action`` on ee_delta_command at ``rate_hz`` from now on (the device held still at it)."""
+        from std_msgs.msg import Float64MultiArray
+
+        from robot_rl.drivers.driver_node import COMMAND_QOS
+
+        publisher = self.node.create_publisher(Float64MultiArray, "ee_delta_command", COMMAND_QOS)
+        message = Float64MultiArray(data=[float(a) for a in action])
+        return self.node.create_timer(1.0 / rate_hz, lambda: publisher.publish(message))

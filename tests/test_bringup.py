@@ -355,3 +355,62 @@ def test_bringup_deploy_on_franky_drives_franky_sim_from_topics_and_reports_late
     assert "[policy] command latency: p50" in out, out[-3000:]
     assert "[bringup] franka stopped (status 0)" in out and "[bringup] policy stopped (status 0)" in out, out[-3000:]
     assert "backend fault" not in out, out[-3000:]
+
+
+def test_bringup_teleop_collect_on_franky_records_the_operators_episodes_from_franky_sim(tmp_path, franky_sim_host,
+                                                                                        spinner):
+    """backend=franky teleop=none: the Franka process through libfranka to franky-sim and the recorder, the
+    operator (this test) driving ee_delta_command and starting and ending each episode at the recorder's
+    services. Two kept episodes end the job; the store holds them as the arm's state moved under the commands."""
+    import subprocess
+
+    from robot_rl.datasets import TrajectoryReader
+    from robot_rl.datasets.repair import validate
+    from robot_rl.sim.specs import embodiment_spec
+    from ros_helpers import Operator, wait_for
+
+    operator = Operator(spinner, "franka_operator", applied_topic="ee_command_applied")
+    spinner.start()
+    out, log = tmp_path / "franka_real.zarr", tmp_path / "bringup.log"
+    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "robot-rl"), "bringup", "teleop_collect", "robot=franka",
+                                "task=lift", "backend=franky", f"port={franky_sim_host}", "teleop=none", "cameras=[]",
+                                "episodes=2", f"out={out}", f"run_dir={tmp_path / 'run'}"], stdout=open(log, "w"),
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        operator.drive([0.0, 0.0, -0.2, 0.0, 0.0, 0.0, 1.0], rate_hz=10.0)  # 6 mm down per command, gripper open
+        # The ready pose is above the safety box: the first targets jump down to its top (an executed action
+        # beyond 1). The operator records from inside the box, where a command executes as given.
+        wait_for(lambda: operator.applied and abs(operator.applied[-1].position[2] + 0.2) < 1e-3, 90,
+                 "a command executed as given (the TCP inside the safety box)")
+        for end in ("stop_episode", "success_episode"):
+            wait_for(lambda: process.poll() is not None or operator.call("start_episode").success, 90,
+                     "an episode to start")
+            assert process.poll() is None, log.read_text()[-3000:]
+            started = len(operator.applied)
+            wait_for(lambda n=started + 8: len(operator.applied) >= n, 30, "eight commands into the episode")
+            ended = operator.call(end)
+            assert ended.success, ended.message
+        process.wait(timeout=60)  # the recorder has its two episodes: the job ends itself
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = log.read_text()
+    assert process.returncode == 0, text[-3000:]
+    assert "[bringup] recorder finished: stopping the graph" in text and "[bringup] franka stopped (status 0)" in text
+    assert "backend fault" not in text, text[-3000:]
+    assert validate(out) == []
+    reader = TrajectoryReader(out)
+    assert reader.num_episodes == 2
+    assert {k: (v.shape, v.dtype) for k, v in reader.spec.keys().items()} == \
+           {k: (v.shape, v.dtype) for k, v in embodiment_spec("franka").keys().items()}  # no task_state on hardware
+    assert [reader.episode_info(i)["source"] for i in range(2)] == ["teleop", "teleop"]
+    assert [reader.episode_info(i)["success"] for i in range(2)] == [None, True]
+    episodes = [reader.episode(i) for i in range(2)]
+    assert all(len(e["action"]) >= 6 for e in episodes)
+    assert episodes[1]["reward"][-1] == 1.0 and episodes[1]["terminated"][-1]
+    actions = np.concatenate([e["action"] for e in episodes])
+    assert np.all(np.abs(actions) <= 1.0) and np.all(actions[:, 2] < 0)  # executed (the safety filter's): down
+    assert actions[-1, 6] == 1.0  # the gripper opened, at the filter's pace from wherever an earlier test left it
+    tcp_z = np.concatenate([e["state"][:, 9] for e in episodes])  # state: joints (7), TCP position (3), ...
+    assert tcp_z[-1] < tcp_z[0] - 0.02, f"the arm did not move down through franky-sim: TCP z {tcp_z[0]:.3f} -> {tcp_z[-1]:.3f}"

@@ -18,6 +18,7 @@ import pytest
 from learner_helpers import demo_store, start_finetune
 from robot_rl.datasets import TrajectoryReader
 from robot_rl.datasets.repair import validate
+from ros_helpers import Operator
 from ros_helpers import wait_for as poll_until
 
 wait_for = partial(poll_until, period=0.2)  # the conditions open stores and read logs: poll gently
@@ -46,11 +47,15 @@ def checkpoint_state(run: Path) -> dict:
         return {"env_steps": -1}
 
 
+@pytest.fixture(scope="module")
+def franka_dataset(tmp_path_factory) -> Path:
+    return demo_store(tmp_path_factory.mktemp("finetune_franka") / "lift.zarr", task="lift", episodes=2, robot="franka")
+
+
 @pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift")])
-def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints(tmp_path, dataset, robot, task):
+def test_the_ros_actor_on_the_twin_feeds_the_learner_and_reloads_its_checkpoints(tmp_path, request, robot, task):
     run = tmp_path / "run"
-    if robot != "widowx":
-        dataset = demo_store(tmp_path / f"{task}.zarr", task=task, episodes=2, robot=robot)
+    dataset = request.getfixturevalue(f"{robot}_dataset" if robot != "widowx" else "dataset")
     done = finetune(*TINY, f"robot={robot}", f"task={task}", f"dataset={dataset}", "backend=twin", "realtime=true", "max_steps=10",
                     "algo.schedule.warmup_steps=10", "algo.schedule.online_steps=40", "publish_every=10",
                     "eval.every_env_steps=0", "eval.video=false", f"run_dir={run}")
@@ -177,47 +182,37 @@ def test_the_learner_waits_for_a_killed_fast_actor_and_picks_up_its_successor(tm
     assert TrajectoryReader(run / "online.zarr").num_steps >= 600
 
 
-def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes(tmp_path, dataset, context, spinner):
+def label_two_episodes(operator: Operator, finetuning: subprocess.Popen, log: Path) -> None:
+    """Once the policy acts: start an episode, label it a success after three applied commands, start a
+    second (it ends at max_steps), then wait for the job to end with status 0."""
+    wait_for(lambda: "[policy]: policy from" in log.read_text(), 120, "the policy node to act (after pretraining)")
+    wait_for(lambda: operator.call("start_episode").success, 30, "the first episode to start")
+    started = len(operator.applied)
+    wait_for(lambda: len(operator.applied) >= started + 3, 10, "three commands into the first episode")
+    label = operator.call("success_episode")
+    assert label.success, label.message
+    wait_for(lambda: operator.call("start_episode").success, 30, "the second episode to start")
+    finetuning.wait(timeout=120)
+    assert finetuning.returncode == 0, log.read_text()[-4000:]
+
+
+def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes(tmp_path, dataset, spinner):
     """The hardware path: the real dynamixel-sdk driver against the emulated servo chain, the policy node on
     topics, the recorder without a twin task. The operator (this test, through the recorder's services)
     starts each episode and labels one a success; the learner consumes them with obs_keys=[state]."""
-    from rclpy.node import Node
-    from sensor_msgs.msg import JointState
-    from std_srvs.srv import Trigger
-
     from robot_rl.sim.dynamixel import EmulatedWidowXProcess
 
     run = tmp_path / "run"
     # In its own process, as a real chain: in this one its answers would wait on the test's own threads.
     arm = EmulatedWidowXProcess().start()
-    operator = spinner.add(Node("operator", context=context))
-    services = {name: operator.create_client(Trigger, name) for name in ("start_episode", "success_episode")}
-    applied = []  # the driver's applied commands: the rows the recorder is recording
-    operator.create_subscription(JointState, "command_applied", applied.append, 10)
+    operator = Operator(spinner, "operator")
     spinner.start()
-
-    def call(name: str) -> Trigger.Response:
-        assert services[name].wait_for_service(timeout_sec=10.0), f"{name} not available"
-        future = services[name].call_async(Trigger.Request())
-        wait_for(future.done, 5.0, f"the {name} response")
-        return future.result()
-
     finetuning = start_finetune(*TINY, f"dataset={dataset}", "backend=dynamixel", f"port={arm.port}", "obs_keys=[state]",
                        "cameras=[]", "teleop=none", "max_steps=30", "algo.schedule.warmup_steps=0",
                        "algo.schedule.online_steps=16", "publish_every=8", "eval.every_env_steps=0", "eval.video=false",
                        f"run_dir={run}", log=tmp_path / "finetune.log")
     try:
-        wait_for(lambda: "[policy]: policy from" in (tmp_path / "finetune.log").read_text(), 120,
-                 "the policy node to act (after pretraining)")
-        wait_for(lambda: call("start_episode").success, 30, "the first episode to start")
-        started = len(applied)
-        wait_for(lambda: len(applied) >= started + 3, 10, "three commands into the first episode")
-        label = call("success_episode")
-        assert label.success, label.message
-        wait_for(lambda: call("start_episode").success, 30, "the second episode to start")  # it ends at max_steps
-        finetuning.wait(timeout=120)
-        log = (tmp_path / "finetune.log").read_text()
-        assert finetuning.returncode == 0, log[-4000:]
+        label_two_episodes(operator, finetuning, tmp_path / "finetune.log")
     finally:
         stop(finetuning)
         arm.stop()
@@ -230,47 +225,22 @@ def test_on_the_dynamixel_protocol_twin_the_operator_labels_the_policys_episodes
     assert checkpoint_state(run)["env_steps"] == 16 and checkpoint_state(run)["actor"]["finished"]
 
 
-def test_on_the_vesc_protocol_twin_the_operator_labels_the_car_policys_episodes(tmp_path, car_dataset, context,
-                                                                              spinner):
+def test_on_the_vesc_protocol_twin_the_operator_labels_the_car_policys_episodes(tmp_path, car_dataset, spinner):
     """The car's hardware path: the real VESC driver against the VESC twin, the policy node on topics (the
     state from joint_states), the recorder without a twin task; the operator (this test, through the
     recorder's services) starts each episode and labels one a success."""
-    from rclpy.node import Node
-    from sensor_msgs.msg import JointState
-    from std_srvs.srv import Trigger
-
     from robot_rl.sim.vesc.process import EmulatedVescProcess
 
     run = tmp_path / "run"
     vesc = EmulatedVescProcess(seed=3).start()
-    operator = spinner.add(Node("car_operator", context=context))
-    services = {name: operator.create_client(Trigger, name) for name in ("start_episode", "success_episode")}
-    applied = []
-    operator.create_subscription(JointState, "command_applied", applied.append, 10)
+    operator = Operator(spinner, "car_operator")
     spinner.start()
-
-    def call(name: str) -> Trigger.Response:
-        assert services[name].wait_for_service(timeout_sec=10.0), f"{name} not available"
-        future = services[name].call_async(Trigger.Request())
-        wait_for(future.done, 5.0, f"the {name} response")
-        return future.result()
-
     finetuning = start_finetune(*CAR, f"dataset={car_dataset}", "backend=vesc", f"port={vesc.port}", "obs_keys=[state]",
                                 "cameras=[]", "teleop=none", "max_steps=30", "algo.schedule.warmup_steps=0",
                                 "algo.schedule.online_steps=16", "publish_every=8", "eval.every_env_steps=0",
                                 "eval.video=false", f"run_dir={run}", log=tmp_path / "finetune.log")
     try:
-        wait_for(lambda: "[policy]: policy from" in (tmp_path / "finetune.log").read_text(), 120,
-                 "the policy node to act (after pretraining)")
-        wait_for(lambda: call("start_episode").success, 30, "the first episode to start")
-        started = len(applied)
-        wait_for(lambda: len(applied) >= started + 3, 10, "three commands into the first episode")
-        label = call("success_episode")
-        assert label.success, label.message
-        wait_for(lambda: call("start_episode").success, 30, "the second episode to start")  # it ends at max_steps
-        finetuning.wait(timeout=120)
-        log = (tmp_path / "finetune.log").read_text()
-        assert finetuning.returncode == 0, log[-4000:]
+        label_two_episodes(operator, finetuning, tmp_path / "finetune.log")
         assert vesc.rpm_log(), "the policy's actions never reached the VESC"
     finally:
         stop(finetuning)
@@ -281,6 +251,37 @@ def test_on_the_vesc_protocol_twin_the_operator_labels_the_car_policys_episodes(
     assert labelled["action"].shape[1] == 2 and reader.episode_info(0)["success"] is True
     assert labelled["reward"][-1] == 1.0 and labelled["terminated"][-1]
     assert reader.episode_info(1)["ended_by"] == "max_steps"
+    assert checkpoint_state(run)["env_steps"] == 16 and checkpoint_state(run)["actor"]["finished"]
+
+
+FRANKA = [o.replace("robot=widowx", "robot=franka").replace("task=reach", "task=lift") for o in TINY]
+
+
+def test_on_franky_sim_the_operator_labels_the_franka_policys_episodes(tmp_path, franka_dataset, franky_sim_host,
+                                                                      spinner):
+    """The Franka's hardware path: the Franka process through libfranka to franky-sim, the policy node on
+    topics, the recorder without a twin task; the operator (this test, through the recorder's services)
+    starts each episode and labels one a success; the learner consumes them with obs_keys=[state]."""
+    run, log = tmp_path / "run", tmp_path / "finetune.log"
+    operator = Operator(spinner, "franka_operator")
+    spinner.start()
+    finetuning = start_finetune(*FRANKA, f"dataset={franka_dataset}", "backend=franky", f"port={franky_sim_host}",
+                                "obs_keys=[state]", "cameras=[]", "teleop=none", "max_steps=30",
+                                "algo.schedule.warmup_steps=0", "algo.schedule.online_steps=16", "publish_every=8",
+                                "eval.every_env_steps=0", "eval.video=false", f"run_dir={run}", log=log)
+    try:
+        label_two_episodes(operator, finetuning, log)
+    finally:
+        stop(finetuning)
+    assert "backend fault" not in log.read_text(), log.read_text()[-4000:]
+    reader = TrajectoryReader(run / "online.zarr")
+    assert "task_state" not in reader.spec.state and validate(run / "online.zarr") == []
+    labelled = reader.episode(0)
+    assert labelled["action"].shape[1] == 7 and reader.episode_info(0)["source"] == "policy"
+    assert reader.episode_info(0)["success"] is True and labelled["reward"][-1] == 1.0 and labelled["terminated"][-1]
+    assert reader.episode_info(1)["ended_by"] == "max_steps" and reader.episode_info(1)["success"] is None
+    joints = np.concatenate([reader.episode(i)["state"][:, :7] for i in range(2)])
+    assert np.ptp(joints, axis=0).max() > 1e-3, "the policy's actions never moved the arm in franky-sim"
     assert checkpoint_state(run)["env_steps"] == 16 and checkpoint_state(run)["actor"]["finished"]
 
 

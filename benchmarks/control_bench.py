@@ -230,7 +230,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 def run_driver(kind: str, jitter_s: float, commands: int) -> dict:
     """Start the WidowX DriverNode on ``kind`` ('dynamixel' or 'twin'); measure jitter, then latency."""
-    args = argparse.Namespace(backend=kind, port="", rate=BUS_HZ, command_rate=COMMAND_HZ,
+    args = argparse.Namespace(backend=kind, port="", rate=BUS_HZ, command_rate=COMMAND_HZ, task="pick_place",
                               name=f"bench_{kind}_driver_{os.getpid()}")
     arm = EmulatedWidowXProcess().start() if kind == "dynamixel" else None
     backend = driver = client = None

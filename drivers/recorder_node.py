@@ -60,6 +60,7 @@ from robot_rl.drivers.episode_recorder import (
     check_settings,
     open_store,
 )
+from robot_rl.drivers.robot import default_task
 from robot_rl.drivers.spinning import spin_until, stop_on_signals, stop_requested
 from robot_rl.drivers.streams import TASK_QOS, ObservationStreams, header_seconds
 from robot_rl.drivers.teleop import TELEOP_QOS
@@ -202,7 +203,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m robot_rl.drivers.recorder_node", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--robot", default="widowx", help="the robot whose twin task gives the spec")
-    parser.add_argument("--task", default="pick_place", help="the twin task whose embodiment spec is recorded")
+    parser.add_argument("--task", default=None, help="the twin task whose embodiment spec is recorded "
+                        "(default: the robot's, robot_rl.drivers.robot.default_task)")
     parser.add_argument("--out", required=True, help="the store: appended to if it exists (same spec), else created")
     parser.add_argument("--cameras", nargs="*", default=[],
                         help="camera names, space- or comma-separated (topics <name>/image_raw)")
@@ -234,6 +236,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.max_steps is not None and args.max_steps < 1:
         parser.error(f"--max-steps: expected at least 1, found {args.max_steps}")
     args.cameras = [name for item in args.cameras for name in item.split(",") if name]
+    if args.task is None:
+        args.task = default_task(args.robot)
     return args
 
 

@@ -44,6 +44,7 @@ class RobotDefinition:
     make_backend: Callable[..., object]  # (backend, *, port, task, seed, dynamics, command_rate) -> Backend
     driver_parts: Callable[[float], dict]  # command rate -> CommandArbiter keywords (safety, home, ...)
     make_proprio: Callable[[], Callable]   # -> (joint names, positions) -> the spec's ``state``
+    default_task: str                  # the twin task a job runs when given none (task: null in the configs)
     extras: Mapping[str, str] = field(default_factory=dict)  # backend -> the pip extra its SDK needs
     # A robot whose driver is not a joint-position CommandArbiter (the RC car) builds its own robot-layer
     # object with the same surface (connect, observe, act, estop, disconnect): make_robot's keywords.
@@ -61,6 +62,11 @@ class RobotDefinition:
         if backend not in self.backends:
             raise ValueError(f"backend={backend!r} is unknown for robot {self.name!r}: "
                              f"expected one of {', '.join(self.backends)}")
+
+
+def default_task(robot: str) -> str:
+    """The twin task of ``robot`` that a job runs when given none (bringup, deploy, finetune: task: null)."""
+    return robot_definition(robot).default_task
 
 
 def robot_definition(robot: str) -> RobotDefinition:
@@ -164,7 +170,7 @@ def make_robot(robot: str, backend: str = TWIN, *, task: str | None = None, came
                                      seed=seed, dynamics=dynamics, camera_devices=camera_devices, image_size=image_size)
     rate = command_rate or robot_spec_module(robot).CONTROL_RATE_HZ
     twin = backend == TWIN
-    task = task or (next(iter(robot_spec_module(robot).TASKS)) if twin else None)
+    task = task or (definition.default_task if twin else None)
     spec = embodiment_spec(robot, task if twin else None, tuple(cameras), image_size)
     hardware = definition.make_backend(backend, port=port or definition.default_port, task=task, seed=seed,
                                        dynamics=dynamics, command_rate=rate, image_size=image_size)

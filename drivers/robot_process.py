@@ -36,7 +36,7 @@ def parse_args(definition: RobotDefinition, argv=None, description: str | None =
     parser.add_argument("--enable-torque", action="store_true", help="turn torque on at start")
     parser.add_argument("--name", default=f"{definition.name}_driver", help="the node name")
     twin = parser.add_argument_group("twin backend only")
-    twin.add_argument("--task", default=next(iter(spec.TASKS)), choices=tuple(spec.TASKS),
+    twin.add_argument("--task", default=definition.default_task, choices=tuple(spec.TASKS),
                       help="the twin task (scene, objects, reward)")
     twin.add_argument("--seed", type=int, default=0, help="the twin's first task seed")
     twin.add_argument("--cameras", default="", help="comma-separated twin cameras to publish, e.g. front")

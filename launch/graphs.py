@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from robot_rl.drivers.robot import ROBOTS, robot_definition
+from robot_rl.drivers.robot import ROBOTS, default_task, robot_definition
 
 TELEOP_DEVICES = ("keyboard", "spacemouse", "gamepad", "scripted", "none")  # none: the recorder's services only
 
@@ -42,7 +42,7 @@ class Options:
     launch file's arguments."""
     robot: str = "widowx"
     backend: str = "twin"
-    task: str = "pick_place"
+    task: str | None = None        # None: the robot's default task (robot_rl.drivers.robot.default_task)
     cameras: tuple[str, ...] = ("front",)
     camera_devices: dict[str, str] = field(default_factory=dict)  # hardware: camera name -> device
     camera_fps: float = 10.0
@@ -67,6 +67,8 @@ class Options:
         _check_choice("robot", self.robot, tuple(ROBOTS))
         robot_definition(self.robot).check_backend(self.backend)
         _check_choice("teleop", self.teleop, TELEOP_DEVICES)
+        if self.task is None:
+            object.__setattr__(self, "task", default_task(self.robot))
         if self.rate is None:
             from robot_rl.sim.specs import robot_spec_module
 

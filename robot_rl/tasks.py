@@ -8,6 +8,6 @@ ROBOTS = ("widowx", "franka", "rc_car")
 def split_task(cfg):
     """Rewrite ``cfg.task = "<robot>_<task>"`` into ``cfg.robot, cfg.task``; other names pass through."""
     for robot in ROBOTS:
-        if cfg.task.startswith(robot + "_"):
+        if cfg.task is not None and cfg.task.startswith(robot + "_"):
             cfg.robot, cfg.task = robot, cfg.task[len(robot) + 1:]
     return cfg

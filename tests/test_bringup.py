@@ -50,6 +50,18 @@ def test_teleop_collect_on_hardware_runs_cameras_and_the_device_as_processes():
     assert not any(p.terminal for name, p in graph.items() if name != "teleop")
 
 
+@pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift"), ("rc_car", "goal")])
+def test_without_a_task_the_graph_runs_the_robots_default_task(robot, task):
+    from robot_rl.cli.bringup import graph_options
+
+    cfg, options = graph_options("teleop_collect", [f"robot={robot}", "teleop=scripted", "out=x.zarr"])
+    assert cfg.task == options.task == task  # the run's saved config names it too
+    recorder, robot_process = build_graph("teleop_collect", options)[:2]
+    assert recorder.args[recorder.args.index("--task") + 1] == task
+    assert robot_process.args[robot_process.args.index("--task") + 1] == task
+    assert graph_options("deploy", [f"robot={robot}", "checkpoint=run"])[1].task == task
+
+
 @pytest.mark.parametrize("graph, options, message", [
     ("teleop_collect", Options(), "needs out="),
     ("teleop_collect", Options(backend="dynamixel", teleop="scripted", out="x"), "use backend=twin"),

@@ -254,6 +254,15 @@ def test_on_the_vesc_protocol_twin_the_operator_labels_the_car_policys_episodes(
     assert checkpoint_state(run)["env_steps"] == 16 and checkpoint_state(run)["actor"]["finished"]
 
 
+@pytest.mark.parametrize("robot, task", [("widowx", "reach"), ("franka", "lift")])
+def test_without_a_task_finetune_runs_the_robots_default_task(tmp_path, request, robot, task):
+    from robot_rl.cli.finetune import resolve
+
+    store = request.getfixturevalue(f"{robot}_dataset" if robot != "widowx" else "dataset")
+    cfg = resolve([f"robot={robot}", f"dataset={store}", f"run_dir={tmp_path / 'run'}"])
+    assert cfg.task == task  # checked against the dataset's spec: the robot's task, not another robot's
+
+
 FRANKA = [o.replace("robot=widowx", "robot=franka").replace("task=reach", "task=lift") for o in TINY]
 
 

@@ -16,7 +16,7 @@ def make_backend(backend: str, *, port: str, task: str | None = None, seed: int 
     if backend == TWIN:
         from robot_rl.drivers.franka.twin_backend import FrankaTwinBackend
 
-        return FrankaTwinBackend(task=task or "lift", seed=seed, dynamics=dynamics, image_size=image_size,
+        return FrankaTwinBackend(task=task or DEFINITION.default_task, seed=seed, dynamics=dynamics, image_size=image_size,
                                  control_period=1.0 / command_rate)
     from robot_rl.drivers.franka.franky_backend import FrankyBackend
 
@@ -71,5 +71,6 @@ DEFINITION = RobotDefinition(
     make_backend=make_backend,
     driver_parts=driver_parts,
     make_proprio=FrankaProprio,
+    default_task="lift",
     extras={"franky": "hw"},
 )

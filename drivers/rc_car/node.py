@@ -56,6 +56,8 @@ HOT_FET_C, HOT_MOTOR_C = 80.0, 100.0
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from robot_rl.drivers.rc_car.robot import DEFINITION
+
     parser = argparse.ArgumentParser(prog="python -m robot_rl.drivers.rc_car.node", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("twin", "vesc"), default="twin")
@@ -66,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cells", type=int, default=3, help="LiPo cells in series (the low-battery warning)")
     parser.add_argument("--name", default="rc_car_driver", help="the node name")
     twin = parser.add_argument_group("twin backend only")
-    twin.add_argument("--task", default="goal")
+    twin.add_argument("--task", default=DEFINITION.default_task)
     twin.add_argument("--seed", type=int, default=0)
     twin.add_argument("--dynamics", default=None)
     twin.add_argument("--cameras", default="", help="comma-separated twin cameras to publish, e.g. front")

@@ -28,7 +28,7 @@ def make_backend(backend: str, *, port: str, task: str | None = None, seed: int 
                  command_rate: float = car.CONTROL_RATE_HZ, image_size: tuple[int, int] = (128, 128)):
     from robot_rl.drivers.rc_car.backends import make_car_backend
 
-    return make_car_backend(backend, port=port, task=task or "goal", seed=seed, dynamics=dynamics,
+    return make_car_backend(backend, port=port, task=task or DEFINITION.default_task, seed=seed, dynamics=dynamics,
                             image_size=image_size)
 
 
@@ -151,7 +151,7 @@ def make_car_robot(backend: str = TWIN, *, task: str | None = None, cameras=(), 
 
     rate = command_rate or car.CONTROL_RATE_HZ
     twin = backend == TWIN
-    task = task or ("goal" if twin else None)
+    task = task or (DEFINITION.default_task if twin else None)
     spec = embodiment_spec(car.ROBOT_NAME, task if twin else None, tuple(cameras), image_size)
     hardware = make_backend(backend, port=port or DEFINITION.default_port, task=task, seed=seed, dynamics=dynamics,
                             command_rate=rate, image_size=image_size)
@@ -175,6 +175,7 @@ DEFINITION = RobotDefinition(
     make_backend=make_backend,
     driver_parts=driver_parts,
     make_proprio=CarProprio,
+    default_task="goal",
     extras={"vesc": "hw"},
     make_robot=make_car_robot,
     # The car's own teleop (a gamepad with a deadman), or its scripted planner on the twin.

@@ -16,7 +16,7 @@ def make_backend(backend: str, *, port: str, task: str | None = None, seed: int 
     if backend == TWIN:
         from robot_rl.drivers.widowx.twin_backend import WidowXTwinBackend
 
-        return WidowXTwinBackend(task=task or "pick_place", seed=seed, dynamics=dynamics, image_size=image_size,
+        return WidowXTwinBackend(task=task or DEFINITION.default_task, seed=seed, dynamics=dynamics, image_size=image_size,
                                  control_period=1.0 / command_rate)
     from robot_rl.drivers.widowx.dynamixel_backend import WidowXDynamixelBackend
 
@@ -70,5 +70,6 @@ DEFINITION = RobotDefinition(
     make_backend=make_backend,
     driver_parts=driver_parts,
     make_proprio=WidowXProprio,
+    default_task="reach",
     extras={"dynamixel": "hw"},
 )

@@ -54,6 +54,16 @@ def _group_alias(override: str) -> str:
     return override
 
 
+def with_default_task(cfg: DictConfig) -> DictConfig:
+    """``task: null`` becomes the robot's default task (robot_rl.drivers.robot.default_task); an unknown
+    robot is left for check_config to report."""
+    from robot_rl.drivers.robot import ROBOTS, default_task
+
+    if cfg.task is None and cfg.robot in ROBOTS:
+        cfg.task = default_task(cfg.robot)
+    return cfg
+
+
 def save_run_config(cfg: DictConfig) -> Path:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,10 @@ def validate(url, on_key_checked: Callable[[str, int], None] | None = None) -> l
                 f"left by a writer that stopped mid-episode: `robot-rl data recover {url} --salvage` keeps "
                 "them as a truncated episode, `--drop` removes them")))
     for key, array in arrays.items():
-        problems += _check_chunks(key, array, spec, committed, record.ends, url)
+        damaged = _check_chunks(key, array, spec, committed, record.ends, url)
+        problems += damaged
+        if key == "action" and not damaged:
+            problems += _check_action_bounds(array, spec.action, committed, record.ends)
         if on_key_checked:
             on_key_checked(key, len(arrays))
     counted = int(root["meta"].attrs.get("stats_episodes", 0))
@@ -120,6 +123,38 @@ def _check_chunks(key, array, spec, committed, ends, url) -> list[Problem]:
                 problems.append(_damaged_chunk(f"data/{key} chunk {start // rows}", start, stop,
                                                f"{type(e).__name__}: {e}", ends, range(start, stop)))
     return problems
+
+
+ACTION_BOUND_TOLERANCE = 1e-5  # float32 rounding of an action computed at a bound
+
+
+def _check_action_bounds(array, action_spec, committed: int, ends) -> list[Problem]:
+    """Recorded actions outside the spec's ``low``/``high``: an error (nothing to check without bounds).
+
+    Reported here, not clipped where the driver records them. A driver records the action it executed, worked
+    out from the motion it commanded (CommandArbiter through robot_rl.drivers.applied_action, for the WidowX
+    and the Franka alike; the car's node has its own); one beyond the bounds means the robot moved more in a step than any action asks
+    for (a Franka whose home pose lay above its safety box recorded z -1.31 as its first target was clipped
+    9 cm down). Clipped, it would describe a motion the robot did not make; kept, no policy can output it.
+    Either way the episode is wrong to train from: the store says so, whoever wrote it (recorder, collect,
+    import), and the fix is the cause, then re-recording."""
+    if committed == 0 or (action_spec.low is None and action_spec.high is None):
+        return []
+    low = -np.inf if action_spec.low is None else np.asarray(action_spec.low, dtype=float)
+    high = np.inf if action_spec.high is None else np.asarray(action_spec.high, dtype=float)
+    actions = np.asarray(array[:committed], dtype=float)
+    outside = (actions < low - ACTION_BOUND_TOLERANCE) | (actions > high + ACTION_BOUND_TOLERANCE)
+    if not outside.any():
+        return []
+    rows = np.flatnonzero(outside.any(axis=1))
+    dims = np.flatnonzero(outside.any(axis=0)).tolist()
+    episodes = np.unique(np.searchsorted(ends, rows, side="right")).tolist()
+    return [Problem("error", (
+        f"data/action: {len(rows)} of {committed} rows lie outside the spec's bounds [{action_spec.low}, "
+        f"{action_spec.high}] (dims {dims}, from {actions[outside].min():.3g} to {actions[outside].max():.3g}), "
+        f"in episodes {_ranges(episodes)}: the robot moved more in those steps than any action asks for, so no "
+        "policy can reproduce them. Find what moved it (e.g. a first target clipped into a safety box that does "
+        "not hold the home pose), fix that, and re-record these episodes"))]
 
 
 def _frame_problem(message: str) -> str:

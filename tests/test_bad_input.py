@@ -1,4 +1,5 @@
 """Bad input gets an error that names the problem and the fix, and loses nothing committed."""
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from robot_rl.datasets.errors import CorruptChunkError, FormatVersionError, NotA
 from robot_rl.datasets.reader import TrajectoryReader
 from robot_rl.datasets.repair import validate
 from robot_rl.datasets.writer import StoreWriter
-from store_helpers import expected_episode, tiny_spec, write_episodes
+from store_helpers import expected_episode, frames_of, tiny_spec, write_episodes
 
 
 @pytest.mark.parametrize("make", ["missing", "empty_dir", "file", "plain_zarr"])
@@ -103,6 +104,39 @@ def test_cli_reports_errors_with_exit_codes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "is damaged (1 problems)" in out and "data/cam shard 0" in out and "episodes" in out
     assert cli(["data", "info", "--no-check", str(path)]) == 0
+
+
+def write_actions(path, spec, actions) -> None:
+    """One episode per list of (row, action) overrides, on the synthetic frames of store_helpers."""
+    with StoreWriter.create(path, spec) as store:
+        for index, overrides in enumerate(actions):
+            episode = store.new_episode(source="teleop")
+            frames = list(frames_of(spec, index + 3))  # episodes 3.. are long enough for the rows used
+            for row, action in overrides:
+                frames[row]["action"] = np.asarray(action, dtype=np.float32)
+            for frame in frames:
+                episode.add(frame)
+            episode.commit()
+
+
+def test_recorded_actions_beyond_the_spec_bounds_are_an_error_naming_the_cause_and_the_fix(tmp_path, capsys):
+    spec = tiny_spec()
+    at_the_bounds = [(0, [-1.0, 1.0, -1.0]), (1, [1.0, -1.0, 1.0])]  # a full step each way: in bounds
+    a_jump = [(2, [0.0, 0.0, -1.31])]  # what a Franka recorded when home lay above its safety box
+    write_actions(tmp_path / "good.zarr", spec, [at_the_bounds, []])
+    assert validate(tmp_path / "good.zarr") == []
+    write_actions(tmp_path / "bad.zarr", spec, [at_the_bounds, [], a_jump])
+    problems = validate(tmp_path / "bad.zarr")
+    assert [p.severity for p in problems] == ["error"], problems
+    message = problems[0].message
+    assert "data/action: 1 of " in message and "outside the spec's bounds [-1, 1]" in message
+    assert "dims [2]" in message and "-1.31" in message and "in episodes 2:" in message
+    assert "safety box" in message and "re-record" in message
+    assert cli(["data", "validate", str(tmp_path / "bad.zarr")]) == 1
+    assert "data/action" in capsys.readouterr().out
+    unbounded = dataclasses.replace(spec, action=dataclasses.replace(spec.action, low=None, high=None))
+    write_actions(tmp_path / "unbounded.zarr", unbounded, [a_jump])
+    assert validate(tmp_path / "unbounded.zarr") == []  # no bounds in the spec: nothing to hold actions to
 
 
 def test_a_damaged_shard_index_is_named(tmp_path):

@@ -369,7 +369,8 @@ FRANKA_ARM_MAX_VELOCITY = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61
 FRANKA_GRIPPER_MAX_VELOCITY = 0.05
 FRANKA_WATCHDOG_TIMEOUT = 0.3  # s: 3 cycles at the 10 Hz control rate
 # The workspace the filter checks every joint target against (home, joint goals, ee targets): the twin's
-# safety box, which clips every ee target, grown by this margin so the "ready" pose (z 0.487) lies inside.
+# safety box, which clips every ee target (and holds the "ready" pose), grown by this margin: a rate-limited
+# step scales the joints, not the TCP's path, so a joint target between two poses in the box may bow out of it.
 FRANKA_WORKSPACE_MARGIN = 0.1
 
 

@@ -87,17 +87,39 @@ def test_connect_to_a_silent_address_is_a_fault_naming_the_fix():
         backend.connect()
 
 
+def go_home(arbiter) -> None:
+    ok, message = arbiter.home()
+    assert ok, message
+    run(arbiter, 10.0, until=lambda: np.max(np.abs(arbiter.measured[:7] - panda.HOME_QPOS)) < 2e-3)
+    settle(arbiter)
+
+
+def test_home_then_a_command_moves_the_tcp_by_exactly_its_delta(arbiter):
+    """The ready pose lies inside the safety box: the first command after home is not clipped (no jump)."""
+    go_home(arbiter)
+    start = tcp(arbiter)
+    first = arbiter.ee_delta(np.array([0, 0, -1.0, 0, 0, 0, 1.0]))
+    assert isinstance(first, Applied)
+    assert first.ee_action[:6] == pytest.approx([0, 0, -1.0, 0, 0, 0], abs=1e-6)  # executed as commanded
+    target = PandaKinematics().forward(first.target[:7])[0]
+    assert target - start == pytest.approx([0, 0, -panda.POS_STEP], abs=1e-3)
+    holds = run(arbiter, 1.0, action=np.zeros(7))  # zero actions keep the target while the arm gets there
+    assert all(np.allclose(o.ee_action[:6], 0.0, atol=1e-4) for o in holds)  # IK re-solves: < 1 um
+    assert tcp(arbiter) - start == pytest.approx([0, 0, -panda.POS_STEP], abs=3e-3)
+
+
 def test_ee_actions_move_the_tcp_as_the_twin_scales_them(arbiter):
     start = tcp(arbiter)
     outcomes = run(arbiter, 1.0, action=np.array([0, 0.0, -1.0, 0, 0, 0, 1.0]))
     assert all(isinstance(o, Applied) for o in outcomes)
     # POS_STEP per unit: most of each step executed (the filter's velocity bound trims a command that comes early)
-    assert -1.05 < np.median([o.ee_action[2] for o in outcomes[1:]]) < -0.8
+    executed = [o.ee_action[2] for o in outcomes]
+    assert min(executed) >= -1.0 - 1e-6 and np.median(executed) < -0.8
     settle(arbiter)  # the watchdog holds; the motion settles
     moved = tcp(arbiter) - start
-    # ten commands of -POS_STEP on z from the ready pose (z 0.487): the target is clipped into the box
-    # (z <= 0.40) and then goes down 0.03 m per command; the arm follows, and holds where the watchdog trips
-    assert tcp(arbiter)[2] < panda.SAFETY_BOX_HIGH[2] - 0.1
+    # ten commands of -POS_STEP on z: the target goes down 0.03 m per command, the arm follows and holds
+    # where the watchdog trips
+    assert moved[2] < -0.2
     assert abs(moved[0]) < 0.02 and abs(moved[1]) < 0.02
 
 
@@ -109,13 +131,16 @@ def test_the_gripper_closes_and_opens_through_frankys_gripper_api(arbiter):
     assert arbiter.measured[7] * 2 > panda.GRIPPER_MAX_WIDTH - 0.01
 
 
-def test_targets_stay_in_the_safety_box(arbiter):
-    run(arbiter, 2.5, action=np.array([-1.0, 1.0, 0, 0, 0, 0, 1.0]))
+def test_targets_are_clipped_at_the_safety_box_faces(arbiter):
+    # toward the corner at x low, y high, z high (the ready pose's side of the box): 25 full steps reach
+    # past all three faces from anywhere in the box
+    outcomes = run(arbiter, 2.5, action=np.array([-1.0, 1.0, 1.0, 0, 0, 0, 1.0]))
+    corner = np.array([panda.SAFETY_BOX_LOW[0], panda.SAFETY_BOX_HIGH[1], panda.SAFETY_BOX_HIGH[2]])
+    assert arbiter.ee_controller.target_pos == pytest.approx(corner, abs=2e-3)  # clipped on each face
+    assert np.all(np.abs([o.ee_action[:3] for o in outcomes]) <= 1.0 + 1e-6)  # the clipped moves executed
+    assert np.allclose(outcomes[-1].ee_action[:3], 0.0, atol=1e-3)  # at the corner: nothing left to move
     run(arbiter, 1.0)
-    position = tcp(arbiter)
-    assert position[0] >= panda.SAFETY_BOX_LOW[0] - 0.01
-    assert position[1] <= panda.SAFETY_BOX_HIGH[1] + 0.01
-    assert position[2] <= panda.SAFETY_BOX_HIGH[2] + 0.01
+    assert tcp(arbiter) == pytest.approx(corner, abs=0.015)  # the arm went there, and no further
 
 
 def test_nan_is_refused_and_nothing_moves(arbiter):
@@ -171,12 +196,12 @@ def test_killed_server_is_a_fault_and_clear_fault_reconnects_without_a_jump():
         arbiter.reset_estop()
         first = arbiter.ee_delta(np.zeros(7))
         assert isinstance(first, Applied)
-        # no jump: the first target starts from the measured pose (the ready pose, z 0.487; a zero action
-        # clips it into the box, z <= 0.40, at the filter's rate), not from the target before the fault
+        # no jump: the first target is the measured pose (the ready pose, inside the safety box), not the
+        # target before the fault
         kinematics = PandaKinematics()
         start, target = kinematics.forward(measured[:7])[0], kinematics.forward(first.target[:7])[0]
-        assert target[:2] == pytest.approx(start[:2], abs=0.01)
-        assert panda.SAFETY_BOX_HIGH[2] - 0.01 <= target[2] <= start[2] + 1e-3
+        assert target == pytest.approx(start, abs=1e-3)
+        assert first.ee_action[:6] == pytest.approx(np.zeros(6), abs=1e-6)
         run(arbiter, 0.5, action=np.array([0, 0, -1.0, 0, 0, 0, 1.0]))
         assert arbiter.fault is None
     finally:

@@ -76,6 +76,22 @@ def test_forward_kinematics_match_the_published_dh_parameters(lift):
     np.testing.assert_allclose(data.site("tcp").xpos, [0.3069, 0.0, 0.4869], atol=2e-4)
 
 
+def test_the_ready_pose_lies_inside_the_safety_box_so_a_first_command_from_home_is_not_clipped():
+    from robot_rl.sim.franka.targets import step_target
+
+    home = dh_tcp(franka.HOME_QPOS)[:3, 3]
+    margins = np.concatenate([home - franka.SAFETY_BOX_LOW, franka.SAFETY_BOX_HIGH - home])
+    assert np.all(margins > franka.POS_STEP), f"home {home} is within one step of a box face: margins {margins}"
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            action = np.zeros(7)
+            action[axis] = sign
+            pos, _ = step_target(home, franka.NOMINAL_QUAT, action)
+            expected = home.copy()
+            expected[axis] += sign * franka.POS_STEP
+            np.testing.assert_allclose(pos, expected, atol=1e-12)
+
+
 def test_models_compile_and_physics_runs_at_500_hz_under_10_hz_control():
     # 1 kHz physics could not reach the speed target with the arm's contacts; 500 Hz is the lower end
     # of the 500-1000 Hz range a Franka torque loop may be twinned at.

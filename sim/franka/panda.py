@@ -23,9 +23,12 @@ TCP_OFFSET = 0.1034                  # m, flange to TCP along the hand z axis
 GRIPPER_MAX_WIDTH = 0.08             # m, both fingers 0..0.04 each
 NOMINAL_QUAT = np.array([0.0, 1.0, 0.0, 0.0])  # TCP pointing down, fingers opening along world y
 
-# Safety box on commanded Cartesian targets (base frame), the way SERL clips its targets.
-SAFETY_BOX_LOW = np.array([0.30, -0.30, 0.01])
-SAFETY_BOX_HIGH = np.array([0.70, 0.30, 0.40])
+# Safety box on commanded Cartesian targets (base frame), the way SERL clips its targets. The "ready" pose
+# (HOME_QPOS, TCP (0.3069, 0, 0.4869)) lies inside it by more than one full step (POS_STEP) on every face,
+# so homing and then commanding never jumps: the first action after home moves the target by exactly its
+# delta (a box whose top was below home clipped that first target 9 cm down).
+SAFETY_BOX_LOW = np.array([0.25, -0.30, 0.01])
+SAFETY_BOX_HIGH = np.array([0.70, 0.30, 0.52])
 # Orientation limits: the commanded orientation R = R_nominal exp([r]x) keeps |r_i| <= this (rad),
 # r about the nominal TCP axes: x and y tilt the hand, z turns it about its own axis.
 ORIENTATION_LIMITS = np.array([0.5, 0.5, np.pi / 2])

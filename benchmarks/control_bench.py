@@ -98,7 +98,6 @@ RETURN_DELAY_UNIT_S = 2e-6
 FACTORY_RETURN_DELAY = 250       # XM430 / XL430 factory default Return Delay Time (500 us)
 BUS_HZ, COMMAND_HZ = 50.0, 20.0
 WAIST_STEP = 0.004               # rad per command
-PRE_ROLL_Z, PRE_ROLL_X = 0.30, 0.40  # m: the Franka's TCP inside its safety box (z 0.01-0.40, x 0.30-0.70)
 
 
 # --- 1. the bus cycle --------------------------------------------------------------------------
@@ -509,10 +508,10 @@ def fault_table(results: dict, trials: int) -> Table:
 def franka_run(seconds: float, commands: int) -> dict:
     """The Franka DriverNode (robot_rl.drivers.franka.node's parts, 50 Hz bus, 10 Hz commands) over
     FrankyBackend against franky-sim in a process of its own on a loopback address. Records joint_states
-    for ``seconds``, then brings the TCP inside the safety box (home is above its top: a target clipped to
-    the box moves nothing, so no motion update would come), then publishes ``commands`` ee_delta_command
-    messages at 10 Hz (small alternating z steps, inside every limit). Each command is matched to the
-    motion update its own ee_delta call handed to franky (robot.move, asynchronous), stamped at its
+    for ``seconds`` at the ready pose, then publishes ``commands`` ee_delta_command messages at 10 Hz (small
+    alternating z steps from the ready pose, which lies inside the safety box: every step moves the arm,
+    inside every limit). Each command is matched to the motion update its own ee_delta call handed to
+    franky (robot.move, asynchronous), stamped at its
     return; a command that sent no new motion counts as unmatched. Meanwhile a thread samples the robot
     state's clock (1 ms per franky-sim control cycle) every 2 ms: franky-sim's achieved loop rate and its
     longest stall."""
@@ -577,7 +576,6 @@ def franka_run(seconds: float, commands: int) -> dict:
         time.sleep(seconds)
         client.recording = False
         states = np.array(client.states)
-        pre_roll(ee_pub, driver.arbiter.ee_controller)
         command_updates.clear()
         sampler = threading.Thread(target=sample_clock, daemon=True)
         sampler.start()
@@ -612,25 +610,6 @@ def franka_run(seconds: float, commands: int) -> dict:
     return {"states": states, "latency": np.array(latency), "sent": len(published), "fault": fault,
             "sim_rate_hz": rate, "sim_stall_s": float(np.max(np.diff(change_times))) if len(change_times) > 1 else 0.0,
             "sim_seconds": float(wall[-1] - wall[0]) if len(wall) > 1 else 0.0}
-
-
-def pre_roll(ee_pub, controller, timeout: float = 10.0) -> None:
-    """Full-scale steps (3 cm) at 10 Hz down and forward until the commanded TCP is inside the safety box
-    (below PRE_ROLL_Z, beyond PRE_ROLL_X), then a pause longer than the watchdog: the measured commands start
-    a fresh stream from the measured pose."""
-    from std_msgs.msg import Float64MultiArray
-
-    deadline = time.monotonic() + timeout
-    while True:
-        x, _, z = controller.target_pos
-        if z <= PRE_ROLL_Z and x >= PRE_ROLL_X:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"franka: the pre-roll did not bring the TCP into the box (at x={x:.3f}, z={z:.3f})")
-        action = [1.0 if x < PRE_ROLL_X else 0.0, 0.0, -1.0 if z > PRE_ROLL_Z else 0.0, 0.0, 0.0, 0.0, 1.0]
-        ee_pub.publish(Float64MultiArray(data=action))
-        time.sleep(0.1)
-    time.sleep(1.0)
 
 
 def franka_tables(r: dict, seconds: float) -> list[Table]:

@@ -498,6 +498,25 @@ def test_cql_awr_weights_the_data_actions_log_likelihood_by_exp_beta_advantage_w
     assert agent.actor_loss(torch.tensor(OBS), batch)[0].item() == pytest.approx(plain, rel=1e-5)
 
 
+def test_cql_weighted_bc_weights_the_modes_squared_error_and_adds_the_unweighted_log_likelihood(monkeypatch):
+    """weighted_bc: mean(w * |mode - a_data|^2 - log pi(a_data|s)) over valid rows, w as AWR's."""
+    agent = make_agent(CQL, action_dim=2, init_temperature=0.5, actor_extraction="weighted_bc",
+                       awr_inverse_temperature=2.0, awr_max_weight=3.0)
+    actions, log_probs, modes = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0], [[0.1, 0.0], [0.5, 0.5], [0.3, -0.2]]
+    data_log_probs = [-0.5, 1.0, -2.0]
+    monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
+    monkeypatch.setattr(agent.actor, "log_prob", lambda f, a: torch.tensor(data_log_probs))
+    monkeypatch.setattr(agent.actor, "mode", lambda f: torch.tensor(modes))
+    batch = cql_batch(valid=(1.0, 0.0, 1.0))
+    q = lambda s, a: sum(q_ref(m, s, a) for m in ONLINE) / 3  # noqa: E731
+    weights = [min(math.exp(2.0 * (q(s, d) - q(s, a))), 3.0) for s, d, a in zip(OBS, CQL_ACTION, actions)]
+    squared = [sum((m - d) ** 2 for m, d in zip(mode, data)) for mode, data in zip(modes, CQL_ACTION)]
+    expected = sum(weights[i] * squared[i] - data_log_probs[i] for i in (0, 2)) / 2  # row 1 is not valid
+    loss, log_prob = agent.actor_loss(torch.tensor(OBS), batch)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(log_prob, torch.tensor(log_probs))
+
+
 def test_cql_refuses_an_unknown_actor_extraction():
     with pytest.raises(ValueError, match="actor_extraction='iql'.*expected one of"):
         make_agent(CQL, action_dim=2, actor_extraction="iql")

@@ -22,7 +22,7 @@ from robot_rl.algos.ops import conservative_gap, imitation_loss, masked_mean, op
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import SAC, SACConfig
 
-ACTOR_EXTRACTIONS = ("sac", "awr")
+ACTOR_EXTRACTIONS = ("sac", "awr", "weighted_bc")
 
 
 @dataclass
@@ -37,9 +37,10 @@ class CQLConfig(SACConfig):
     normalize_q_in_actor: bool = False  # with bc_weight, divide the soft-Q term by mean |Q| (TD3+BC, Fujimoto &
                                         # Gu 2021: lambda = 2.5 / mean|Q|, i.e. bc_weight 0.4 here), so the
                                         # imitation term's weight does not depend on the scale of the returns
-    actor_extraction: str = "sac"    # while conservative: sac (maximize the soft Q) | awr (below)
-    awr_inverse_temperature: float = 3.0  # awr: beta in exp(beta * advantage) (IQL's 3, Kostrikov et al. 2021)
-    awr_max_weight: float = 100.0    # awr: weights clipped here (IQL, AWAC)
+    actor_extraction: str = "sac"    # while conservative: sac (maximize the soft Q) | awr | weighted_bc (below)
+    awr_inverse_temperature: float = 3.0  # awr, weighted_bc: beta in exp(beta * advantage) (IQL's 3, Kostrikov
+                                          # et al. 2021)
+    awr_max_weight: float = 100.0    # awr, weighted_bc: weights clipped here (IQL, AWAC)
 
 
 def plan(schedule) -> list[Phase]:
@@ -92,7 +93,7 @@ class CQL(SAC):
         """SAC's actor loss; in conservative phases with ``bc_weight``, plus that times the MSE of the
         policy's mode to the batch's actions. With ``actor_extraction: awr`` the conservative phases use
         advantage-weighted regression instead. WSRL's online SAC drops both."""
-        if self.conservative and self.config.actor_extraction == "awr" and batch is not None:
+        if self.conservative and self.config.actor_extraction != "sac" and batch is not None:
             return self.advantage_weighted_loss(features, batch)
         loss, log_prob = super().actor_loss(features)
         if self.conservative and self.config.bc_weight and batch is not None:
@@ -100,17 +101,22 @@ class CQL(SAC):
         return loss, log_prob
 
     def advantage_weighted_loss(self, features: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """AWR policy extraction (Peng et al. 2019; AWAC, Nair et al. 2020; IQL, Kostrikov et al. 2021): the
-        data's actions' log-likelihood weighted by exp(beta * (Q(s, a_data) - Q(s, a ~ pi))). The policy
-        only ever moves toward actions in the data, so at uniform weights it is behaviour cloning, and the
-        critic's job is to pick the better of them. Returns the loss and a sample's log pi (temperature)."""
+        """Policy extraction that only moves toward the data's actions, each weighted by
+        exp(beta * (Q(s, a_data) - Q(s, a ~ pi))): at uniform weights it is behaviour cloning, and the
+        critic's job is to pick the better of the data's actions. ``awr`` weights their log-likelihood
+        (AWR, Peng et al. 2019; AWAC, Nair et al. 2020; IQL, Kostrikov et al. 2021); ``weighted_bc`` weights
+        the squared error of the policy's mode to them, BC's own loss, plus the unweighted log-likelihood
+        so the policy's spread is fitted for the online phase. Returns the loss and a sample's log pi."""
         cfg = self.config
         action, log_prob = self.actor.sample(features)
         with torch.no_grad():
             advantage = self.critic(features, batch.action).mean(0) - self.critic(features, action).mean(0)
             weight = torch.exp(cfg.awr_inverse_temperature * advantage).clamp(max=cfg.awr_max_weight)
-        loss = -masked_mean(weight * self.actor.log_prob(features, batch.action), batch.valid)
-        return loss, log_prob
+        data_log_prob = self.actor.log_prob(features, batch.action)
+        if cfg.actor_extraction == "awr":
+            return -masked_mean(weight * data_log_prob, batch.valid), log_prob
+        squared_error = (self.actor.mode(features) - batch.action).pow(2).sum(-1)
+        return masked_mean(weight * squared_error - data_log_prob, batch.valid), log_prob
 
     def actor_objective_scale(self, q: torch.Tensor) -> float | torch.Tensor:
         if self.conservative and self.config.bc_weight and self.config.normalize_q_in_actor:

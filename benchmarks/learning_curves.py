@@ -8,6 +8,7 @@ every result.
     python benchmarks/learning_curves.py --task reach --dynamics perturbed --algos bc,calql_offline
     python benchmarks/learning_curves.py --quick         # a few minutes: checks the pipeline, not the ranking
     python benchmarks/learning_curves.py --profile paper --device cuda --jobs 8  # the papers' networks and UTD
+    python benchmarks/learning_curves.py --task reach --camera front --algos bc,wsrl  # from pixels (below)
 
 Writes runs/bench/learning_curves/<task>/curves.csv (one row per evaluation) and curves.png, and prints
 the final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time (``--jobs``).
@@ -18,6 +19,11 @@ Cal-QL pretraining, warmup and offline-free fine-tuning) but shrinks the arithme
 batch 128, E = 5 with min over 2, RLPD at UTD 4 instead of 20, WSRL at UTD 2 instead of 4 with a
 1000-step warmup instead of 5000 (the budget is 12000 online steps), 4000 offline updates. Offline
 Cal-QL runs as many updates as WSRL's pretraining and is drawn flat over the online budget.
+
+``--camera front`` is what a real robot runs: the demonstrations are recorded with that camera at 64 x 64
+and every learner reads the camera plus ``state`` (the arm's proprioception) and not ``task_state`` (the
+object and target positions only a simulator knows), so the target has to be seen. SB3's peer reads
+state only and is refused there.
 """
 from __future__ import annotations
 
@@ -72,12 +78,22 @@ OFFLINE_ONLY = ("bc", "calql_offline")  # no online phase: drawn flat over the o
 SB3 = "sb3_sac"  # the peer: Stable-Baselines3's SAC from scratch (benchmarks/sb3_peer.py), same env and evaluation
 
 
-def collect(out: Path, task: str, dataset: Path, episodes: int, noise: float) -> None:
+IMAGE_SIZE = 64  # --camera: square frames, as DrQ and SERL's state-plus-image policies read them
+
+
+def pixel_inputs(camera: str | None) -> list[str]:
+    """The overrides that make a learner read the camera and the arm's own state only."""
+    return [] if camera is None else [f"cameras=[{camera}]", "obs_keys=[state]",
+                                      f"image_size=[{IMAGE_SIZE},{IMAGE_SIZE}]"]
+
+
+def collect(out: Path, task: str, dataset: Path, episodes: int, noise: float, camera: str | None) -> None:
     if dataset.exists():
         return
+    cameras = [] if camera is None else [f"cameras=[{camera}]", f"image_size=[{IMAGE_SIZE},{IMAGE_SIZE}]"]
     subprocess.run([sys.executable, "-m", "robot_rl.cli.main", "collect", "robot=widowx", f"task={task}",
-                    f"episodes={episodes}", f"noise={noise}", f"out={dataset}", f"run_dir={out / 'collect'}"],
-                   check=True)
+                    f"episodes={episodes}", f"noise={noise}", f"out={dataset}", f"run_dir={out / 'collect'}",
+                    *cameras], check=True)
 
 
 def train(out: Path, task: str, name: str, seed: int, overrides: list[str], eval_every: int, episodes: int) -> Path:
@@ -176,12 +192,16 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=50)
     parser.add_argument("--noise", type=float, default=0.05, help="the scripted expert's action noise "
                         "(make demo records with 0.1)")
+    parser.add_argument("--camera", default=None, help="learn from this camera (64 x 64) and the arm's state, "
+                        "without task_state: e.g. front")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (default 2: the 2-core VM)")
     parser.add_argument("--device", default="cpu", help="the learner's torch device for every run (cpu | cuda)")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from curves.csv")
     args = parser.parse_args()
     out = OUT / (args.task + (f"_{args.tag}" if args.tag else ""))
     title = f"WidowX {args.task} twin ({args.dynamics} dynamics), {args.demos} scripted demonstrations"
+    if args.camera:
+        title += f", from the {args.camera} camera ({IMAGE_SIZE} x {IMAGE_SIZE}) and state"
     if args.replot:
         with open(out / "curves.csv", newline="") as f:
             rows = [{**r, "env_steps": int(r["env_steps"]), "success_rate": float(r["success_rate"]),
@@ -200,16 +220,20 @@ def main() -> None:
         if name not in extra or "=" not in override:
             parser.error(f"--override {item!r}: expected ALGO:key=value with ALGO one of {chosen}")
         extra[name].append(override)
+    if args.camera and SB3 in chosen:
+        parser.error(f"--camera: {SB3} reads state only; leave it out of --algos")
     out.mkdir(parents=True, exist_ok=True)
-    dataset = OUT / f"{args.task}_demos{args.demos}_noise{args.noise:g}.zarr"
-    collect(out, args.task, dataset, args.demos, args.noise)
+    camera_tag = f"_{args.camera}{IMAGE_SIZE}" if args.camera else ""
+    dataset = OUT / f"{args.task}_demos{args.demos}_noise{args.noise:g}{camera_tag}.zarr"
+    collect(out, args.task, dataset, args.demos, args.noise, args.camera)
     profile = PROFILES[args.profile]
     every = algorithms(dataset.resolve(), online, offline, warmup)
     unknown = sorted(set(chosen) - set(every))
     if unknown:
         parser.error(f"--algos: unknown {unknown}; expected some of {sorted(every)}")
     run_wide = {name: ["--profile", args.profile, "--dynamics", args.dynamics, "--device", args.device] if name == SB3
-                else [*profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}"] for name in chosen}
+                else [*profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}",
+                      *pixel_inputs(args.camera)] for name in chosen}
     jobs = [(name, seed, [*every[name], *run_wide[name], *extra[name]]) for name in chosen for seed in range(seeds)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda job: (job[0], job[1], train(out, args.task, job[0], job[1], job[2], eval_every,

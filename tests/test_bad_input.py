@@ -102,7 +102,7 @@ def test_cli_reports_errors_with_exit_codes(tmp_path, capsys):
     assert "data/cam shard 0 (rows 0..23): 24 of 24 frames missing; affects episodes 0-2" in errors[0], out
     assert cli(["data", "info", str(path)]) == 1  # info warns too, and says so in its exit status
     out = capsys.readouterr().out
-    assert "is damaged (1 problems)" in out and "data/cam shard 0" in out and "episodes" in out
+    assert "fails validation (1 problems" in out and "data/cam shard 0" in out and "episodes" in out
     assert cli(["data", "info", "--no-check", str(path)]) == 0
 
 

@@ -106,8 +106,8 @@ def info(args) -> int:
     errors = [p for p in _problems(args.path) if p.severity == "error"]
     if not errors:
         return 0
-    console.print(f"[bold red]warning:[/] {escape(str(args.path))} is damaged ({len(errors)} problems): the episodes "
-                  "they name cannot be read; `robot-rl data validate` lists the same", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]warning:[/] {escape(str(args.path))} fails validation ({len(errors)} problems, each "
+                  "with its fix below; `robot-rl data validate` lists the same)", highlight=False, soft_wrap=True)
     _print_problems(errors)
     return 1
 

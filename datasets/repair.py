@@ -131,13 +131,10 @@ ACTION_BOUND_TOLERANCE = 1e-5  # float32 rounding of an action computed at a bou
 def _check_action_bounds(array, action_spec, committed: int, ends) -> list[Problem]:
     """Recorded actions outside the spec's ``low``/``high``: an error (nothing to check without bounds).
 
-    Reported here, not clipped where the driver records them. A driver records the action it executed, worked
-    out from the motion it commanded (CommandArbiter through robot_rl.drivers.applied_action, for the WidowX
-    and the Franka alike; the car's node has its own); one beyond the bounds means the robot moved more in a step than any action asks
-    for (a Franka whose home pose lay above its safety box recorded z -1.31 as its first target was clipped
-    9 cm down). Clipped, it would describe a motion the robot did not make; kept, no policy can output it.
-    Either way the episode is wrong to train from: the store says so, whoever wrote it (recorder, collect,
-    import), and the fix is the cause, then re-recording."""
+    The drivers' recorder keeps its executed actions within [-1, 1] (CommandArbiter.ee_delta clips the
+    commanded pose's move, which a safety-filtered step can stretch past any action); this check is for
+    every other writer (collect, import, a new driver), whose out-of-bounds actions no policy can output:
+    the episode is wrong to train from, and the fix is its cause, then re-recording."""
     if committed == 0 or (action_spec.low is None and action_spec.high is None):
         return []
     low = -np.inf if action_spec.low is None else np.asarray(action_spec.low, dtype=float)
@@ -152,9 +149,9 @@ def _check_action_bounds(array, action_spec, committed: int, ends) -> list[Probl
     return [Problem("error", (
         f"data/action: {len(rows)} of {committed} rows lie outside the spec's bounds [{action_spec.low}, "
         f"{action_spec.high}] (dims {dims}, from {actions[outside].min():.3g} to {actions[outside].max():.3g}), "
-        f"in episodes {_ranges(episodes)}: the robot moved more in those steps than any action asks for, so no "
-        "policy can reproduce them. Find what moved it (e.g. a first target clipped into a safety box that does "
-        "not hold the home pose), fix that, and re-record these episodes"))]
+        f"in episodes {_ranges(episodes)}: no policy can output them. Find what wrote them (a converter's action "
+        "scaling, a driver that records its own moves unclipped, a first target clipped into a safety box that "
+        "does not hold the home pose), fix that, and re-record these episodes"))]
 
 
 def _frame_problem(message: str) -> str:

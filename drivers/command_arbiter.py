@@ -247,7 +247,10 @@ class CommandArbiter:
         requested = np.append(arm_q, finger)
         result = self.safety.filter(requested, self.measured, now)
         self._ee_streaming = result.state == "normal"
-        executed = self._executed_ee_action(action, requested, result, before)
+        # The filter bounds the move from the measured arm, the action from the commanded pose, which can run
+        # ahead of a lagging arm: a filtered step snaps the commanded pose back by that lag, a move no
+        # action asks for. The record keeps the nearest action a policy can output.
+        executed = np.clip(self._executed_ee_action(action, requested, result, before), -1.0, 1.0)
         return self._applied(result.target, executed)
 
     def _applied(self, target: np.ndarray, ee_action: np.ndarray | None = None) -> Applied | Refusal:

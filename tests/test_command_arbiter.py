@@ -225,6 +225,20 @@ def test_ee_delta_applied_is_the_request_unclipped_and_recomputed_when_clipped(r
     assert after[6] < clipped[6], "the gripper keeps closing"
 
 
+def test_executed_actions_stay_within_the_action_bounds_under_an_erratic_policy(rig):
+    """An untrained policy's full-scale, direction-flipping actions: the filter bounds many of them, and each
+    executed action (what the recorder stores) is still one a policy can output."""
+    rig.torque_on()
+    rng = np.random.default_rng(0)
+    executed = []
+    for _ in range(100):
+        executed.append(rig.arbiter.ee_delta(rng.choice([-1.0, 1.0], size=7), rig.now).ee_action)
+        rig.run(COMMAND_PERIOD)
+    values = rig.values()
+    assert values["step_limit"] + values["velocity_limit"] > 10, "the case should exercise the filter"
+    assert np.all(np.abs(executed) <= 1.0), np.abs(executed).max()
+
+
 def test_backend_fault_latches_a_stop_reports_error_and_clears_without_a_jump(rig):
     rig.torque_on()
     a, twin = rig.arbiter, rig.twin

@@ -91,8 +91,8 @@ class CQL(SAC):
 
     def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """SAC's actor loss; in conservative phases with ``bc_weight``, plus that times the MSE of the
-        policy's mode to the batch's actions. With ``actor_extraction: awr`` the conservative phases use
-        advantage-weighted regression instead. WSRL's online SAC drops both."""
+        policy's mode to the batch's actions. With ``actor_extraction`` awr or weighted_bc the conservative
+        phases regress the data's actions instead (advantage_weighted_loss). WSRL's online SAC drops both."""
         if self.conservative and self.config.actor_extraction != "sac" and batch is not None:
             return self.advantage_weighted_loss(features, batch)
         loss, log_prob = super().actor_loss(features)

@@ -190,6 +190,7 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--demos", type=int, default=50)
+    parser.add_argument("--eval-episodes", type=int, default=None, help="evaluation episodes per point (10)")
     parser.add_argument("--noise", type=float, default=0.05, help="the scripted expert's action noise "
                         "(make demo records with 0.1)")
     parser.add_argument("--camera", default=None, help="learn from this camera (64 x 64) and the arm's state, "
@@ -212,7 +213,7 @@ def main() -> None:
     online, offline, warmup, eval_every, episodes, seeds = (
         (600, 300, 200, 200, 3, 1) if args.quick else (12000, 4000, 1000, 1500, 10, 2))
     online, offline = args.online_steps or online, args.offline_updates or offline
-    seeds = args.seeds or seeds
+    seeds, episodes = args.seeds or seeds, args.eval_episodes or episodes
     chosen = args.algos.split(",")
     extra = {name: [] for name in chosen}
     for item in args.override:

@@ -2,7 +2,8 @@
 same demonstrations, the same number of updates), SAC from scratch, RLPD and WSRL, with the same budgets
 and seeds, from one scripted-demo dataset, and Stable-Baselines3's SAC from scratch as the peer
 (``sb3_sac``: benchmarks/sb3_peer.py, same env and evaluation episodes). BC is the baseline printed beside
-every result.
+every result. Offline peers on the same store, not run by default: d3rlpy's CQL and IQL (``d3rlpy_cql``,
+``d3rlpy_iql``: benchmarks/d3rlpy_peer.py, the same offline budget, drawn flat like BC).
 
     python benchmarks/learning_curves.py                 # pick-and-place, the CPU profile (2 cores, about an hour)
     python benchmarks/learning_curves.py --task reach --dynamics perturbed --algos bc,calql_offline
@@ -71,11 +72,13 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
         "wsrl": ["algo=wsrl", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
                  f"algo.schedule.warmup_steps={warmup}", f"algo.schedule.online_steps={online}"],
         SB3: ["--online-steps", str(online), "--random-steps", str(min(1000, online // 5))],
+        **{name: ["--dataset", str(dataset), "--updates", str(offline)] for name in D3RLPY},
     }
 
 
-OFFLINE_ONLY = ("bc", "calql_offline")  # no online phase: drawn flat over the online budget
 SB3 = "sb3_sac"  # the peer: Stable-Baselines3's SAC from scratch (benchmarks/sb3_peer.py), same env and evaluation
+D3RLPY = ("d3rlpy_cql", "d3rlpy_iql")  # offline peers on the same store (benchmarks/d3rlpy_peer.py)
+OFFLINE_ONLY = ("bc", "calql_offline", *D3RLPY)  # no online phase: drawn flat over the online budget
 
 
 IMAGE_SIZE = 64  # --camera: square frames, as DrQ and SERL's state-plus-image policies read them
@@ -101,6 +104,9 @@ def train(out: Path, task: str, name: str, seed: int, overrides: list[str], eval
     if name == SB3:
         cmd = [sys.executable, str(Path(__file__).with_name("sb3_peer.py")), "--task", task, "--seed", str(seed),
                "--eval-every", str(eval_every), "--episodes", str(episodes), "--run-dir", str(run_dir), *overrides]
+    elif name in D3RLPY:
+        cmd = [sys.executable, str(Path(__file__).with_name("d3rlpy_peer.py")), "--algo", name.removeprefix("d3rlpy_"),
+               "--task", task, "--seed", str(seed), "--episodes", str(episodes), "--run-dir", str(run_dir), *overrides]
     else:
         cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", f"task=widowx_{task}", f"seed={seed}",
                f"eval.every_env_steps={eval_every}", "eval.every_updates=0", f"eval.episodes={episodes}",
@@ -221,8 +227,9 @@ def main() -> None:
         if name not in extra or "=" not in override:
             parser.error(f"--override {item!r}: expected ALGO:key=value with ALGO one of {chosen}")
         extra[name].append(override)
-    if args.camera and SB3 in chosen:
-        parser.error(f"--camera: {SB3} reads state only; leave it out of --algos")
+    peers = [name for name in chosen if name in (SB3, *D3RLPY)]
+    if args.camera and peers:
+        parser.error(f"--camera: the peers read state only; leave {', '.join(peers)} out of --algos")
     out.mkdir(parents=True, exist_ok=True)
     camera_tag = f"_{args.camera}{IMAGE_SIZE}" if args.camera else ""
     dataset = OUT / f"{args.task}_demos{args.demos}_noise{args.noise:g}{camera_tag}.zarr"
@@ -232,7 +239,7 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(every))
     if unknown:
         parser.error(f"--algos: unknown {unknown}; expected some of {sorted(every)}")
-    run_wide = {name: ["--profile", args.profile, "--dynamics", args.dynamics, "--device", args.device] if name == SB3
+    run_wide = {name: ["--profile", args.profile, "--dynamics", args.dynamics, "--device", args.device] if name in peers
                 else [*profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}",
                       *pixel_inputs(args.camera)] for name in chosen}
     jobs = [(name, seed, [*every[name], *run_wide[name], *extra[name]]) for name in chosen for seed in range(seeds)]

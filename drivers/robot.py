@@ -65,7 +65,7 @@ class RobotDefinition:
 
 
 def default_task(robot: str) -> str:
-    """The twin task of ``robot`` that a job runs when given none (bringup, deploy, finetune: task: null)."""
+    """The twin task of ``robot`` that a job runs when given none (every verb's task: null)."""
     return robot_definition(robot).default_task
 
 

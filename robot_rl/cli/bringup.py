@@ -13,8 +13,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from robot_rl.cli.checks import check_config
-from robot_rl.cli.config import ConfigError, load_config, report_error, save_run_config, with_default_task
-from robot_rl.tasks import split_task
+from robot_rl.cli.config import ConfigError, load_config, report_error, save_run_config
 
 BAD_INPUT = (ConfigError, ValueError, TypeError)  # what graph_options and build_graph raise for bad input
 
@@ -50,7 +49,7 @@ def graph_options(graph: str, overrides: list[str]):
     robot_rl/configs/bringup.yaml and ``overrides``. Raises one of BAD_INPUT for bad input."""
     from robot_rl.launch.graphs import Options
 
-    cfg = with_default_task(split_task(load_config("bringup", overrides)))  # task=widowx_reach as in every verb
+    cfg = load_config("bringup", overrides)  # task=widowx_reach or none (the robot's default), as in every verb
     check_config("bringup", overrides, cfg)
     settings = OmegaConf.to_container(cfg)
     for key in ("grace_s", "run_dir"):  # the supervisor's, not the graph's

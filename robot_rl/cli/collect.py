@@ -19,7 +19,6 @@ from robot_rl.cli.config import ConfigError, add_verb, errors, load_config, repo
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError, StoreWriter
 from robot_rl.datasets.layout import local_path
-from robot_rl.tasks import split_task
 
 console = Console()
 SOURCES = ("scripted",)
@@ -32,7 +31,7 @@ def add_parser(verbs) -> None:
 
 def run(args) -> int:
     try:
-        cfg = split_task(load_config("collect", args.overrides))  # task=widowx_reach, as every verb takes it
+        cfg = load_config("collect", args.overrides)  # task=widowx_reach or none (the robot's default), as every verb
         if cfg.source not in SOURCES:
             raise ConfigError(f"source={cfg.source!r}: the twins record {SOURCES}; teleop is recorded "
                               "on the robot by the recorder node")

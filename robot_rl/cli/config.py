@@ -1,5 +1,6 @@
 """Hydra configuration for the verbs that run jobs: compose ``robot_rl/configs/<verb>.yaml`` with the
-command line's ``key=value`` overrides, and keep the resolved config in the job's run folder."""
+command line's ``key=value`` overrides, resolve its robot and task (:func:`resolve_task`), and keep the
+resolved config in the job's run folder."""
 from __future__ import annotations
 
 import re
@@ -14,6 +15,9 @@ from rich.markup import escape
 
 # Config groups that users also address with a dot, as in `sim.dynamics=perturbed`.
 GROUP_ALIASES = {"sim.dynamics": "sim/dynamics"}
+# `task: null` for the robots `robot-rl collect` records that have no driver in robot_rl.drivers.robot:
+# robosuite's Panda Lift, its one task with a scripted expert (robot_rl.sim.robosuite_adapter.EXPERTS).
+UNREGISTERED_DEFAULT_TASKS = {"robosuite": "Lift"}
 
 
 class ConfigError(ValueError):
@@ -31,7 +35,8 @@ def report_error(err: Exception | str) -> int:
 
 
 def load_config(verb: str, overrides: list[str], *, complete: bool = True) -> DictConfig:
-    """``complete=False``: the defaults, required keys (``???``) left unset."""
+    """The verb's config with ``overrides``, its robot and task resolved (:func:`resolve_task`).
+    ``complete=False``: the defaults as written, required keys (``???``) left unset."""
     overrides = [_group_alias(o) for o in overrides]
     try:
         with initialize_config_module("robot_rl.configs", version_base="1.3"):
@@ -41,6 +46,7 @@ def load_config(verb: str, overrides: list[str], *, complete: bool = True) -> Di
             raise ConfigError(f"`robot-rl {verb}` needs {', '.join(f'{k}=...' for k in missing)}")
         if complete:
             OmegaConf.resolve(cfg)
+            resolve_task(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"bad override for `robot-rl {verb}`: {e}") from e
     return cfg
@@ -54,13 +60,22 @@ def _group_alias(override: str) -> str:
     return override
 
 
-def with_default_task(cfg: DictConfig) -> DictConfig:
-    """``task: null`` becomes the robot's default task (robot_rl.drivers.robot.default_task); an unknown
-    robot is left for check_config to report."""
+def resolve_task(cfg: DictConfig) -> DictConfig:
+    """Robot and task, resolved here for every verb that has both keys (train, finetune, collect, bringup):
+    ``task=<robot>_<task>`` (``task=widowx_pick_place``) becomes ``robot=widowx task=pick_place``
+    (robot_rl.tasks.split_task), and ``task: null`` the robot's default task (``default_task`` in its
+    definition, robot_rl.drivers.robot: widowx reach, franka lift, rc_car goal; robosuite Lift). A given task
+    is kept; an unknown robot or task is left for check_config to report with the names it accepts."""
     from robot_rl.drivers.robot import ROBOTS, default_task
+    from robot_rl.tasks import split_task
 
+    if "robot" not in cfg or "task" not in cfg:
+        return cfg  # eval: the checkpoint's robot
+    split_task(cfg)
     if cfg.task is None and cfg.robot in ROBOTS:
         cfg.task = default_task(cfg.robot)
+    elif cfg.task is None and cfg.robot in UNREGISTERED_DEFAULT_TASKS:
+        cfg.task = UNREGISTERED_DEFAULT_TASKS[cfg.robot]
     return cfg
 
 

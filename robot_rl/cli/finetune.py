@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from robot_rl.cli.checks import check_config
-from robot_rl.cli.config import ConfigError, add_verb, report_error, save_run_config, with_default_task
+from robot_rl.cli.config import ConfigError, add_verb, report_error, save_run_config
 from robot_rl.cli.train import resolve_run
 from robot_rl.datasets import StoreError
 
@@ -50,7 +50,7 @@ def run(args) -> int:
 def resolve(overrides: list[str]):
     """A new run's config; with resume=true or role=actor, the saved config of ``run_dir``."""
     actor_only = any(o.replace(" ", "") == "role=actor" for o in overrides)
-    cfg = with_default_task(resolve_run(overrides, "finetune", saved_config=actor_only))
+    cfg = resolve_run(overrides, "finetune", saved_config=actor_only)  # robot and task resolved
     if cfg.role not in ROLES:
         raise ConfigError(f"role={cfg.role!r}: expected one of {', '.join(ROLES)}")
     if cfg.actor != "external":

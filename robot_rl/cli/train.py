@@ -17,10 +17,17 @@ from rich.console import Console
 from rich.table import Table
 
 from robot_rl.cli.checks import check_config
-from robot_rl.cli.config import ConfigError, add_verb, errors, load_config, report_error, save_run_config
+from robot_rl.cli.config import (
+    ConfigError,
+    add_verb,
+    errors,
+    load_config,
+    report_error,
+    resolve_task,
+    save_run_config,
+)
 from robot_rl.cli.progress import job_progress
 from robot_rl.datasets import StoreError
-from robot_rl.tasks import split_task
 
 console = Console()
 
@@ -41,8 +48,9 @@ def run(args) -> int:
 
 def resolve_run(overrides: list[str], verb: str = "train", saved_config: bool = False):
     """The config of a new run, or with ``resume=true`` (or ``saved_config``) the saved config of
-    ``run_dir`` (default: the newest run beside it) with the other overrides applied on top."""
-    cfg = split_task(load_config(verb, overrides))
+    ``run_dir`` (default: the newest run beside it) with the other overrides applied on top. Robot and task
+    are resolved either way (``task=widowx_reach``; ``task: null``: the robot's default task)."""
+    cfg = load_config(verb, overrides)
     if not (cfg.resume or saved_config):
         return cfg
     given = {o.split("=", 1)[0] for o in overrides}
@@ -53,7 +61,7 @@ def resolve_run(overrides: list[str], verb: str = "train", saved_config: bool = 
     saved = OmegaConf.load(saved_path)
     extra = [o for o in overrides if o.split("=", 1)[0] not in ("resume", "run_dir")]
     cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra), {"resume": bool(cfg.resume), "run_dir": str(run_dir)})
-    return split_task(cfg)
+    return resolve_task(cfg)
 
 
 def newest_run(parent: Path) -> Path:

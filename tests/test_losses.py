@@ -296,18 +296,6 @@ def test_tanh_gaussian_log_prob_of_given_actions_matches_torch_distributions():
     assert torch.isfinite(edge).all()
 
 
-def test_tanh_gaussian_log_prob_spread_only_trains_the_spread_and_not_the_mean():
-    """weighted_bc's likelihood term: same value, but no gradient reaches the mean's outputs."""
-    torch.manual_seed(0)
-    actor = TanhGaussianActor(3, 2, ())  # one linear layer: rows 0-1 give the mean, rows 2-3 the log-std
-    features, action = torch.randn(4, 3), torch.tensor([[0.3, -1.0], [0.0, 0.5], [1.0, 0.99], [0.7, -0.1]])
-    full, spread = actor.log_prob(features, action), actor.log_prob(features, action, spread_only=True)
-    torch.testing.assert_close(spread, full)
-    spread.sum().backward()
-    weight_grad = actor.net[-1].weight.grad
-    assert torch.all(weight_grad[:2] == 0) and torch.any(weight_grad[2:] != 0)
-
-
 def test_tanh_gaussian_log_prob_is_accurate_far_into_saturation():
     actor = TanhGaussianActor(1, 2, ())
     with torch.no_grad():
@@ -511,16 +499,13 @@ def test_cql_awr_weights_the_data_actions_log_likelihood_by_exp_beta_advantage_w
 
 
 def test_cql_weighted_bc_weights_the_modes_squared_error_and_adds_the_unweighted_log_likelihood(monkeypatch):
-    """weighted_bc: mean(w * |mode - a_data|^2 - log pi(a_data|s)) over valid rows, w as AWR's, the
-    log-likelihood with the mean held fixed."""
+    """weighted_bc: mean(w * |mode - a_data|^2 - log pi(a_data|s)) over valid rows, w as AWR's."""
     agent = make_agent(CQL, action_dim=2, init_temperature=0.5, actor_extraction="weighted_bc",
                        awr_inverse_temperature=2.0, awr_max_weight=3.0)
     actions, log_probs, modes = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0], [[0.1, 0.0], [0.5, 0.5], [0.3, -0.2]]
     data_log_probs = [-0.5, 1.0, -2.0]
     monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
-    spread_only_calls = []
-    monkeypatch.setattr(agent.actor, "log_prob", lambda f, a, spread_only=False: (
-        spread_only_calls.append(spread_only), torch.tensor(data_log_probs))[1])
+    monkeypatch.setattr(agent.actor, "log_prob", lambda f, a: torch.tensor(data_log_probs))
     monkeypatch.setattr(agent.actor, "mode", lambda f: torch.tensor(modes))
     batch = cql_batch(valid=(1.0, 0.0, 1.0))
     q = lambda s, a: sum(q_ref(m, s, a) for m in ONLINE) / 3  # noqa: E731
@@ -529,7 +514,6 @@ def test_cql_weighted_bc_weights_the_modes_squared_error_and_adds_the_unweighted
     expected = sum(weights[i] * squared[i] - data_log_probs[i] for i in (0, 2)) / 2  # row 1 is not valid
     loss, log_prob = agent.actor_loss(torch.tensor(OBS), batch)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-    assert spread_only_calls == [True], "the likelihood must fit the spread only; the squared error trains the mean"
     torch.testing.assert_close(log_prob, torch.tensor(log_probs))
 
 

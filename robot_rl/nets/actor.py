@@ -28,12 +28,10 @@ class TanhGaussianActor(nn.Module):
         pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
         return torch.tanh(pre_tanh), squashed_log_prob(pre_tanh, mean, log_std)
 
-    def log_prob(self, features: torch.Tensor, action: torch.Tensor, spread_only: bool = False) -> torch.Tensor:
+    def log_prob(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """log pi(action | features) of given actions in [-1, 1] (the data's: edges pulled in by 1e-4,
-        where tanh's inverse is finite). ``spread_only``: no gradient reaches the mean, so the
-        likelihood fits the spread around a mean that another loss trains."""
+        where tanh's inverse is finite)."""
         mean, log_std = self(features)
-        mean = mean.detach() if spread_only else mean
         pre_tanh = torch.atanh(action.clamp(-1.0 + 1e-4, 1.0 - 1e-4))
         return squashed_log_prob(pre_tanh, mean, log_std)
 

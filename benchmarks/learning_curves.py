@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run first-seed .. first-seed + seeds - 1")
     parser.add_argument("--demos", type=int, default=50)
     parser.add_argument("--eval-episodes", type=int, default=None, help="evaluation episodes per point (10)")
     parser.add_argument("--noise", type=float, default=0.05, help="the scripted expert's action noise "
@@ -242,7 +243,8 @@ def main() -> None:
     run_wide = {name: ["--profile", args.profile, "--dynamics", args.dynamics, "--device", args.device] if name in peers
                 else [*profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}",
                       *pixel_inputs(args.camera)] for name in chosen}
-    jobs = [(name, seed, [*every[name], *run_wide[name], *extra[name]]) for name in chosen for seed in range(seeds)]
+    jobs = [(name, seed, [*every[name], *run_wide[name], *extra[name]]) for name in chosen
+            for seed in range(args.first_seed, args.first_seed + seeds)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda job: (job[0], job[1], train(out, args.task, job[0], job[1], job[2], eval_every,
                                                                 episodes)), jobs))

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from learner_helpers import demo_store, train_config
+from learner_helpers import TINY_SAC, demo_store, tiny_checkpoint, train_config
 from robot_rl.cli.main import main
 from robot_rl.datasets import TrajectoryReader
 from robot_rl.learner.checkpoint import latest_checkpoint, load_checkpoint
+from robot_rl.learner.metrics import read_evaluations
 from robot_rl.learner.trainer import Trainer
 
 
@@ -124,6 +125,19 @@ def test_killed_run_resumes_with_its_counters_replay_and_weights(tmp_path):
     assert trainer.state.critic_updates == before + 40
     changed = [k for k, v in trainer.agent.state_dict().items() if not torch.equal(v, saved[k])]
     assert changed, "training went on from the restored weights"
+    trainer.close()
+
+
+def test_a_finished_run_resumed_with_a_larger_online_budget_trains_on_and_without_one_is_refused(tmp_path, capsys):
+    run_dir = tiny_checkpoint(tmp_path / "run")  # SAC: 40 random steps, then 40 online steps, finished
+    resume = [o for o in TINY_SAC if "online_steps" not in o] + ["resume=true", f"run_dir={run_dir}"]
+    assert main(["train", *resume, "algo.schedule.online_steps=80"]) == 2  # bad input
+    assert "finished all its phases" in capsys.readouterr().err
+    trainer = Trainer(train_config(tmp_path, *resume, "algo.schedule.online_steps=120"), run_dir)
+    assert (trainer.state.phase, trainer.state.progress) == (1, 40), "the online phase reopens after its 40 steps"
+    state = trainer.run()
+    assert state.env_steps == 120 and state.phase == 2
+    assert [r["env_steps"] for r in read_evaluations(run_dir)][-1] == 120
     trainer.close()
 
 

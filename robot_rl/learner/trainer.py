@@ -153,6 +153,12 @@ class Trainer:
             self.replay.restore(saved.pop("replay"))
             saved.pop("actor", None)
             self.state = TrainState(**saved)
+            try:
+                self.reopen_last_phase()
+            except ValueError:
+                self.eval_env.close()
+                self.replay.close()  # its online store's writer lock
+                raise
         self.rollouts = None if self.external else Rollouts(
             envs, self.replay.writer, seed=TRAIN_SEED_OFFSET + 1000 * cfg.seed,
             first_episode=self.replay.writer.num_episodes, operators=scripted_operators(cfg, envs) if takeover else None)
@@ -163,6 +169,19 @@ class Trainer:
         self.actor: ActorStatus | None = None  # actor=external, while waiting: what its heartbeat says
         self._actor_checked = self._actor_said = -float("inf")
         self._last_line = time.monotonic()
+
+    def reopen_last_phase(self) -> None:
+        """A finished run resumed with a larger online budget continues its last (online) phase from the
+        env steps it took; one with nothing left to do is refused, naming the fix."""
+        s, last = self.state, self.phases[-1]
+        if s.phase < len(self.phases):
+            return
+        taken = s.env_steps - sum(p.env_steps for p in self.phases[:-1])  # online progress counts env steps
+        if not last.online or not 0 <= taken < last.length:
+            raise ValueError(f"resume=true: {self.run_dir} finished all its phases ({s.env_steps} env steps, "
+                             f"{s.critic_updates} critic updates); to train on, give a larger "
+                             "algo.schedule.online_steps, or start a new run")
+        s.phase, s.progress = len(self.phases) - 1, taken
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainState:

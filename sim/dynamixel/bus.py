@@ -77,13 +77,14 @@ class ServoBus:
     def unplug(self) -> float:
         """Hang up first (close the master side: the driver's side reports EIO now, not after the bus
         thread has noticed), then stop. The serving thread is never mid-reply when the master closes.
-        Returns the hang-up's time.monotonic() (one clock for every process on the host)."""
+        Returns the hang-up's time.monotonic() (one clock for every process on the host), taken just before
+        the close: a reader may see the hang-up before close returns, never before this time."""
         with self._wire:
             self._stop.set()
+            hung_up_at = time.monotonic()
             if self._master >= 0:
                 os.close(self._master)
                 self._master = -1
-            hung_up_at = time.monotonic()
             if self.link_path and os.path.lexists(self.link_path):
                 os.unlink(self.link_path)
         self.stop()

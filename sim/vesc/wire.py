@@ -60,13 +60,14 @@ class PtyWire:
             os.unlink(self.link_path)
 
     def unplug(self) -> float:
-        """Hang up now; returns the hang-up's time.monotonic() (one clock for every process on the host)."""
+        """Hang up now; returns the hang-up's time.monotonic() (one clock for every process on the host),
+        taken just before the close: a reader may see the hang-up before close returns, never before this."""
         with self._wire:
             self._stop.set()
+            hung_up_at = time.monotonic()
             if self._master >= 0:
                 os.close(self._master)
                 self._master = -1
-            hung_up_at = time.monotonic()
             if self.link_path and os.path.lexists(self.link_path):
                 os.unlink(self.link_path)
         self.stop()

@@ -112,6 +112,32 @@ def test_deploy_refuses_a_checkpoint_without_its_spec_naming_the_fix(capsys, tmp
     assert not (tmp_path / "run").exists(), "nothing is started or written for bad input"
 
 
+@pytest.fixture
+def started(monkeypatch) -> list:
+    """The graphs `robot-rl deploy` would start, recorded instead of run."""
+    calls = []
+    monkeypatch.setattr("robot_rl.cli.deploy.run_processes", lambda cfg, processes: calls.append(processes) or 0)
+    return calls
+
+
+@pytest.mark.parametrize("task", ["pick_place", "widowx_pick_place"])
+def test_deploy_refuses_a_task_other_than_the_checkpoints(task, capsys, tmp_path, checkpoint, started):
+    from robot_rl.cli.main import main
+
+    assert main(["deploy", f"checkpoint={checkpoint}", f"task={task}", f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "task=widowx_pick_place" in err and "task=widowx_reach" in err and "drop task=" in err, err
+    assert not started and not (tmp_path / "run").exists(), "nothing is started or written for bad input"
+
+
+@pytest.mark.parametrize("task", ["reach", "widowx_reach"])
+def test_deploy_accepts_the_checkpoints_own_task(task, capsys, tmp_path, checkpoint, started):
+    from robot_rl.cli.main import main
+
+    assert main(["deploy", f"checkpoint={checkpoint}", f"task={task}", f"run_dir={tmp_path / 'run'}"]) == 0
+    assert len(started) == 1, capsys.readouterr().err
+
+
 # --- command latency in the node ------------------------------------------------------------------
 
 def test_policy_node_times_its_commands_through_a_real_driver(context, spinner, checkpoint):

@@ -10,6 +10,7 @@ it). On the twin the job ends after ``steps`` actions (default: the task's step 
 hardware at Ctrl-C. The policy node then writes ``deploy.json`` into the run folder, and this prints it
 as a table: success (twin only), actions sent, inference latency and command latency p50/p99 (the round
 trip ee_delta_command -> the driver's ee_command_applied: robot_rl.drivers.policy_node).
+The policy runs the checkpoint's own task: a ``task=`` naming another task is refused (status 2).
 The exit status is the graph's: 0 when the job ended, 130 after Ctrl-C, 1 when a process failed; 2 for
 bad input.
 """
@@ -51,6 +52,7 @@ def run(args) -> int:
             raise ValueError(f"checkpoint={options.checkpoint}: no such file or folder (expected a checkpoint, "
                              "checkpoints/ or run folder from `robot-rl train`)")
         check_checkpoint(options.checkpoint)
+        check_task(cfg, args.overrides, options.checkpoint)
     except BAD_INPUT as e:
         return report_error(e)
     report.unlink(missing_ok=True)  # a run_dir given twice: never show the last run's report
@@ -69,6 +71,22 @@ def check_checkpoint(path) -> None:
         read_spec(resolve_checkpoint(path))
     except FileNotFoundError as e:
         raise ValueError(str(e)) from None
+
+
+def check_task(cfg, overrides: list[str], path) -> None:
+    """A ``task=`` given among ``overrides`` names the checkpoint's task (both as <robot>_<task>); the policy
+    node runs the checkpoint's own task, so another one is refused rather than ignored."""
+    from robot_rl.cli.config import resolve_task
+    from robot_rl.learner.checkpoint import resolve_checkpoint
+    from robot_rl.learner.policy import checkpoint_config
+
+    if not any(o.partition("=")[0].lstrip("+") == "task" for o in overrides):
+        return
+    trained = resolve_task(checkpoint_config(resolve_checkpoint(path)))
+    given, own = f"{cfg.robot}_{cfg.task}", f"{trained.robot}_{trained.task}"
+    if given != own:
+        raise ValueError(f"task={given}: checkpoint={path} was trained on task={own}, and deploy runs the "
+                         f"checkpoint's own task; drop task=, or pass the checkpoint of a run trained on {given}")
 
 
 def report_table(cfg, path: Path, status: int) -> Table:

@@ -58,8 +58,9 @@ CALQL = ["algo.agent.n_actions=5", "algo.agent.target_entropy_scale=0", "algo.ag
 PROFILES = {
     "cpu": {"bc": BC, "sac": SHARED + ONLINE, "calql_offline": SHARED + ENSEMBLE + CALQL,
             "rlpd": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
+            "ibrl": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "wsrl": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"]},
-    "paper": {"bc": [], "sac": [], "calql_offline": [], "rlpd": [], "wsrl": []},
+    "paper": {"bc": [], "sac": [], "calql_offline": [], "rlpd": [], "ibrl": [], "wsrl": []},
 }
 
 
@@ -69,6 +70,8 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
         "sac": ["algo=sac", f"algo.schedule.random_steps={min(1000, online // 5)}", f"algo.schedule.online_steps={online}"],
         "calql_offline": ["algo=calql", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}"],
         "rlpd": ["algo=rlpd", f"dataset={dataset}", f"algo.schedule.online_steps={online}"],
+        "ibrl": ["algo=ibrl", f"dataset={dataset}", f"algo.schedule.bc_updates={offline}",
+                 f"algo.schedule.online_steps={online}"],
         "wsrl": ["algo=wsrl", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
                  f"algo.schedule.warmup_steps={warmup}", f"algo.schedule.online_steps={online}"],
         SB3: ["--online-steps", str(online), "--random-steps", str(min(1000, online // 5))],

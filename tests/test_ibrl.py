@@ -1,0 +1,114 @@
+"""IBRL on the real WidowX twin and a real demo store: BC first, then the critic picks between the BC
+policy's proposal and the RL actor's, in acting and in the TD target."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from learner_helpers import demo_store, train_config
+from robot_rl.algos.batch import Batch
+from robot_rl.algos.ibrl import IBRL, IBRLConfig, plan
+from robot_rl.algos.sac import ObservationShapes
+from robot_rl.learner.policy import load_agent
+from robot_rl.learner.trainer import Trainer
+
+
+def weights(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny IBRL run with chunks of 2: 30 BC updates, then 60 online steps at UTD 2. Returns the trainer
+    (closed), its final state, and the BC and critic weights before training and at the first online update."""
+    tmp_path = tmp_path_factory.mktemp("ibrl")
+    demos = demo_store(tmp_path / "reach.zarr")
+    cfg = train_config(tmp_path, "algo=ibrl", "task=widowx_reach", f"dataset={demos}", "algo.schedule.bc_updates=30",
+                       "algo.schedule.online_steps=60", "algo.schedule.utd=2", "algo.agent.ensemble_size=3",
+                       "algo.agent.chunk=2")
+    trainer = Trainer(cfg, tmp_path / "run")
+    agent = trainer.agent
+    snapshots = {"start": (weights(agent.reference), weights(agent.critic))}
+    update = agent.update
+
+    def spy(batches):
+        if not agent.imitating and "online" not in snapshots:
+            snapshots["online"] = (weights(agent.reference), weights(agent.critic))
+        return update(batches)
+
+    agent.update = spy
+    state = trainer.run()
+    trainer.close()
+    return trainer, state, snapshots
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_bc_phase_trains_only_the_bc_policy_and_online_rl_leaves_it_frozen(trained):
+    trainer, state, snapshots = trained
+    imitation, online = state.phase_log
+    assert imitation["phase"] == "imitation" and imitation["offline_rows"] == 30 * 16 and imitation["online_rows"] == 0
+    assert online["phase"] == "online" and online["online_rows"] > 0 and online["offline_rows"] > 0
+    agent = trainer.agent
+    (bc_start, critic_start), (bc_online, critic_online) = snapshots["start"], snapshots["online"]
+    assert not same(bc_start, bc_online), "the BC phase did not train the BC policy"
+    assert same(critic_start, critic_online), "the BC phase trained the critic"
+    assert same(bc_online, weights(agent.reference)), "online RL changed the BC policy (it must stay frozen)"
+    assert not same(critic_online, weights(agent.critic)), "online RL did not train the critic"
+
+
+def test_acting_takes_per_state_the_proposal_the_critic_scores_higher_and_only_bc_while_imitating():
+    torch.manual_seed(0)
+    agent = IBRL(ObservationShapes(state={"state": 5}), 2, IBRLConfig(hidden=(16, 16), ensemble_size=3, chunk=2))
+    obs = {"state": np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)}
+    with torch.no_grad():
+        state = torch.as_tensor(obs["state"])
+        features = agent.encoder({"state": state})
+        rl, bc = agent.actor.mode(features), agent.reference({"state": state})
+        bc_wins = agent.critic(features, bc).min(0).values > agent.critic(features, rl).min(0).values
+    assert 0 < int(bc_wins.sum()) < 64, "untrained nets: each proposal wins somewhere"
+    chosen = torch.as_tensor(agent.act(obs, deterministic=True))
+    assert chosen.shape == (64, 2, 2)
+    assert torch.allclose(chosen.reshape(64, -1), torch.where(bc_wins[:, None], bc, rl))
+    agent.begin_phase(plan(OmegaConf.create({"bc_updates": 1, "online_steps": 1, "utd": 1, "offline_ratio": 0.5}))[0])
+    assert torch.allclose(torch.as_tensor(agent.act(obs)).reshape(64, -1), bc), "the BC phase acts as BC"
+
+
+def test_the_td_target_backs_up_the_better_proposal_under_the_target_critic():
+    torch.manual_seed(0)
+    agent = IBRL(ObservationShapes(state={"state": 5}), 2, IBRLConfig(hidden=(16, 16), ensemble_size=4))
+    b = 32
+    batch = Batch(obs={"state": torch.randn(b, 5)}, action=torch.rand(b, 2) * 2 - 1, reward=torch.rand(b),
+                  discount=torch.full((b,), 0.9), next_obs={"state": torch.randn(b, 5)}, valid=torch.ones(b),
+                  mc_return=torch.zeros(b), source=torch.zeros(b, dtype=torch.int64))
+    torch.manual_seed(1)
+    target = agent.td_target(batch)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        rl = agent.actor.sample(agent.encoder(batch.next_obs))[0]
+        members = agent.critic.random_members(2)
+        features = agent.target_encoder(batch.next_obs)
+        q_rl = agent.target_critic(features, rl, members).min(0).values
+        q_bc = agent.target_critic(features, agent.reference(batch.next_obs), members).min(0).values
+    assert torch.allclose(target, batch.reward + 0.9 * torch.maximum(q_rl, q_bc))
+    assert (q_bc > q_rl).any() and (q_rl > q_bc).any(), "untrained nets: each proposal wins somewhere"
+
+
+def test_a_loaded_checkpoint_acts_as_the_run_ended(trained, tmp_path):
+    trainer, _, _ = trained
+    policy = load_agent(trainer.run_dir)
+    assert not policy.agent.imitating
+    rng = np.random.default_rng(1)
+    obs = {k: rng.normal(size=(8, n)).astype(np.float32) for k, n in trainer.agent.shapes.state.items()}
+    np.testing.assert_allclose(policy.agent.act(obs, deterministic=True), trainer.agent.act(obs, deterministic=True),
+                               atol=1e-6)
+    assert policy.agent.act(obs).shape == (8, 2, 7)
+
+
+def test_entropy_backup_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="backup_entropy=false"):
+        IBRLConfig(backup_entropy=True)

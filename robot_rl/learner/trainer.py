@@ -156,7 +156,8 @@ class Trainer:
             try:
                 self.reopen_last_phase()
             except ValueError:
-                self.eval_env.close()
+                for env in (*envs, self.eval_env):
+                    env.close()
                 self.replay.close()  # its online store's writer lock
                 raise
         self.rollouts = None if self.external else Rollouts(

@@ -1,5 +1,5 @@
 """Success rate against online steps on a WidowX twin task: behaviour cloning and offline Cal-QL (the
-same demonstrations, the same number of updates), SAC from scratch, RLPD and WSRL, with the same budgets
+same demonstrations, the same number of updates), SAC from scratch, RLPD, IBRL and WSRL, with the same budgets
 and seeds, from one scripted-demo dataset, and Stable-Baselines3's SAC from scratch as the peer
 (``sb3_sac``: benchmarks/sb3_peer.py, same env and evaluation episodes). BC is the baseline printed beside
 every result. Offline peers on the same store, not run by default: d3rlpy's CQL and IQL (``d3rlpy_cql``,

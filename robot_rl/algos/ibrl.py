@@ -5,8 +5,9 @@ RL actor's, and the critic picks:
     acting:     a = argmax over {pi(s), bc(s)} of Q(s, a)          (min over the ensemble)
     TD target:  r + discount * max over {pi(s'), bc(s')} of Q'(s', a')   (min over a random target subset)
 
-so the agent starts as good as imitation wherever the critic cannot yet tell better, and the RL actor
-takes over state by state once its actions score higher. The actor, critic and temperature train as in
+so that the RL actor takes over state by state once its actions score higher. (The paper's aim is to
+start online RL at imitation's level; here it still dips at the switch while the critic is young: README,
+learner.) The actor, critic and temperature train as in
 SAC; batches mix offline and online data as RLPD's do. IBRL builds on TD3, so the target backs up no
 entropy (``backup_entropy`` must be false).
 """

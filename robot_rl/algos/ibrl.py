@@ -7,9 +7,8 @@ RL actor's, and the critic picks:
 
 so that the RL actor takes over state by state once its actions score higher. (The paper's aim is to
 start online RL at imitation's level; here it still dips at the switch while the critic is young: README,
-learner.) The actor, critic and temperature train as in
-SAC; batches mix offline and online data as RLPD's do. IBRL builds on TD3, so the target backs up no
-entropy (``backup_entropy`` must be false).
+learner.) The actor, critic and temperature train as in SAC; batches mix offline and online data as
+RLPD's do. IBRL builds on TD3, so the target backs up no entropy (``backup_entropy`` must be false).
 """
 from __future__ import annotations
 
@@ -88,15 +87,16 @@ class IBRL(SAC):
             bc_action = self.reference(batch.next_obs)
             members = self.critic.random_members(self.config.target_subset)
             next_features = self.target_encoder(batch.next_obs)
-            next_q = torch.maximum(self.target_critic(next_features, rl_action, members).min(0).values,
-                                   self.target_critic(next_features, bc_action, members).min(0).values)
-            return batch.reward + batch.discount * next_q
+            q_rl = self.target_critic(next_features, rl_action, members).min(0).values
+            q_bc = self.target_critic(next_features, bc_action, members).min(0).values
+            self.bc_share = (q_bc > q_rl).float().mean()  # logged by update(): a by-product, no extra pass
+            return batch.reward + batch.discount * torch.maximum(q_rl, q_bc)
 
     def update(self, batches: list[Batch]) -> dict[str, float]:
         if self.imitating:
             return self.reference.update(batches)
         info = super().update(batches)
-        info["bc_chosen"] = self.proposals(batches[-1].obs, deterministic=False)[2].float().mean().item()
+        info["bc_chosen_in_target"] = self.bc_share.item()
         return info
 
 

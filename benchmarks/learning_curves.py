@@ -1,6 +1,7 @@
 """Success rate against online steps on a WidowX twin task: behaviour cloning and offline Cal-QL (the
-same demonstrations, the same number of updates), SAC from scratch, RLPD, IBRL and WSRL, with the same budgets
-and seeds, from one scripted-demo dataset, and Stable-Baselines3's SAC from scratch as the peer
+same demonstrations, the same number of updates), SAC from scratch, RLPD, IBRL, residual RL on BC and
+WSRL, with the same budgets and seeds, from one scripted-demo dataset, and Stable-Baselines3's SAC from
+scratch as the peer
 (``sb3_sac``: benchmarks/sb3_peer.py, same env and evaluation episodes). BC is the baseline printed beside
 every result. Offline peers on the same store, not run by default: d3rlpy's CQL and IQL (``d3rlpy_cql``,
 ``d3rlpy_iql``: benchmarks/d3rlpy_peer.py, the same offline budget, drawn flat like BC).
@@ -59,8 +60,9 @@ PROFILES = {
     "cpu": {"bc": BC, "sac": SHARED + ONLINE, "calql_offline": SHARED + ENSEMBLE + CALQL,
             "rlpd": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "ibrl": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
+            "residual": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "wsrl": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"]},
-    "paper": {"bc": [], "sac": [], "calql_offline": [], "rlpd": [], "ibrl": [], "wsrl": []},
+    "paper": {"bc": [], "sac": [], "calql_offline": [], "rlpd": [], "ibrl": [], "residual": [], "wsrl": []},
 }
 
 
@@ -70,8 +72,8 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
         "sac": ["algo=sac", f"algo.schedule.random_steps={min(1000, online // 5)}", f"algo.schedule.online_steps={online}"],
         "calql_offline": ["algo=calql", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}"],
         "rlpd": ["algo=rlpd", f"dataset={dataset}", f"algo.schedule.online_steps={online}"],
-        "ibrl": ["algo=ibrl", f"dataset={dataset}", f"algo.schedule.bc_updates={offline}",
-                 f"algo.schedule.online_steps={online}"],
+        **{name: [f"algo={name}", f"dataset={dataset}", f"algo.schedule.bc_updates={offline}",
+                  f"algo.schedule.online_steps={online}"] for name in ("ibrl", "residual")},
         "wsrl": ["algo=wsrl", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
                  f"algo.schedule.warmup_steps={warmup}", f"algo.schedule.online_steps={online}"],
         SB3: ["--online-steps", str(online), "--random-steps", str(min(1000, online // 5))],

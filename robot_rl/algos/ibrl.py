@@ -61,13 +61,13 @@ class IBRL(SAC):
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
         device = self.log_temperature.device
         obs = {k: torch.as_tensor(np.asarray(obs[k]), device=device) for k in self.encoder_keys}
-        if self.imitating:
-            action = self.reference(obs)
-        else:
-            rl_action, bc_action, bc_wins = self.proposals(obs, deterministic)
-            action = torch.where(bc_wins.unsqueeze(-1), bc_action, rl_action)
-        action = action.cpu().numpy()
+        action = (self.reference(obs) if self.imitating else self.online_action(obs, deterministic)).cpu().numpy()
         return action.reshape(len(action), self.config.chunk, self.action_dim) if self.config.chunk > 1 else action
+
+    def online_action(self, obs: dict[str, torch.Tensor], deterministic: bool) -> torch.Tensor:
+        """The action once online RL runs: per row the proposal the critic scores higher."""
+        rl_action, bc_action, bc_wins = self.proposals(obs, deterministic)
+        return torch.where(bc_wins.unsqueeze(-1), bc_action, rl_action)
 
     @torch.no_grad()
     def proposals(self, obs: dict[str, torch.Tensor], deterministic: bool) -> tuple[torch.Tensor, ...]:

@@ -1,0 +1,91 @@
+"""Residual RL on a behaviour-cloned policy (after Policy Decorator, Yuan et al. 2024, and residual
+policy learning, Silver et al. 2018): BC first, then online SAC whose actor outputs a bounded correction
+to the frozen BC policy's action,
+
+    a = clip(bc(s) + residual_scale * r,  -1, 1),   r ~ pi(s) in [-1, 1]^A
+
+The critic scores the executed action ``a`` (data actions included), so its TD target and the actor's
+objective are SAC's with ``a`` composed this way. A small ``residual_scale`` keeps every action near the
+demonstrations' from the first online step: the policy starts at BC's level and cannot fall far below it
+while the critic is young (IBRL, which picks between whole actions, dips at that switch: README,
+learner). The plan, the BC phase and the batches are IBRL's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from robot_rl.algos.batch import Batch
+from robot_rl.algos.ibrl import IBRL, IBRLConfig
+from robot_rl.algos.plan import Phase, split_budget
+
+
+@dataclass
+class ResidualConfig(IBRLConfig):
+    residual_scale: float = 0.2      # the largest correction per action dimension, in [-1, 1] action units
+    backup_entropy: bool = True      # SAC's target (IBRL's no-entropy max does not apply here)
+
+    def __post_init__(self):
+        if not 0.0 < self.residual_scale <= 2.0:
+            raise ValueError(f"algo.agent.residual_scale: expected 0 < scale <= 2 (action units), "
+                             f"found {self.residual_scale}")
+
+
+def plan(schedule) -> list[Phase]:
+    """BC for ``bc_updates``; then ``critic_warmup_steps`` online steps that train the critic only, acting with
+    the untrained residual's noise around BC; then online RL. Both online phases mix in ``offline_ratio``."""
+    online = dict(utd=schedule.utd, offline_ratio=schedule.offline_ratio)
+    return [Phase("imitation", updates=schedule.bc_updates, offline_ratio=1.0),
+            Phase("critic_warmup", env_steps=schedule.critic_warmup_steps, **online),
+            Phase("online", env_steps=split_budget(schedule.online_steps, schedule.critic_warmup_steps,
+                                                   "online_steps", "critic_warmup_steps"), **online)]
+
+
+class Residual(IBRL):
+    config_class = ResidualConfig
+
+    def __init__(self, shapes, action_dim, config: ResidualConfig):
+        super().__init__(shapes, action_dim, config)
+        self.actor_frozen = False  # True in the critic warmup: update() trains the critic only
+
+    def begin_phase(self, phase: Phase) -> None:
+        super().begin_phase(phase)
+        self.actor_frozen = phase.name == "critic_warmup"
+
+    def compose(self, obs: dict[str, torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+        """The executed action: BC's (frozen: no gradient) plus the scaled residual, clipped to the action box."""
+        with torch.no_grad():
+            bc_action = self.reference(obs)
+        return (bc_action + self.config.residual_scale * residual).clamp(-1.0, 1.0)
+
+    def online_action(self, obs: dict[str, torch.Tensor], deterministic: bool) -> torch.Tensor:
+        features = self.encoder(obs)
+        residual = self.actor.mode(features) if deterministic else self.actor.sample(features)[0]
+        return self.compose(obs, residual)
+
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            residual, log_prob = self.actor.sample(self.encoder(batch.next_obs))
+            next_action = self.compose(batch.next_obs, residual)
+            members = self.critic.random_members(self.config.target_subset)
+            next_q = self.target_critic(self.target_encoder(batch.next_obs), next_action, members).min(0).values
+            if self.backup_entropy:
+                next_q = next_q - self.temperature * log_prob
+            return batch.reward + batch.discount * next_q
+
+    def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAC's objective on the composed action: alpha log pi(r|s) - mean over the ensemble of Q(s, a)."""
+        residual, log_prob = self.actor.sample(features)
+        q = self.critic(features, self.compose(batch.obs, residual)).mean(0)
+        return (self.temperature.detach() * log_prob - q).mean(), log_prob
+
+    def update(self, batches: list[Batch]) -> dict[str, float]:
+        if self.imitating:
+            return self.reference.update(batches)
+        if self.actor_frozen:
+            return [self.critic_step(batch) for batch in batches][-1]
+        return super(IBRL, self).update(batches)
+
+
+Agent = Residual

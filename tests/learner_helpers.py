@@ -4,8 +4,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from robot_rl.algos.batch import Batch
 from robot_rl.cli.config import load_config
 from robot_rl.datasets import StoreWriter
+from robot_rl.learner.policy import load_agent
 from robot_rl.sim import make_env, make_expert
 from robot_rl.sim.recording import record_episode
 from robot_rl.tasks import split_task
@@ -51,3 +56,48 @@ def start_finetune(*overrides: str, log: Path) -> subprocess.Popen:
     robot_rl = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "robot-rl")
     return subprocess.Popen([robot_rl, "finetune", *overrides], stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+
+
+def random_batch(rows: int, state_dim: int, action_dim: int, discount: float = 0.9) -> Batch:
+    """A batch of random transitions on one ``state`` key, actions in [-1, 1], for checking an update's
+    arithmetic on small agents."""
+    return Batch(obs={"state": torch.randn(rows, state_dim)}, action=torch.rand(rows, action_dim) * 2 - 1,
+                 reward=torch.rand(rows), discount=torch.full((rows,), discount),
+                 next_obs={"state": torch.randn(rows, state_dim)}, valid=torch.ones(rows),
+                 mc_return=torch.zeros(rows), source=torch.zeros(rows, dtype=torch.int64))
+
+
+def weights(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def assert_checkpoint_acts_as_trained(trainer) -> None:
+    """The agent loaded from the run's latest checkpoint acts exactly as the trainer's agent, online, and
+    samples actions (chunks) of the same shape."""
+    policy = load_agent(trainer.run_dir)
+    assert not policy.agent.imitating
+    rng = np.random.default_rng(1)
+    obs = {k: rng.normal(size=(8, n)).astype(np.float32) for k, n in trainer.agent.shapes.state.items()}
+    np.testing.assert_allclose(policy.agent.act(obs, deterministic=True), trainer.agent.act(obs, deterministic=True),
+                               atol=1e-6)
+    assert policy.agent.act(obs).shape == trainer.agent.act(obs).shape
+
+
+def run_with_snapshots(trainer, phase_of, parts) -> tuple[object, dict[str, tuple[list[torch.Tensor], ...]]]:
+    """Run ``trainer`` to the end and close it; also return the weights of ``parts(agent)`` before training
+    ("start") and as the first update of each phase runs, keyed by ``phase_of(agent)``."""
+    agent, update = trainer.agent, trainer.agent.update
+    snapshots = {"start": tuple(weights(m) for m in parts(agent))}
+
+    def spy(batches):
+        snapshots.setdefault(phase_of(agent), tuple(weights(m) for m in parts(agent)))
+        return update(batches)
+
+    agent.update = spy
+    state = trainer.run()
+    trainer.close()
+    return state, snapshots

@@ -7,16 +7,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from learner_helpers import demo_store, train_config
-from robot_rl.algos.batch import Batch
+from learner_helpers import (
+    assert_checkpoint_acts_as_trained,
+    demo_store,
+    random_batch,
+    run_with_snapshots,
+    same,
+    train_config,
+    weights,
+)
 from robot_rl.algos.ibrl import IBRL, IBRLConfig, plan
 from robot_rl.algos.sac import ObservationShapes
-from robot_rl.learner.policy import load_agent
 from robot_rl.learner.trainer import Trainer
-
-
-def weights(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in module.parameters()]
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +31,9 @@ def trained(tmp_path_factory):
                        "algo.schedule.online_steps=60", "algo.schedule.utd=2", "algo.agent.ensemble_size=3",
                        "algo.agent.chunk=2")
     trainer = Trainer(cfg, tmp_path / "run")
-    agent = trainer.agent
-    snapshots = {"start": (weights(agent.reference), weights(agent.critic))}
-    update = agent.update
-
-    def spy(batches):
-        if not agent.imitating and "online" not in snapshots:
-            snapshots["online"] = (weights(agent.reference), weights(agent.critic))
-        return update(batches)
-
-    agent.update = spy
-    state = trainer.run()
-    trainer.close()
+    state, snapshots = run_with_snapshots(trainer, lambda agent: "imitation" if agent.imitating else "online",
+                                          lambda agent: (agent.reference, agent.critic))
     return trainer, state, snapshots
-
-
-def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_the_bc_phase_trains_only_the_bc_policy_and_online_rl_leaves_it_frozen(trained):
@@ -81,10 +69,7 @@ def test_acting_takes_per_state_the_proposal_the_critic_scores_higher_and_only_b
 def test_the_td_target_backs_up_the_better_proposal_under_the_target_critic():
     torch.manual_seed(0)
     agent = IBRL(ObservationShapes(state={"state": 5}), 2, IBRLConfig(hidden=(16, 16), ensemble_size=4))
-    b = 32
-    batch = Batch(obs={"state": torch.randn(b, 5)}, action=torch.rand(b, 2) * 2 - 1, reward=torch.rand(b),
-                  discount=torch.full((b,), 0.9), next_obs={"state": torch.randn(b, 5)}, valid=torch.ones(b),
-                  mc_return=torch.zeros(b), source=torch.zeros(b, dtype=torch.int64))
+    batch = random_batch(32, 5, 2)
     torch.manual_seed(1)
     target = agent.td_target(batch)
     torch.manual_seed(1)
@@ -98,15 +83,9 @@ def test_the_td_target_backs_up_the_better_proposal_under_the_target_critic():
     assert (q_bc > q_rl).any() and (q_rl > q_bc).any(), "untrained nets: each proposal wins somewhere"
 
 
-def test_a_loaded_checkpoint_acts_as_the_run_ended(trained, tmp_path):
+def test_a_loaded_checkpoint_acts_as_the_run_ended(trained):
     trainer, _, _ = trained
-    policy = load_agent(trainer.run_dir)
-    assert not policy.agent.imitating
-    rng = np.random.default_rng(1)
-    obs = {k: rng.normal(size=(8, n)).astype(np.float32) for k, n in trainer.agent.shapes.state.items()}
-    np.testing.assert_allclose(policy.agent.act(obs, deterministic=True), trainer.agent.act(obs, deterministic=True),
-                               atol=1e-6)
-    assert policy.agent.act(obs).shape == (8, 2, 7)
+    assert_checkpoint_acts_as_trained(trainer)
 
 
 def test_entropy_backup_is_refused_with_the_fix():

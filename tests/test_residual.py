@@ -7,20 +7,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from learner_helpers import demo_store, train_config
-from robot_rl.algos.batch import Batch
+from learner_helpers import (
+    assert_checkpoint_acts_as_trained,
+    demo_store,
+    random_batch,
+    run_with_snapshots,
+    same,
+    train_config,
+    weights,
+)
 from robot_rl.algos.residual import Residual, ResidualConfig, plan
 from robot_rl.algos.sac import ObservationShapes
-from robot_rl.learner.policy import load_agent
 from robot_rl.learner.trainer import Trainer
-
-
-def weights(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def small_agent(scale: float = 0.2, chunk: int = 1) -> Residual:
@@ -40,21 +38,9 @@ def trained(tmp_path_factory):
                        "algo.schedule.critic_warmup_steps=80", "algo.agent.ensemble_size=3",
                        "algo.agent.chunk=2")
     trainer = Trainer(cfg, tmp_path / "run")
-    agent = trainer.agent
-    def snapshot():
-        return weights(agent.reference), weights(agent.actor), weights(agent.critic)
-
-    snapshots = {"start": snapshot()}
-    update = agent.update
-
-    def spy(batches):
-        phase = "imitation" if agent.imitating else "critic_warmup" if agent.actor_frozen else "online"
-        snapshots.setdefault(phase, snapshot())
-        return update(batches)
-
-    agent.update = spy
-    state = trainer.run()
-    trainer.close()
+    state, snapshots = run_with_snapshots(
+        trainer, lambda agent: "imitation" if agent.imitating else "critic_warmup" if agent.actor_frozen else "online",
+        lambda agent: (agent.reference, agent.actor, agent.critic))
     return trainer, state, snapshots
 
 
@@ -87,10 +73,7 @@ def test_acting_stays_within_the_residual_scale_of_bc_and_is_bc_while_imitating(
 
 def test_the_td_target_backs_up_the_composed_next_action_with_sac_entropy():
     agent = small_agent()
-    b = 32
-    batch = Batch(obs={"state": torch.randn(b, 5)}, action=torch.rand(b, 2) * 2 - 1, reward=torch.rand(b),
-                  discount=torch.full((b,), 0.9), next_obs={"state": torch.randn(b, 5)}, valid=torch.ones(b),
-                  mc_return=torch.zeros(b), source=torch.zeros(b, dtype=torch.int64))
+    batch = random_batch(32, 5, 2)
     torch.manual_seed(1)
     target = agent.td_target(batch)
     torch.manual_seed(1)
@@ -104,12 +87,8 @@ def test_the_td_target_backs_up_the_composed_next_action_with_sac_entropy():
 
 def test_the_actor_loss_moves_the_residual_toward_higher_q_without_touching_bc():
     agent = small_agent()
-    batch_obs = {"state": torch.randn(64, 5)}
-    features = agent.encoder(batch_obs)
-    batch = Batch(obs=batch_obs, action=torch.zeros(64, 2), reward=torch.zeros(64), discount=torch.zeros(64),
-                  next_obs=batch_obs, valid=torch.ones(64), mc_return=torch.zeros(64),
-                  source=torch.zeros(64, dtype=torch.int64))
-    loss, _ = agent.actor_loss(features.detach(), batch)
+    batch = random_batch(64, 5, 2)
+    loss, _ = agent.actor_loss(agent.encoder(batch.obs).detach(), batch)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
     assert all(p.grad is None for p in agent.reference.parameters()), "the actor's gradient reached the BC policy"
@@ -117,12 +96,7 @@ def test_the_actor_loss_moves_the_residual_toward_higher_q_without_touching_bc()
 
 def test_a_loaded_checkpoint_acts_as_the_run_ended(trained):
     trainer, _, _ = trained
-    policy = load_agent(trainer.run_dir)
-    assert not policy.agent.imitating
-    rng = np.random.default_rng(1)
-    obs = {k: rng.normal(size=(8, n)).astype(np.float32) for k, n in trainer.agent.shapes.state.items()}
-    np.testing.assert_allclose(policy.agent.act(obs, deterministic=True), trainer.agent.act(obs, deterministic=True),
-                               atol=1e-6)
+    assert_checkpoint_acts_as_trained(trainer)
 
 
 @pytest.mark.parametrize("scale", [0.0, -0.1, 3.0])

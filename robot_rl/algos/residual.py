@@ -6,9 +6,9 @@ to the frozen BC policy's action,
 
 The critic scores the executed action ``a`` (data actions included), so its TD target and the actor's
 objective are SAC's with ``a`` composed this way. A small ``residual_scale`` keeps every action near the
-demonstrations' from the first online step: the policy starts at BC's level and cannot fall far below it
-while the critic is young (IBRL, which picks between whole actions, dips at that switch: README,
-learner). The plan, the BC phase and the batches are IBRL's.
+demonstrations' from the first online step, so the policy starts near BC's level (IBRL, which picks
+between whole actions, falls to 0% at that switch: README, learner). A critic-only warmup comes first
+online, so the residual does not climb a young critic's errors. The BC phase and the batches are IBRL's.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from robot_rl.algos.plan import Phase, split_budget
 
 @dataclass
 class ResidualConfig(IBRLConfig):
-    residual_scale: float = 0.2      # the largest correction per action dimension, in [-1, 1] action units
+    residual_scale: float = 0.1      # the largest correction per action dimension, in [-1, 1] action units
     backup_entropy: bool = True      # SAC's target (IBRL's no-entropy max does not apply here)
 
     def __post_init__(self):

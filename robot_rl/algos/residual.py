@@ -5,9 +5,9 @@ to the frozen BC policy's action,
     a = clip(bc(s) + residual_scale * r,  -1, 1),   r ~ pi(s) in [-1, 1]^A
 
 The critic scores the executed action ``a`` (data actions included), so its TD target and the actor's
-objective are SAC's with ``a`` composed this way. A small ``residual_scale`` keeps every action near the
-demonstrations' from the first online step, so the policy starts near BC's level (IBRL, which picks
-between whole actions, falls to 0% at that switch: README, learner). A critic-only warmup comes first
+objective are SAC's with ``a`` composed this way (:meth:`executed`). A small ``residual_scale`` keeps
+every action near the demonstrations' from the first online step, so the policy starts near BC's level
+(IBRL, which picks between whole actions, falls to 0% at that switch: README, learner). A critic-only warmup comes first
 online, so the residual does not climb a young critic's errors. The BC phase and the batches are IBRL's.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.ibrl import IBRL, IBRLConfig
 from robot_rl.algos.plan import Phase, split_budget
+from robot_rl.algos.sac import SAC
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Residual(IBRL):
         super().begin_phase(phase)
         self.actor_frozen = phase.name == "critic_warmup"
 
-    def compose(self, obs: dict[str, torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    def executed(self, obs: dict[str, torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
         """The executed action: BC's (frozen: no gradient) plus the scaled residual, clipped to the action box."""
         with torch.no_grad():
             bc_action = self.reference(obs)
@@ -62,22 +63,14 @@ class Residual(IBRL):
     def online_action(self, obs: dict[str, torch.Tensor], deterministic: bool) -> torch.Tensor:
         features = self.encoder(obs)
         residual = self.actor.mode(features) if deterministic else self.actor.sample(features)[0]
-        return self.compose(obs, residual)
+        return self.executed(obs, residual)
 
-    def td_target(self, batch: Batch) -> torch.Tensor:
-        with torch.no_grad():
-            residual, log_prob = self.actor.sample(self.encoder(batch.next_obs))
-            next_action = self.compose(batch.next_obs, residual)
-            members = self.critic.random_members(self.config.target_subset)
-            next_q = self.target_critic(self.target_encoder(batch.next_obs), next_action, members).min(0).values
-            if self.backup_entropy:
-                next_q = next_q - self.temperature * log_prob
-            return batch.reward + batch.discount * next_q
+    td_target = SAC.td_target  # SAC's on the executed next action, not IBRL's max over proposals
 
     def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """SAC's objective on the composed action: alpha log pi(r|s) - mean over the ensemble of Q(s, a)."""
         residual, log_prob = self.actor.sample(features)
-        q = self.critic(features, self.compose(batch.obs, residual)).mean(0)
+        q = self.critic(features, self.executed(batch.obs, residual)).mean(0)
         return (self.temperature.detach() * log_prob - q).mean(), log_prob
 
     def update(self, batches: list[Batch]) -> dict[str, float]:
@@ -85,7 +78,7 @@ class Residual(IBRL):
             return self.reference.update(batches)
         if self.actor_frozen:
             return [self.critic_step(batch) for batch in batches][-1]
-        return super(IBRL, self).update(batches)
+        return SAC.update(self, batches)  # SAC's, without IBRL's proposal log
 
 
 Agent = Residual

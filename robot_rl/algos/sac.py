@@ -134,11 +134,17 @@ class SAC(LearningAgent):
         """r + discount * (min over a random target subset of Q'(s', a') - alpha log pi(a'|s'))."""
         with torch.no_grad():
             next_action, next_log_prob = self.actor.sample(self.encoder(batch.next_obs))
+            next_action = self.executed(batch.next_obs, next_action)
             members = self.critic.random_members(self.config.target_subset)
             next_q = self.target_critic(self.target_encoder(batch.next_obs), next_action, members).min(0).values
             if self.backup_entropy:
                 next_q = next_q - self.temperature * next_log_prob
             return batch.reward + batch.discount * next_q
+
+    def executed(self, obs: dict[str, torch.Tensor], action: torch.Tensor) -> torch.Tensor:
+        """The action the robot gets when the actor outputs ``action`` at ``obs``: the same here; residual RL
+        adds it to a frozen policy's."""
+        return action
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean over members and valid rows of the squared TD error."""

@@ -499,13 +499,14 @@ def test_cql_awr_weights_the_data_actions_log_likelihood_by_exp_beta_advantage_w
 
 
 def test_cql_weighted_bc_weights_the_modes_squared_error_and_adds_the_unweighted_log_likelihood(monkeypatch):
-    """weighted_bc: mean(w * |mode - a_data|^2 - log pi(a_data|s)) over valid rows, w as AWR's."""
+    """weighted_bc: mean(w * |mode - a_data|^2 - log pi(a_data|s)) over valid rows, w as AWR's, the
+    likelihood through the spread only."""
     agent = make_agent(CQL, action_dim=2, init_temperature=0.5, actor_extraction="weighted_bc",
                        awr_inverse_temperature=2.0, awr_max_weight=3.0)
     actions, log_probs, modes = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0], [[0.1, 0.0], [0.5, 0.5], [0.3, -0.2]]
     data_log_probs = [-0.5, 1.0, -2.0]
     monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
-    monkeypatch.setattr(agent.actor, "log_prob", lambda f, a: torch.tensor(data_log_probs))
+    monkeypatch.setattr(agent.actor, "spread_log_prob", lambda f, a: torch.tensor(data_log_probs))
     monkeypatch.setattr(agent.actor, "mode", lambda f: torch.tensor(modes))
     batch = cql_batch(valid=(1.0, 0.0, 1.0))
     q = lambda s, a: sum(q_ref(m, s, a) for m in ONLINE) / 3  # noqa: E731
@@ -515,6 +516,17 @@ def test_cql_weighted_bc_weights_the_modes_squared_error_and_adds_the_unweighted
     loss, log_prob = agent.actor_loss(torch.tensor(OBS), batch)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     torch.testing.assert_close(log_prob, torch.tensor(log_probs))
+
+
+def test_spread_log_prob_is_the_log_likelihood_but_trains_only_the_log_std_outputs():
+    actor = TanhGaussianActor(3, 2, (8,))
+    features, action = torch.randn(5, 3), torch.tensor([[1.0, -0.2]] * 5)  # a saturated gripper-like +1
+    torch.testing.assert_close(actor.spread_log_prob(features, action), actor.log_prob(features, action))
+    actor.spread_log_prob(features, action).sum().backward()
+    hidden, output = actor.net[0], actor.net[-1]
+    assert hidden.weight.grad is None and hidden.bias.grad is None
+    assert torch.all(output.weight.grad[:2] == 0) and torch.all(output.bias.grad[:2] == 0)    # mean rows
+    assert torch.all(output.weight.grad[2:].abs().sum(1) > 0)                                   # log-std rows
 
 
 def test_cql_refuses_an_unknown_actor_extraction():

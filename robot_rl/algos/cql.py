@@ -106,17 +106,18 @@ class CQL(SAC):
         critic's job is to pick the better of the data's actions. ``awr`` weights their log-likelihood
         (AWR, Peng et al. 2019; AWAC, Nair et al. 2020; IQL, Kostrikov et al. 2021); ``weighted_bc`` weights
         the squared error of the policy's mode to them, BC's own loss, plus the unweighted log-likelihood
-        so the policy's spread is fitted for the online phase. Returns the loss and a sample's log pi."""
+        through the log-std outputs alone (``spread_log_prob``), so the spread is fitted for the online
+        phase without pulling the mode off BC's fit. Returns the loss and a sample's log pi."""
         cfg = self.config
         action, log_prob = self.actor.sample(features)
         with torch.no_grad():
             advantage = self.critic(features, batch.action).mean(0) - self.critic(features, action).mean(0)
             weight = torch.exp(cfg.awr_inverse_temperature * advantage).clamp(max=cfg.awr_max_weight)
-        data_log_prob = self.actor.log_prob(features, batch.action)
         if cfg.actor_extraction == "awr":
-            return -masked_mean(weight * data_log_prob, batch.valid), log_prob
+            return -masked_mean(weight * self.actor.log_prob(features, batch.action), batch.valid), log_prob
         squared_error = (self.actor.mode(features) - batch.action).pow(2).sum(-1)
-        return masked_mean(weight * squared_error - data_log_prob, batch.valid), log_prob
+        spread_log_prob = self.actor.spread_log_prob(features, batch.action)
+        return masked_mean(weight * squared_error - spread_log_prob, batch.valid), log_prob
 
     def actor_objective_scale(self, q: torch.Tensor) -> float | torch.Tensor:
         if self.conservative and self.config.bc_weight and self.config.normalize_q_in_actor:

@@ -1,10 +1,11 @@
 """Success rate against online steps on a WidowX twin task: behaviour cloning and offline Cal-QL (the
 same demonstrations, the same number of updates), SAC from scratch, RLPD, IBRL, residual RL on BC and
 WSRL, with the same budgets and seeds, from one scripted-demo dataset, and Stable-Baselines3's SAC from
-scratch as the peer
-(``sb3_sac``: benchmarks/sb3_peer.py, same env and evaluation episodes). BC is the baseline printed beside
-every result. Offline peers on the same store, not run by default: d3rlpy's CQL and IQL (``d3rlpy_cql``,
-``d3rlpy_iql``: benchmarks/d3rlpy_peer.py, the same offline budget, drawn flat like BC).
+scratch as the peer (``sb3_sac``: benchmarks/sb3_peer.py, same env and evaluation episodes). BC is the
+baseline printed beside every result. Not run by default: Cal-QL's own fine-tuning (``calql``: the
+offline phase, then online with the penalty on half offline, half online batches), and the offline peers
+on the same store, d3rlpy's CQL and IQL (``d3rlpy_cql``, ``d3rlpy_iql``: benchmarks/d3rlpy_peer.py, the
+same offline budget, drawn flat like BC).
 
     python benchmarks/learning_curves.py                 # pick-and-place, the CPU profile (2 cores, about an hour)
     python benchmarks/learning_curves.py --task reach --dynamics perturbed --algos bc,calql_offline
@@ -61,8 +62,10 @@ PROFILES = {
             "rlpd": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "ibrl": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "residual": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
+            "calql": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"],
             "wsrl": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"]},
-    "paper": {"bc": [], "sac": [], "calql_offline": [], "rlpd": [], "ibrl": [], "residual": [], "wsrl": []},
+    "paper": {"bc": [], "sac": [], "calql_offline": [], "calql": [], "rlpd": [], "ibrl": [], "residual": [],
+              "wsrl": []},
 }
 
 
@@ -71,6 +74,8 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
         "bc": ["algo=bc", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}"],
         "sac": ["algo=sac", f"algo.schedule.random_steps={min(1000, online // 5)}", f"algo.schedule.online_steps={online}"],
         "calql_offline": ["algo=calql", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}"],
+        "calql": ["algo=calql", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
+                  f"algo.schedule.online_steps={online}"],
         "rlpd": ["algo=rlpd", f"dataset={dataset}", f"algo.schedule.online_steps={online}"],
         **{name: [f"algo={name}", f"dataset={dataset}", f"algo.schedule.bc_updates={offline}",
                   f"algo.schedule.online_steps={online}"] for name in ("ibrl", "residual")},
@@ -83,6 +88,7 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
 
 SB3 = "sb3_sac"  # the peer: Stable-Baselines3's SAC from scratch (benchmarks/sb3_peer.py), same env and evaluation
 D3RLPY = ("d3rlpy_cql", "d3rlpy_iql")  # offline peers on the same store (benchmarks/d3rlpy_peer.py)
+DEFAULT_ALGOS = [name for name in PROFILES["cpu"] if name != "calql"]
 OFFLINE_ONLY = ("bc", "calql_offline", *D3RLPY)  # no online phase: drawn flat over the online budget
 
 
@@ -191,7 +197,7 @@ def main() -> None:
     parser.add_argument("--task", choices=("pick_place", "reach"), default="pick_place")
     parser.add_argument("--dynamics", default="nominal", help="the twin's dynamics preset for training and "
                         "evaluation (perturbed: the demo's stand-in for the real robot); demos are on nominal")
-    parser.add_argument("--algos", default=",".join([*PROFILES["cpu"], SB3]), help="comma-separated subset")
+    parser.add_argument("--algos", default=",".join([*DEFAULT_ALGOS, SB3]), help="comma-separated subset")
     parser.add_argument("--override", action="append", default=[], metavar="ALGO:key=value",
                         help="an extra `robot-rl train` override for one algorithm (repeatable)")
     parser.add_argument("--tag", default="", help="a suffix for the output folder (compare variants)")

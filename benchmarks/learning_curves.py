@@ -62,9 +62,10 @@ PROFILES = {
             "rlpd": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "ibrl": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
             "residual": SHARED + ENSEMBLE + ONLINE + ["algo.schedule.utd=4"],
+            "ibrl_calql": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=4"],
             "calql": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"],
             "wsrl": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"]},
-    "paper": {"bc": [], "sac": [], "calql_offline": [], "calql": [], "rlpd": [], "ibrl": [], "residual": [],
+    "paper": {"bc": [], "sac": [], "calql_offline": [], "calql": [], "rlpd": [], "ibrl": [], "residual": [], "ibrl_calql": [],
               "wsrl": []},
 }
 
@@ -77,8 +78,10 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
         "calql": ["algo=calql", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
                   f"algo.schedule.online_steps={online}"],
         "rlpd": ["algo=rlpd", f"dataset={dataset}", f"algo.schedule.online_steps={online}"],
-        **{name: [f"algo={name}", f"dataset={dataset}", f"algo.schedule.bc_updates={offline}",
+        **{name: [f"algo={name}", f"dataset={dataset}", f"algo.schedule.pretrain_updates={offline}",
                   f"algo.schedule.online_steps={online}"] for name in ("ibrl", "residual")},
+        "ibrl_calql": ["algo=ibrl", "algo.agent.proposer=calql", f"dataset={dataset}",
+                       f"algo.schedule.pretrain_updates={offline}", f"algo.schedule.online_steps={online}"],
         "wsrl": ["algo=wsrl", f"dataset={dataset}", f"algo.schedule.offline_updates={offline}",
                  f"algo.schedule.warmup_steps={warmup}", f"algo.schedule.online_steps={online}"],
         SB3: ["--online-steps", str(online), "--random-steps", str(min(1000, online // 5))],
@@ -88,7 +91,7 @@ def algorithms(dataset: Path, online: int, offline: int, warmup: int) -> dict[st
 
 SB3 = "sb3_sac"  # the peer: Stable-Baselines3's SAC from scratch (benchmarks/sb3_peer.py), same env and evaluation
 D3RLPY = ("d3rlpy_cql", "d3rlpy_iql")  # offline peers on the same store (benchmarks/d3rlpy_peer.py)
-DEFAULT_ALGOS = [name for name in PROFILES["cpu"] if name != "calql"]
+DEFAULT_ALGOS = [name for name in PROFILES["cpu"] if name not in ("calql", "ibrl_calql")]
 OFFLINE_ONLY = ("bc", "calql_offline", *D3RLPY)  # no online phase: drawn flat over the online budget
 
 

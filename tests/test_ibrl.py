@@ -27,11 +27,11 @@ def trained(tmp_path_factory):
     (closed), its final state, and the BC and critic weights before training and at the first online update."""
     tmp_path = tmp_path_factory.mktemp("ibrl")
     demos = demo_store(tmp_path / "reach.zarr")
-    cfg = train_config(tmp_path, "algo=ibrl", "task=widowx_reach", f"dataset={demos}", "algo.schedule.bc_updates=30",
+    cfg = train_config(tmp_path, "algo=ibrl", "task=widowx_reach", f"dataset={demos}", "algo.schedule.pretrain_updates=30",
                        "algo.schedule.online_steps=60", "algo.schedule.utd=2", "algo.agent.ensemble_size=3",
                        "algo.agent.chunk=2")
     trainer = Trainer(cfg, tmp_path / "run")
-    state, snapshots = run_with_snapshots(trainer, lambda agent: "imitation" if agent.imitating else "online",
+    state, snapshots = run_with_snapshots(trainer, lambda agent: "pretraining" if agent.pretraining else "online",
                                           lambda agent: (agent.reference, agent.critic))
     return trainer, state, snapshots
 
@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 def test_the_bc_phase_trains_only_the_bc_policy_and_online_rl_leaves_it_frozen(trained):
     trainer, state, snapshots = trained
     imitation, online = state.phase_log
-    assert imitation["phase"] == "imitation" and imitation["offline_rows"] == 30 * 16 and imitation["online_rows"] == 0
+    assert imitation["phase"] == "pretraining" and imitation["offline_rows"] == 30 * 16 and imitation["online_rows"] == 0
     assert online["phase"] == "online" and online["online_rows"] > 0 and online["offline_rows"] > 0
     agent = trainer.agent
     (bc_start, critic_start), (bc_online, critic_online) = snapshots["start"], snapshots["online"]
@@ -62,7 +62,7 @@ def test_acting_takes_per_state_the_proposal_the_critic_scores_higher_and_only_b
     chosen = torch.as_tensor(agent.act(obs, deterministic=True))
     assert chosen.shape == (64, 2, 2)
     assert torch.allclose(chosen.reshape(64, -1), torch.where(bc_wins[:, None], bc, rl))
-    agent.begin_phase(plan(OmegaConf.create({"bc_updates": 1, "online_steps": 1, "utd": 1, "offline_ratio": 0.5}))[0])
+    agent.begin_phase(plan(OmegaConf.create({"pretrain_updates": 1, "online_steps": 1, "utd": 1, "offline_ratio": 0.5}))[0])
     assert torch.allclose(torch.as_tensor(agent.act(obs)).reshape(64, -1), bc), "the BC phase acts as BC"
 
 
@@ -91,3 +91,61 @@ def test_a_loaded_checkpoint_acts_as_the_run_ended(trained):
 def test_entropy_backup_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="backup_entropy=false"):
         IBRLConfig(backup_entropy=True)
+
+
+@pytest.fixture(scope="module")
+def trained_from_calql(tmp_path_factory):
+    """The same tiny run with ``proposer: calql``: 30 Cal-QL updates, then 60 online steps. Returns the trainer
+    (closed), its final state, and the actor, critic and proposer weights at the start of each phase."""
+    tmp_path = tmp_path_factory.mktemp("ibrl_calql")
+    demos = demo_store(tmp_path / "reach.zarr")
+    cfg = train_config(tmp_path, "algo=ibrl", "algo.agent.proposer=calql", "task=widowx_reach", f"dataset={demos}",
+                       "algo.schedule.pretrain_updates=30", "algo.schedule.online_steps=60", "algo.schedule.utd=2",
+                       "algo.agent.ensemble_size=3", "algo.agent.n_actions=2", "algo.agent.chunk=2")
+    trainer = Trainer(cfg, tmp_path / "run")
+    state, snapshots = run_with_snapshots(trainer, lambda agent: "pretraining" if agent.pretraining else "online",
+                                          lambda agent: (agent.actor, agent.critic, agent.reference.actor))
+    return trainer, state, snapshots
+
+
+def test_calql_pretraining_trains_actor_and_critic_and_its_mode_proposes_online_frozen(trained_from_calql):
+    trainer, state, snapshots = trained_from_calql
+    assert [p["phase"] for p in state.phase_log] == ["pretraining", "online"]
+    (actor_start, critic_start, proposer_start) = snapshots["start"]
+    (actor_online, critic_online, proposer_online) = snapshots["online"]
+    assert not same(actor_start, actor_online) and not same(critic_start, critic_online), "pretraining trained nothing"
+    assert same(proposer_online, actor_online), "online RL does not start with the pretrained actor as the proposer"
+    agent = trainer.agent
+    assert same(proposer_online, weights(agent.reference.actor)), "online RL changed the proposer (it must stay frozen)"
+    assert not same(actor_online, weights(agent.actor)), "online RL did not train the RL actor"
+
+
+def test_calql_pretraining_is_conservative_with_its_own_target_and_acts_with_its_actor():
+    torch.manual_seed(0)
+    config = IBRLConfig(hidden=(16, 16), ensemble_size=3, proposer="calql", calql=True, actor_extraction="weighted_bc")
+    agent = IBRL(ObservationShapes(state={"state": 5}), 2, config)
+    phases = plan(OmegaConf.create({"pretrain_updates": 1, "online_steps": 1, "utd": 1, "offline_ratio": 0.5}))
+    agent.begin_phase(phases[0])
+    assert agent.conservative and not agent.imitating
+    info = agent.update([random_batch(32, 5, 2)])
+    assert "cql_gap" in info and "bc_chosen_in_target" not in info, "pretraining is not Cal-QL's"
+    obs = {"state": np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)}
+    with torch.no_grad():
+        mode = agent.actor.mode(agent.encoder({"state": torch.as_tensor(obs["state"])}))
+    assert torch.allclose(torch.as_tensor(agent.act(obs, deterministic=True)), mode), "pretraining acts as its actor"
+    agent.begin_phase(phases[1])
+    assert not agent.conservative and same(weights(agent.reference.actor), weights(agent.actor))
+    with torch.no_grad():
+        agent.actor.net[-1].bias.add_(1.0)  # as online RL would move it
+    agent.begin_phase(phases[1])  # a resume into the online phase
+    assert not same(weights(agent.reference.actor), weights(agent.actor)), "a resume replaced the frozen proposer"
+
+
+def test_a_checkpoint_from_calql_pretraining_acts_as_the_run_ended(trained_from_calql):
+    trainer, _, _ = trained_from_calql
+    assert_checkpoint_acts_as_trained(trainer)
+
+
+def test_an_unknown_proposer_is_refused_by_name():
+    with pytest.raises(ValueError, match="proposer='dagger'"):
+        IBRLConfig(proposer="dagger")

@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("residual")
     demos = demo_store(tmp_path / "reach.zarr")
     cfg = train_config(tmp_path, "algo=residual", "task=widowx_reach", f"dataset={demos}",
-                       "algo.schedule.bc_updates=30", "algo.schedule.online_steps=140", "algo.schedule.utd=2",
+                       "algo.schedule.pretrain_updates=30", "algo.schedule.online_steps=140", "algo.schedule.utd=2",
                        "algo.schedule.critic_warmup_steps=80", "algo.agent.ensemble_size=3",
                        "algo.agent.chunk=2")
     trainer = Trainer(cfg, tmp_path / "run")
@@ -66,7 +66,7 @@ def test_acting_stays_within_the_residual_scale_of_bc_and_is_bc_while_imitating(
         assert action.shape == (64, 2, 2)
         gap = (action.reshape(64, -1) - bc).abs()
         assert gap.max() <= scale + 1e-6 and gap.max() > 0.2 * scale, "a residual within the scale, not nothing"
-    agent.begin_phase(plan(OmegaConf.create({"bc_updates": 1, "critic_warmup_steps": 0, "online_steps": 1, "utd": 1,
+    agent.begin_phase(plan(OmegaConf.create({"pretrain_updates": 1, "critic_warmup_steps": 0, "online_steps": 1, "utd": 1,
                                              "offline_ratio": 0.5}))[0])
     assert torch.allclose(torch.as_tensor(agent.act(obs)).reshape(64, -1), bc), "the BC phase acts as BC"
 
@@ -103,3 +103,8 @@ def test_a_loaded_checkpoint_acts_as_the_run_ended(trained):
 def test_a_residual_scale_outside_the_action_box_is_refused(scale):
     with pytest.raises(ValueError, match="residual_scale"):
         ResidualConfig(residual_scale=scale)
+
+
+def test_a_calql_proposer_is_refused_the_residual_corrects_bc():
+    with pytest.raises(ValueError, match="proposer=bc"):
+        ResidualConfig(proposer="calql")

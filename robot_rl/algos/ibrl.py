@@ -9,9 +9,14 @@ so that the RL actor takes over state by state once its actions score higher. (T
 start online RL at imitation's level; here it still dips at the switch while the critic is young: README,
 learner.) The actor, critic and temperature train as in SAC; batches mix offline and online data as
 RLPD's do. IBRL builds on TD3, so the target backs up no entropy (``backup_entropy`` must be false).
+
+``proposer: calql`` pretrains with Cal-QL instead of BC (the advantage-weighted extraction of cql.py,
+which beats BC offline on pick-and-place: README, learner), and online the frozen mode of that pretrained
+actor proposes, while the RL actor and the critic start from the pretrained ones.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +24,16 @@ import torch
 
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.bc import BC, BCConfig
+from robot_rl.algos.cql import CQL, CQLConfig
 from robot_rl.algos.plan import Phase
-from robot_rl.algos.sac import SAC, SACConfig
+from robot_rl.nets import ObservationEncoder, TanhGaussianActor
+
+PROPOSERS = ("bc", "calql")
 
 
 @dataclass
-class IBRLConfig(SACConfig):
+class IBRLConfig(CQLConfig):
+    proposer: str = "bc"             # bc (the paper) | calql: what pretrains, and whose policy proposes online
     bc_lr: float = 1e-3              # the BC policy's Adam rate (bc.yaml's)
     backup_entropy: bool = False     # IBRL's target is a max over proposals with no entropy term
 
@@ -32,33 +41,68 @@ class IBRLConfig(SACConfig):
         if self.backup_entropy:
             raise ValueError("algo=ibrl: the TD target takes the max over the BC and RL proposals and backs up no "
                              "entropy; set algo.agent.backup_entropy=false")
+        if self.proposer not in PROPOSERS:
+            raise ValueError(f"algo.agent.proposer={self.proposer!r}: expected one of {PROPOSERS}")
 
 
 def plan(schedule) -> list[Phase]:
-    """Behaviour cloning for ``bc_updates`` on the offline data, then online RL with ``offline_ratio``."""
-    return [Phase("imitation", updates=schedule.bc_updates, offline_ratio=1.0),
+    """Pretraining for ``pretrain_updates`` on the offline data (BC, or Cal-QL with ``proposer: calql``), then
+    online RL with ``offline_ratio``."""
+    return [Phase("pretraining", updates=schedule.pretrain_updates, offline_ratio=1.0),
             Phase("online", env_steps=schedule.online_steps, utd=schedule.utd, offline_ratio=schedule.offline_ratio)]
 
 
-class IBRL(SAC):
+class FrozenMode(torch.nn.Module):
+    """A frozen copy of a pretrained actor's mode, with its encoder: the Cal-QL proposer."""
+
+    def __init__(self, encoder: ObservationEncoder, actor: TanhGaussianActor):
+        super().__init__()
+        self.encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.actor = copy.deepcopy(actor).requires_grad_(False)
+
+    def copy_from(self, encoder: ObservationEncoder, actor: TanhGaussianActor) -> None:
+        self.encoder.load_state_dict(encoder.state_dict())
+        self.actor.load_state_dict(actor.state_dict())
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.actor.mode(self.encoder(obs))
+
+
+class IBRL(CQL):
+    """SAC online; CQL only for the ``proposer: calql`` pretraining (``conservative`` is off otherwise)."""
     config_class = IBRLConfig
 
     def __init__(self, shapes, action_dim, config: IBRLConfig):
         super().__init__(shapes, action_dim, config)
-        self.reference = BC(shapes, action_dim, BCConfig(hidden=config.hidden, lr=config.bc_lr, chunk=config.chunk,
-                                                         feature_dim=config.feature_dim,
-                                                         augment_pad=config.augment_pad,
-                                                         normalize_obs=config.normalize_obs))
-        self.optimizers["imitation"] = self.reference.optimizers["policy"]
-        # True in the imitation phase: act and learn as BC (the critic is untrained). A buffer, so a policy
-        # loaded from a checkpoint taken then acts as BC too.
-        self.register_buffer("imitating", torch.tensor(False))
+        self.conservative = False
+        if config.proposer == "bc":
+            self.reference = BC(shapes, action_dim, BCConfig(hidden=config.hidden, lr=config.bc_lr,
+                                                             chunk=config.chunk, feature_dim=config.feature_dim,
+                                                             augment_pad=config.augment_pad,
+                                                             normalize_obs=config.normalize_obs))
+            self.optimizers["imitation"] = self.reference.optimizers["policy"]
+        else:
+            self.reference = FrozenMode(self.encoder, self.actor)
+        # True in the pretraining phase; a buffer, so a policy loaded from a checkpoint taken then acts as the
+        # pretrained policy does (BC's, or the Cal-QL actor's), not with the untrained critic's pick.
+        self.register_buffer("pretraining", torch.tensor(False))
+
+    @property
+    def imitating(self) -> bool:
+        """BC pretraining: act and learn as BC."""
+        return bool(self.pretraining) and self.config.proposer == "bc"
 
     def begin_phase(self, phase: Phase) -> None:
-        self.imitating.fill_(phase.name == "imitation")
+        calql = self.config.proposer == "calql"
+        self.conservative = not phase.online and calql
+        if phase.online and calql and self.pretraining:  # once: a resumed online phase keeps its proposer
+            self.reference.copy_from(self.encoder, self.actor)
+        self.pretraining.fill_(not phase.online)
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
+        if self.pretraining and not self.imitating:  # Cal-QL pretraining: its actor acts
+            return super().act(obs, deterministic)
         device = self.log_temperature.device
         obs = {k: torch.as_tensor(np.asarray(obs[k]), device=device) for k in self.encoder_keys}
         action = (self.reference(obs) if self.imitating else self.online_action(obs, deterministic)).cpu().numpy()
@@ -82,6 +126,8 @@ class IBRL(SAC):
         return rl_action, bc_action, bc_wins
 
     def td_target(self, batch: Batch) -> torch.Tensor:
+        if self.conservative:  # Cal-QL pretraining: its own target (the proposer is not fixed yet)
+            return super().td_target(batch)
         with torch.no_grad():
             rl_action = self.actor.sample(self.encoder(batch.next_obs))[0]
             bc_action = self.reference(batch.next_obs)
@@ -95,6 +141,8 @@ class IBRL(SAC):
     def update(self, batches: list[Batch]) -> dict[str, float]:
         if self.imitating:
             return self.reference.update(batches)
+        if self.conservative:
+            return super().update(batches)
         info = super().update(batches)
         info["bc_chosen_in_target"] = self.bc_share.item()
         return info

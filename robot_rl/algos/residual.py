@@ -28,16 +28,19 @@ class ResidualConfig(IBRLConfig):
     backup_entropy: bool = True      # SAC's target (IBRL's no-entropy max does not apply here)
 
     def __post_init__(self):
+        if self.proposer != "bc":
+            raise ValueError(f"algo=residual: the residual corrects a BC policy; set algo.agent.proposer=bc, "
+                             f"found {self.proposer!r}")
         if not 0.0 < self.residual_scale <= 2.0:
             raise ValueError(f"algo.agent.residual_scale: expected 0 < scale <= 2 (action units), "
                              f"found {self.residual_scale}")
 
 
 def plan(schedule) -> list[Phase]:
-    """BC for ``bc_updates``; then ``critic_warmup_steps`` online steps that train the critic only, acting with
+    """BC for ``pretrain_updates``; then ``critic_warmup_steps`` online steps that train the critic only, acting with
     the untrained residual's noise around BC; then online RL. Both online phases mix in ``offline_ratio``."""
     online = dict(utd=schedule.utd, offline_ratio=schedule.offline_ratio)
-    return [Phase("imitation", updates=schedule.bc_updates, offline_ratio=1.0),
+    return [Phase("imitation", updates=schedule.pretrain_updates, offline_ratio=1.0),
             Phase("critic_warmup", env_steps=schedule.critic_warmup_steps, **online),
             Phase("online", env_steps=split_budget(schedule.online_steps, schedule.critic_warmup_steps,
                                                    "online_steps", "critic_warmup_steps"), **online)]

@@ -20,6 +20,9 @@ from robot_rl.algos.ibrl import IBRL, IBRLConfig, plan
 from robot_rl.algos.sac import ObservationShapes
 from robot_rl.learner.trainer import Trainer
 
+SCHEDULE = OmegaConf.create({"pretrain_updates": 1, "critic_warmup_steps": 0, "online_steps": 1, "utd": 1,
+                             "offline_ratio": 0.5})  # phases: pretraining, critic warmup (skipped), online
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -62,7 +65,7 @@ def test_acting_takes_per_state_the_proposal_the_critic_scores_higher_and_only_b
     chosen = torch.as_tensor(agent.act(obs, deterministic=True))
     assert chosen.shape == (64, 2, 2)
     assert torch.allclose(chosen.reshape(64, -1), torch.where(bc_wins[:, None], bc, rl))
-    agent.begin_phase(plan(OmegaConf.create({"pretrain_updates": 1, "online_steps": 1, "utd": 1, "offline_ratio": 0.5}))[0])
+    agent.begin_phase(plan(SCHEDULE)[0])
     assert torch.allclose(torch.as_tensor(agent.act(obs)).reshape(64, -1), bc), "the BC phase acts as BC"
 
 
@@ -124,7 +127,7 @@ def test_calql_pretraining_is_conservative_with_its_own_target_and_acts_with_its
     torch.manual_seed(0)
     config = IBRLConfig(hidden=(16, 16), ensemble_size=3, proposer="calql", calql=True, actor_extraction="weighted_bc")
     agent = IBRL(ObservationShapes(state={"state": 5}), 2, config)
-    phases = plan(OmegaConf.create({"pretrain_updates": 1, "online_steps": 1, "utd": 1, "offline_ratio": 0.5}))
+    phases = plan(SCHEDULE)
     agent.begin_phase(phases[0])
     assert agent.conservative and not agent.imitating
     info = agent.update([random_batch(32, 5, 2)])
@@ -133,11 +136,11 @@ def test_calql_pretraining_is_conservative_with_its_own_target_and_acts_with_its
     with torch.no_grad():
         mode = agent.actor.mode(agent.encoder({"state": torch.as_tensor(obs["state"])}))
     assert torch.allclose(torch.as_tensor(agent.act(obs, deterministic=True)), mode), "pretraining acts as its actor"
-    agent.begin_phase(phases[1])
+    agent.begin_phase(phases[2])
     assert not agent.conservative and same(weights(agent.reference.actor), weights(agent.actor))
     with torch.no_grad():
         agent.actor.net[-1].bias.add_(1.0)  # as online RL would move it
-    agent.begin_phase(phases[1])  # a resume into the online phase
+    agent.begin_phase(phases[2])  # a resume into the online phase
     assert not same(weights(agent.reference.actor), weights(agent.actor)), "a resume replaced the frozen proposer"
 
 

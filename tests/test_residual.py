@@ -39,14 +39,14 @@ def trained(tmp_path_factory):
                        "algo.agent.chunk=2")
     trainer = Trainer(cfg, tmp_path / "run")
     state, snapshots = run_with_snapshots(
-        trainer, lambda agent: "imitation" if agent.imitating else "critic_warmup" if agent.actor_frozen else "online",
+        trainer, lambda agent: "pretraining" if agent.imitating else "critic_warmup" if agent.actor_frozen else "online",
         lambda agent: (agent.reference, agent.actor, agent.critic))
     return trainer, state, snapshots
 
 
 def test_bc_then_the_critic_alone_then_the_residual_actor_train_and_bc_stays_frozen_online(trained):
     trainer, state, snapshots = trained
-    assert [p["phase"] for p in state.phase_log] == ["imitation", "critic_warmup", "online"]
+    assert [p["phase"] for p in state.phase_log] == ["pretraining", "critic_warmup", "online"]
     (bc_0, actor_0, critic_0), (bc_1, actor_1, critic_1), (bc_2, actor_2, critic_2) = (
         snapshots[k] for k in ("start", "critic_warmup", "online"))
     assert not same(bc_0, bc_1) and same(actor_0, actor_1) and same(critic_0, critic_1), "BC phase: BC only"

@@ -25,7 +25,7 @@ import torch
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.bc import BC, BCConfig
 from robot_rl.algos.cql import CQL, CQLConfig
-from robot_rl.algos.plan import Phase
+from robot_rl.algos.plan import Phase, split_budget
 from robot_rl.nets import ObservationEncoder, TanhGaussianActor
 
 PROPOSERS = ("bc", "calql")
@@ -46,10 +46,14 @@ class IBRLConfig(CQLConfig):
 
 
 def plan(schedule) -> list[Phase]:
-    """Pretraining for ``pretrain_updates`` on the offline data (BC, or Cal-QL with ``proposer: calql``), then
-    online RL with ``offline_ratio``."""
+    """Pretraining for ``pretrain_updates`` on the offline data (BC, or Cal-QL with ``proposer: calql``); then
+    ``critic_warmup_steps`` online steps that train the critic only (the actor stays as pretrained); then online
+    RL. Both online phases mix in ``offline_ratio``."""
+    online = dict(utd=schedule.utd, offline_ratio=schedule.offline_ratio)
     return [Phase("pretraining", updates=schedule.pretrain_updates, offline_ratio=1.0),
-            Phase("online", env_steps=schedule.online_steps, utd=schedule.utd, offline_ratio=schedule.offline_ratio)]
+            Phase("critic_warmup", env_steps=schedule.critic_warmup_steps, **online),
+            Phase("online", env_steps=split_budget(schedule.online_steps, schedule.critic_warmup_steps,
+                                                   "online_steps", "critic_warmup_steps"), **online)]
 
 
 class FrozenMode(torch.nn.Module):
@@ -86,6 +90,8 @@ class IBRL(CQL):
         # True in the pretraining phase; a buffer, so a policy loaded from a checkpoint taken then acts as the
         # pretrained policy does (BC's, or the Cal-QL actor's), not with the untrained critic's pick.
         self.register_buffer("pretraining", torch.tensor(False))
+        self.actor_frozen = False  # True in the critic warmup: update() trains the critic only
+        self.target_info: dict[str, float] = {}  # what td_target found, logged by update()
 
     @property
     def imitating(self) -> bool:
@@ -98,6 +104,7 @@ class IBRL(CQL):
         if phase.online and calql and self.pretraining:  # once: a resumed online phase keeps its proposer
             self.reference.copy_from(self.encoder, self.actor)
         self.pretraining.fill_(not phase.online)
+        self.actor_frozen = phase.name == "critic_warmup"
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
@@ -135,17 +142,14 @@ class IBRL(CQL):
             next_features = self.target_encoder(batch.next_obs)
             q_rl = self.target_critic(next_features, rl_action, members).min(0).values
             q_bc = self.target_critic(next_features, bc_action, members).min(0).values
-            self.bc_share = (q_bc > q_rl).float().mean()  # logged by update(): a by-product, no extra pass
+            self.target_info = {"bc_chosen_in_target": (q_bc > q_rl).float().mean().item()}
             return batch.reward + batch.discount * torch.maximum(q_rl, q_bc)
 
     def update(self, batches: list[Batch]) -> dict[str, float]:
         if self.imitating:
             return self.reference.update(batches)
-        if self.conservative:
-            return super().update(batches)
-        info = super().update(batches)
-        info["bc_chosen_in_target"] = self.bc_share.item()
-        return info
+        info = [self.critic_step(batch) for batch in batches][-1] if self.actor_frozen else super().update(batches)
+        return info | self.target_info
 
 
 Agent = IBRL

@@ -18,8 +18,10 @@ import torch
 
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.ibrl import IBRL, IBRLConfig
-from robot_rl.algos.plan import Phase, split_budget
+from robot_rl.algos.ibrl import plan as ibrl_plan
 from robot_rl.algos.sac import SAC
+
+plan = ibrl_plan  # IBRL's phases: BC, the critic warmup (residual.yaml: 3000 steps), online RL
 
 
 @dataclass
@@ -36,26 +38,8 @@ class ResidualConfig(IBRLConfig):
                              f"found {self.residual_scale}")
 
 
-def plan(schedule) -> list[Phase]:
-    """BC for ``pretrain_updates``; then ``critic_warmup_steps`` online steps that train the critic only, acting with
-    the untrained residual's noise around BC; then online RL. Both online phases mix in ``offline_ratio``."""
-    online = dict(utd=schedule.utd, offline_ratio=schedule.offline_ratio)
-    return [Phase("imitation", updates=schedule.pretrain_updates, offline_ratio=1.0),
-            Phase("critic_warmup", env_steps=schedule.critic_warmup_steps, **online),
-            Phase("online", env_steps=split_budget(schedule.online_steps, schedule.critic_warmup_steps,
-                                                   "online_steps", "critic_warmup_steps"), **online)]
-
-
 class Residual(IBRL):
     config_class = ResidualConfig
-
-    def __init__(self, shapes, action_dim, config: ResidualConfig):
-        super().__init__(shapes, action_dim, config)
-        self.actor_frozen = False  # True in the critic warmup: update() trains the critic only
-
-    def begin_phase(self, phase: Phase) -> None:
-        super().begin_phase(phase)
-        self.actor_frozen = phase.name == "critic_warmup"
 
     def executed(self, obs: dict[str, torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
         """The executed action: BC's (frozen: no gradient) plus the scaled residual, clipped to the action box."""
@@ -75,13 +59,6 @@ class Residual(IBRL):
         residual, log_prob = self.actor.sample(features)
         q = self.critic(features, self.executed(batch.obs, residual)).mean(0)
         return (self.temperature.detach() * log_prob - q).mean(), log_prob
-
-    def update(self, batches: list[Batch]) -> dict[str, float]:
-        if self.imitating:
-            return self.reference.update(batches)
-        if self.actor_frozen:
-            return [self.critic_step(batch) for batch in batches][-1]
-        return SAC.update(self, batches)  # SAC's, without IBRL's proposal log
 
 
 Agent = Residual

@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     algos = set(args.algos.split(",")) if args.algos else None
-    results: dict[str, list[dict]] = {}
+    results: dict[tuple[str, str], list[dict]] = {}  # by (folder, algorithm): a variant per folder
     for folder in args.folders:
         if not folder.is_dir():
             parser.error(f"{folder}: no such folder; give a learning_curves.py output folder "
@@ -66,18 +66,18 @@ def main() -> None:
         for algo, seed, run_dir in runs_in(folder, algos):
             result = evaluate_run(run_dir, args.episodes, args.seed)
             rows.append({"algo": algo, "seed": seed, "episodes": args.episodes, **result})
-            results.setdefault(algo, []).append(rows[-1])
+            results.setdefault((folder.name, algo), []).append(rows[-1])
             console.print(f"{run_dir}: {result['success_rate']:.0%} success, return {result['return']:.1f}")
         with open(folder / "final_eval.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, ["algo", "seed", "episodes", "success_rate", "return", "episode_length"])
             writer.writeheader()
             writer.writerows(rows)
     table = Table(title=f"last checkpoints over {args.episodes} held-out episodes each")
-    for col in ("algorithm", "seeds", "success", "per seed", "return"):
+    for col in ("folder", "algorithm", "seeds", "success", "per seed", "return"):
         table.add_column(col, justify="right")
-    for algo, rows in results.items():
+    for (folder_name, algo), rows in results.items():
         success = [r["success_rate"] for r in rows]
-        table.add_row(algo, str(len(rows)), f"{sum(success) / len(rows):.0%} ({min(success):.0%}..{max(success):.0%})",
+        table.add_row(folder_name, algo, str(len(rows)), f"{sum(success) / len(rows):.0%} ({min(success):.0%}..{max(success):.0%})",
                       " ".join(f"{s:.0%}" for s in success), f"{sum(r['return'] for r in rows) / len(rows):.1f}")
     console.print(table)
 

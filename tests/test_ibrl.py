@@ -149,30 +149,6 @@ def test_a_checkpoint_from_calql_pretraining_acts_as_the_run_ended(trained_from_
     assert_checkpoint_acts_as_trained(trainer)
 
 
-def test_the_proposer_weight_pulls_the_online_actor_toward_the_proposers_action_and_nothing_else():
-    torch.manual_seed(0)
-    shapes, batch = ObservationShapes(state={"state": 5}), random_batch(64, 5, 2)
-    pulled, free = (IBRL(shapes, 2, IBRLConfig(hidden=(16, 16), ensemble_size=3, actor_lr=1e-2, proposer_weight=weight))
-                    for weight in (100.0, 0.0))
-    with torch.no_grad():
-        pulled.reference.policy[-1].bias.fill_(1.0)  # the proposer says about 0.76 everywhere, the actor about 0
-    free.load_state_dict(pulled.state_dict())
-    for agent in (pulled, free):
-        agent.begin_phase(plan(SCHEDULE)[-1])
-
-    def distance(agent):
-        with torch.no_grad():
-            mode = agent.actor.mode(agent.encoder(batch.obs))
-            return (mode - agent.reference(batch.obs)).pow(2).mean().item()
-
-    start = distance(pulled)
-    for _ in range(100):
-        for agent in (pulled, free):
-            agent.actor_step(batch)
-    assert distance(pulled) < 0.1 * start, "the pull did not bring the actor to the proposer"
-    assert distance(free) > 0.5 * start, "the actor went to the proposer without the pull"
-
-
 def test_an_unknown_proposer_is_refused_by_name():
     with pytest.raises(ValueError, match="proposer='dagger'"):
         IBRLConfig(proposer="dagger")

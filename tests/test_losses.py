@@ -192,17 +192,6 @@ def test_actor_loss_is_mean_of_alpha_log_pi_minus_member_mean_q(monkeypatch):
     assert log_prob.tolist() == pytest.approx(log_probs)
 
 
-def test_a_pessimistic_actor_climbs_the_ensembles_min_q(monkeypatch):
-    agent = make_agent(action_dim=2, init_temperature=0.5, actor_q="min")
-    actions, log_probs = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0]
-    monkeypatch.setattr(agent.actor, "sample", lambda f: (torch.tensor(actions), torch.tensor(log_probs)))
-    loss, _ = agent.actor_loss(torch.tensor(OBS))
-    expected = sum(0.5 * lp - min(q_ref(m, s, a) for m in ONLINE) for s, a, lp in zip(OBS, actions, log_probs)) / 3
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError, match="actor_q='max'"):
-        make_agent(actor_q="max")
-
-
 def test_pre_tanh_regularizer_adds_half_the_mean_square_of_mu_and_log_std(monkeypatch):
     agent = make_agent(action_dim=2, init_temperature=0.5, pre_tanh_reg=0.1)
     actions, log_probs = [[0.2, -0.4], [0.9, 0.1], [-0.7, -0.3]], [-1.5, 0.3, 2.0]

@@ -35,8 +35,6 @@ PROPOSERS = ("bc", "calql")
 class IBRLConfig(CQLConfig):
     proposer: str = "bc"             # bc (the paper) | calql: what pretrains, and whose policy proposes online
     bc_lr: float = 1e-3              # the BC policy's Adam rate (bc.yaml's)
-    proposer_weight: float = 0.0     # online: + this x the squared distance of the RL actor's mode to the proposer's
-                                     # action, the soft-Q term divided by mean |Q| (TD3+BC's balance: 0.4 is its 2.5)
     backup_entropy: bool = False     # IBRL's target is a max over proposals with no entropy term
 
     def __post_init__(self):
@@ -133,20 +131,6 @@ class IBRL(CQL):
         bc_action = self.reference(obs)
         bc_wins = self.critic(features, bc_action).min(0).values > self.critic(features, rl_action).min(0).values
         return rl_action, bc_action, bc_wins
-
-    def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Online with ``proposer_weight``: SAC's loss, its Q term normalized, plus the pull toward the proposer."""
-        loss, log_prob = super().actor_loss(features, batch)
-        if self.conservative or not self.config.proposer_weight:
-            return loss, log_prob
-        with torch.no_grad():
-            proposed = self.reference(batch.obs)
-        return loss + self.config.proposer_weight * (self.actor.mode(features) - proposed).pow(2).mean(), log_prob
-
-    def actor_objective_scale(self, q: torch.Tensor) -> float | torch.Tensor:
-        if not self.conservative and self.config.proposer_weight:
-            return 1.0 / q.abs().mean().detach().clamp(min=1e-6)
-        return super().actor_objective_scale(q)
 
     def td_target(self, batch: Batch) -> torch.Tensor:
         if self.conservative:  # Cal-QL pretraining: its own target (the proposer is not fixed yet)

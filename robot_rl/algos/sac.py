@@ -39,7 +39,6 @@ class SACConfig:
     feature_dim: int = 50            # per-camera feature size
     augment_pad: int = 4             # DrQ random shift, pixels
     normalize_obs: bool = False      # standardize state inputs by the offline dataset's mean/std (configs: on)
-    actor_q: str = "mean"            # what the actor climbs: the ensemble's mean (RLPD, REDQ) | min (pessimistic)
     pre_tanh_reg: float = 0.0        # weight of 0.5 * mean(mu^2 + log_std^2) in the actor loss (the
                                      # original SAC code's policy regularizer, 1e-3 there): keeps the
                                      # Gaussian off tanh's flat tails, where binary actions get stuck
@@ -79,8 +78,6 @@ class SAC(LearningAgent):
 
     def __init__(self, shapes: ObservationShapes, action_dim: int, config: SACConfig):
         super().__init__()
-        if config.actor_q not in ("mean", "min"):
-            raise ValueError(f"algo.agent.actor_q={config.actor_q!r}: expected mean or min")
         if not 1 <= config.target_subset <= config.ensemble_size:
             raise ValueError(f"target_subset: expected 1..ensemble_size ({config.ensemble_size}), "
                              f"found {config.target_subset}")
@@ -158,11 +155,10 @@ class SAC(LearningAgent):
         return loss, {"critic_loss": loss.item(), "q": q.mean().item(), "target_q": target.mean().item()}
 
     def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """alpha log pi(a|s) - Q(s, a) (the ensemble's mean, or min with ``actor_q``), a ~ pi(s), plus the
-        optional pre-tanh regularizer; also returns log pi. ``batch`` is for subclasses' terms on the data's actions."""
+        """alpha log pi(a|s) - mean over the ensemble of Q(s, a), a ~ pi(s), plus the optional pre-tanh
+        regularizer; also returns log pi. ``batch`` is for subclasses' terms on the data's actions."""
         action, log_prob = self.actor.sample(features)
-        q = self.critic(features, action)
-        q = q.min(0).values if self.config.actor_q == "min" else q.mean(0)
+        q = self.critic(features, action).mean(0)
         loss = (self.temperature.detach() * log_prob - q).mean() * self.actor_objective_scale(q)
         if self.config.pre_tanh_reg:
             mean, log_std = self.actor(features)

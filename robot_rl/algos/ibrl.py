@@ -91,7 +91,7 @@ class IBRL(CQL):
         # pretrained policy does (BC's, or the Cal-QL actor's), not with the untrained critic's pick.
         self.register_buffer("pretraining", torch.tensor(False))
         self.actor_frozen = False  # True in the critic warmup: update() trains the critic only
-        self.target_info: dict[str, float] = {}  # what td_target found, logged by update()
+        self.target_info: dict[str, torch.Tensor] = {}  # what td_target found, logged by update()
 
     @property
     def imitating(self) -> bool:
@@ -142,14 +142,14 @@ class IBRL(CQL):
             next_features = self.target_encoder(batch.next_obs)
             q_rl = self.target_critic(next_features, rl_action, members).min(0).values
             q_bc = self.target_critic(next_features, bc_action, members).min(0).values
-            self.target_info = {"bc_chosen_in_target": (q_bc > q_rl).float().mean().item()}
+            self.target_info = {"bc_chosen_in_target": (q_bc > q_rl).float().mean()}  # a tensor: no sync here
             return batch.reward + batch.discount * torch.maximum(q_rl, q_bc)
 
     def update(self, batches: list[Batch]) -> dict[str, float]:
         if self.imitating:
             return self.reference.update(batches)
         info = [self.critic_step(batch) for batch in batches][-1] if self.actor_frozen else super().update(batches)
-        return info | self.target_info
+        return info | {key: value.item() for key, value in self.target_info.items()}
 
 
 Agent = IBRL

@@ -77,8 +77,9 @@ def main() -> None:
         table.add_column(col, justify="right")
     for (folder_name, algo), rows in results.items():
         success = [r["success_rate"] for r in rows]
-        table.add_row(folder_name, algo, str(len(rows)), f"{sum(success) / len(rows):.0%} ({min(success):.0%}..{max(success):.0%})",
-                      " ".join(f"{s:.0%}" for s in success), f"{sum(r['return'] for r in rows) / len(rows):.1f}")
+        mean = f"{sum(success) / len(rows):.0%} ({min(success):.0%}..{max(success):.0%})"
+        table.add_row(folder_name, algo, str(len(rows)), mean, " ".join(f"{s:.0%}" for s in success),
+                      f"{sum(r['return'] for r in rows) / len(rows):.1f}")
     console.print(table)
 
 

@@ -14,7 +14,8 @@ same offline budget, drawn flat like BC).
     python benchmarks/learning_curves.py --task reach --camera front --algos bc,wsrl  # from pixels (below)
 
 Writes runs/bench/learning_curves/<task>/curves.csv (one row per evaluation) and curves.png, and prints
-the final table. benchmarks/final_eval.py measures the runs' last checkpoints again on more episodes. Every run is a `robot-rl train` subprocess with threads=1; two run at a time (``--jobs``).
+the final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time (``--jobs``).
+benchmarks/final_eval.py measures the runs' last checkpoints again on more episodes.
 
 The CPU profile keeps each algorithm's structure (RLPD's 50/50 batches and LayerNorm ensemble, WSRL's
 Cal-QL pretraining, warmup and offline-free fine-tuning) but shrinks the arithmetic to fit two cores
@@ -65,8 +66,8 @@ PROFILES = {
             "ibrl_calql": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=4"],
             "calql": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"],
             "wsrl": SHARED + ENSEMBLE + CALQL + ["algo.schedule.utd=2"]},
-    "paper": {"bc": [], "sac": [], "calql_offline": [], "calql": [], "rlpd": [], "ibrl": [], "residual": [], "ibrl_calql": [],
-              "wsrl": []},
+    "paper": {name: [] for name in ("bc", "sac", "calql_offline", "calql", "rlpd", "ibrl", "residual", "ibrl_calql",
+                                    "wsrl")},
 }
 
 

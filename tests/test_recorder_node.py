@@ -289,10 +289,12 @@ def test_the_recorder_process_exits_0_on_a_signal_keeping_committed_episodes_onl
         for episode in (1, 2):
             response = client.call("start_episode")
             assert response.success, response.message
-            wait_for(lambda: int(client.recorder_value("rows_in_episode") or 0) >= 2, 10.0, "rows")
+            # 30 s: a fresh process's first rows and commit wait on its first store writes; 10 s timed out once
+            # on a loaded 2-core machine during the whole suite
+            wait_for(lambda: int(client.recorder_value("rows_in_episode") or 0) >= 2, 30.0, "rows")
             if episode == 1:
                 assert client.call("stop_episode").success
-                wait_for(lambda: client.recorder_value("episodes_in_store") == "1", 10.0, "the first commit")
+                wait_for(lambda: client.recorder_value("episodes_in_store") == "1", 30.0, "the first commit")
         recorder.send_signal(sig)  # mid-episode 2
         output, _ = recorder.communicate(timeout=30.0)
     finally:

@@ -129,7 +129,7 @@ def test_calql_pretraining_is_conservative_with_its_own_target_and_acts_with_its
     agent = IBRL(ObservationShapes(state={"state": 5}), 2, config)
     phases = plan(SCHEDULE)
     agent.begin_phase(phases[0])
-    assert agent.conservative and not agent.imitating
+    assert agent.penalized(last_in_cycle=False) and not agent.imitating
     info = agent.update([random_batch(32, 5, 2)])
     assert "cql_gap" in info and "bc_chosen_in_target" not in info, "pretraining is not Cal-QL's"
     obs = {"state": np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)}
@@ -137,7 +137,7 @@ def test_calql_pretraining_is_conservative_with_its_own_target_and_acts_with_its
         mode = agent.actor.mode(agent.encoder({"state": torch.as_tensor(obs["state"])}))
     assert torch.allclose(torch.as_tensor(agent.act(obs, deterministic=True)), mode), "pretraining acts as its actor"
     agent.begin_phase(phases[2])
-    assert not agent.conservative and same(weights(agent.reference.actor), weights(agent.actor))
+    assert not agent.penalized(last_in_cycle=True) and same(weights(agent.reference.actor), weights(agent.actor))
     with torch.no_grad():
         agent.actor.net[-1].bias.add_(1.0)  # as online RL would move it
     agent.begin_phase(phases[2])  # a resume into the online phase
@@ -152,3 +152,23 @@ def test_a_checkpoint_from_calql_pretraining_acts_as_the_run_ended(trained_from_
 def test_an_unknown_proposer_is_refused_by_name():
     with pytest.raises(ValueError, match="proposer='dagger'"):
         IBRLConfig(proposer="dagger")
+
+
+@pytest.mark.parametrize("penalty, penalized", [("none", [False, False]), ("per_cycle", [False, True]),
+                                                ("per_update", [True, True])])
+def test_the_online_penalty_applies_to_the_critic_updates_it_names(penalty, penalized):
+    torch.manual_seed(0)
+    config = IBRLConfig(hidden=(16, 16), ensemble_size=3, proposer="calql", calql=True, n_actions=2,
+                        online_penalty=penalty)
+    agent = IBRL(ObservationShapes(state={"state": 5}), 2, config)
+    agent.begin_phase(plan(SCHEDULE)[2])
+    seen = []
+    critic_loss = agent.critic_loss
+    agent.critic_loss = lambda batch: seen.append(agent.conservative) or critic_loss(batch)
+    info = agent.update([random_batch(32, 5, 2), random_batch(32, 5, 2)])
+    assert seen == penalized
+    assert ("cql_gap" in info) == penalized[-1] and "bc_chosen_in_target" in info, "online keeps IBRL's target"
+    with pytest.raises(ValueError, match="needs algo.agent.proposer=calql"):
+        IBRLConfig(online_penalty="per_cycle")
+    with pytest.raises(ValueError, match="online_penalty='always'"):
+        IBRLConfig(proposer="calql", online_penalty="always")

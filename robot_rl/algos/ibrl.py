@@ -26,9 +26,11 @@ from robot_rl.algos.batch import Batch
 from robot_rl.algos.bc import BC, BCConfig
 from robot_rl.algos.cql import CQL, CQLConfig
 from robot_rl.algos.plan import Phase, split_budget
+from robot_rl.algos.sac import SAC
 from robot_rl.nets import ObservationEncoder, TanhGaussianActor
 
 PROPOSERS = ("bc", "calql")
+ONLINE_PENALTIES = ("none", "per_cycle", "per_update")
 
 
 @dataclass
@@ -36,6 +38,9 @@ class IBRLConfig(CQLConfig):
     proposer: str = "bc"             # bc (the paper) | calql: what pretrains, and whose policy proposes online
     bc_lr: float = 1e-3              # the BC policy's Adam rate (bc.yaml's)
     backup_entropy: bool = False     # IBRL's target is a max over proposals with no entropy term
+    online_penalty: str = "none"     # proposer: calql: Cal-QL's penalty online on every critic update
+                                     # ("per_update": Cal-QL's own fine-tuning; about 5x slower at UTD 4), on
+                                     # the last one of each UTD cycle ("per_cycle"), or on none (below)
 
     def __post_init__(self):
         if self.backup_entropy:
@@ -43,6 +48,11 @@ class IBRLConfig(CQLConfig):
                              "entropy; set algo.agent.backup_entropy=false")
         if self.proposer not in PROPOSERS:
             raise ValueError(f"algo.agent.proposer={self.proposer!r}: expected one of {PROPOSERS}")
+        if self.online_penalty not in ONLINE_PENALTIES:
+            raise ValueError(f"algo.agent.online_penalty={self.online_penalty!r}: expected one of {ONLINE_PENALTIES}")
+        if self.online_penalty != "none" and self.proposer != "calql":
+            raise ValueError(f"algo.agent.online_penalty={self.online_penalty} keeps Cal-QL's penalty online: it "
+                             "needs algo.agent.proposer=calql")
 
 
 def plan(schedule) -> list[Phase]:
@@ -73,7 +83,8 @@ class FrozenMode(torch.nn.Module):
 
 
 class IBRL(CQL):
-    """SAC online; CQL only for the ``proposer: calql`` pretraining (``conservative`` is off otherwise)."""
+    """SAC online; CQL for the ``proposer: calql`` pretraining, and online where ``online_penalty`` says
+    (``update`` sets ``conservative`` per critic update)."""
     config_class = IBRLConfig
 
     def __init__(self, shapes, action_dim, config: IBRLConfig):
@@ -99,10 +110,8 @@ class IBRL(CQL):
         return bool(self.pretraining) and self.config.proposer == "bc"
 
     def begin_phase(self, phase: Phase) -> None:
-        calql = self.config.proposer == "calql"
-        self.conservative = not phase.online and calql
-        if phase.online and calql and self.pretraining:  # once: a resumed online phase keeps its proposer
-            self.reference.copy_from(self.encoder, self.actor)
+        if phase.online and self.config.proposer == "calql" and self.pretraining:
+            self.reference.copy_from(self.encoder, self.actor)  # once: a resumed online phase keeps its proposer
         self.pretraining.fill_(not phase.online)
         self.actor_frozen = phase.name == "critic_warmup"
 
@@ -133,7 +142,7 @@ class IBRL(CQL):
         return rl_action, bc_action, bc_wins
 
     def td_target(self, batch: Batch) -> torch.Tensor:
-        if self.conservative:  # Cal-QL pretraining: its own target (the proposer is not fixed yet)
+        if self.pretraining:  # Cal-QL pretraining: its own target (the proposer is not fixed yet)
             return super().td_target(batch)
         with torch.no_grad():
             rl_action = self.actor.sample(self.encoder(batch.next_obs))[0]
@@ -145,10 +154,28 @@ class IBRL(CQL):
             self.target_info = {"bc_chosen_in_target": (q_bc > q_rl).float().mean()}  # a tensor: no sync here
             return batch.reward + batch.discount * torch.maximum(q_rl, q_bc)
 
+    def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cal-QL's extraction in its pretraining; online SAC's, with or without the penalty on the critic."""
+        if self.pretraining:
+            return super().actor_loss(features, batch)
+        return SAC.actor_loss(self, features, batch)
+
+    def penalized(self, last_in_cycle: bool) -> bool:
+        """Whether a critic update adds Cal-QL's penalty: all of Cal-QL's pretraining, and online as
+        ``online_penalty`` says."""
+        if self.config.proposer != "calql":
+            return False
+        penalty = self.config.online_penalty
+        return bool(self.pretraining) or penalty == "per_update" or (penalty == "per_cycle" and last_in_cycle)
+
     def update(self, batches: list[Batch]) -> dict[str, float]:
         if self.imitating:
             return self.reference.update(batches)
-        info = [self.critic_step(batch) for batch in batches][-1] if self.actor_frozen else super().update(batches)
+        for i, batch in enumerate(batches):
+            self.conservative = self.penalized(last_in_cycle=i == len(batches) - 1)
+            info = self.critic_step(batch)
+        if not self.actor_frozen:
+            info.update(self.actor_step(batches[-1]))
         return info | {key: value.item() for key, value in self.target_info.items()}
 
 

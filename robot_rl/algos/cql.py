@@ -72,6 +72,18 @@ class CQL(SAC):
         """CQL and Cal-QL never back up the entropy term; the SAC fine-tuning after them may."""
         return self.config.backup_entropy and not self.conservative
 
+    @property
+    def extracting(self) -> bool:
+        """Whether the actor learns by ``actor_extraction`` (awr, weighted_bc) now: in conservative phases."""
+        return self.conservative and self.config.actor_extraction != "sac"
+
+    @property
+    def tunes_temperature(self) -> bool:
+        """Not while extracting: the extraction's loss has no entropy term, so the temperature would only
+        drift with the fitted spread (0.05 -> 0.28 over 4000 pick-and-place updates, with an entropy of -64 from
+        the saturated gripper), and the SAC fine-tuning after it would start with that weight on the entropy."""
+        return not self.extracting
+
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         td_loss, info = super().critic_loss(batch)
         if not self.conservative:
@@ -93,7 +105,7 @@ class CQL(SAC):
         """SAC's actor loss; in conservative phases with ``bc_weight``, plus that times the MSE of the
         policy's mode to the batch's actions. With ``actor_extraction`` awr or weighted_bc the conservative
         phases regress the data's actions instead (advantage_weighted_loss). WSRL's online SAC drops both."""
-        if self.conservative and self.config.actor_extraction != "sac" and batch is not None:
+        if self.extracting and batch is not None:
             return self.advantage_weighted_loss(features, batch)
         loss, log_prob = super().actor_loss(features)
         if self.conservative and self.config.bc_weight and batch is not None:

@@ -26,7 +26,6 @@ from robot_rl.algos.batch import Batch
 from robot_rl.algos.bc import BC, BCConfig
 from robot_rl.algos.cql import CQL, CQLConfig
 from robot_rl.algos.plan import Phase, split_budget
-from robot_rl.algos.sac import SAC
 from robot_rl.nets import ObservationEncoder, TanhGaussianActor
 
 PROPOSERS = ("bc", "calql")
@@ -40,7 +39,7 @@ class IBRLConfig(CQLConfig):
     backup_entropy: bool = False     # IBRL's target is a max over proposals with no entropy term
     online_penalty: str = "none"     # proposer: calql: Cal-QL's penalty online on every critic update
                                      # ("per_update": Cal-QL's own fine-tuning; about 5x slower at UTD 4), on
-                                     # the last one of each UTD cycle ("per_cycle"), or on none (below)
+                                     # the last one of each UTD cycle ("per_cycle": about 2x), or on none
 
     def __post_init__(self):
         if self.backup_entropy:
@@ -154,11 +153,10 @@ class IBRL(CQL):
             self.target_info = {"bc_chosen_in_target": (q_bc > q_rl).float().mean()}  # a tensor: no sync here
             return batch.reward + batch.discount * torch.maximum(q_rl, q_bc)
 
-    def actor_loss(self, features: torch.Tensor, batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cal-QL's extraction in its pretraining; online SAC's, with or without the penalty on the critic."""
-        if self.pretraining:
-            return super().actor_loss(features, batch)
-        return SAC.actor_loss(self, features, batch)
+    @property
+    def extracting(self) -> bool:
+        """Cal-QL's extraction trains the actor in its pretraining only; online it is SAC's, penalty or not."""
+        return bool(self.pretraining) and self.config.actor_extraction != "sac"
 
     def penalized(self, last_in_cycle: bool) -> bool:
         """Whether a critic update adds Cal-QL's penalty: all of Cal-QL's pretraining, and online as

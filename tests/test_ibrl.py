@@ -20,8 +20,9 @@ from robot_rl.algos.ibrl import IBRL, IBRLConfig, plan
 from robot_rl.algos.sac import ObservationShapes
 from robot_rl.learner.trainer import Trainer
 
-SCHEDULE = OmegaConf.create({"pretrain_updates": 1, "critic_warmup_steps": 0, "online_steps": 1, "utd": 1,
-                             "offline_ratio": 0.5})  # phases: pretraining, critic warmup (skipped), online
+SCHEDULE = OmegaConf.create({"pretrain_updates": 1, "critic_warmup_steps": 0, "penalized_steps": 0, "online_steps": 1,
+                             "utd": 1, "offline_ratio": 0.5})  # pretraining, critic warmup, penalized (both 0), online
+PRETRAINING, ONLINE = 0, 3  # indices into plan(SCHEDULE)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_acting_takes_per_state_the_proposal_the_critic_scores_higher_and_only_b
     chosen = torch.as_tensor(agent.act(obs, deterministic=True))
     assert chosen.shape == (64, 2, 2)
     assert torch.allclose(chosen.reshape(64, -1), torch.where(bc_wins[:, None], bc, rl))
-    agent.begin_phase(plan(SCHEDULE)[0])
+    agent.begin_phase(plan(SCHEDULE)[PRETRAINING])
     assert torch.allclose(torch.as_tensor(agent.act(obs)).reshape(64, -1), bc), "the BC phase acts as BC"
 
 
@@ -98,13 +99,14 @@ def test_entropy_backup_is_refused_with_the_fix():
 
 @pytest.fixture(scope="module")
 def trained_from_calql(tmp_path_factory):
-    """The same tiny run with ``proposer: calql``: 30 Cal-QL updates, then 60 online steps. Returns the trainer
+    """The same tiny run with ``proposer: calql``: 30 Cal-QL updates, then 60 online steps (the first 20 penalized). Returns the trainer
     (closed), its final state, and the actor, critic and proposer weights at the start of each phase."""
     tmp_path = tmp_path_factory.mktemp("ibrl_calql")
     demos = demo_store(tmp_path / "reach.zarr")
     cfg = train_config(tmp_path, "algo=ibrl", "algo.agent.proposer=calql", "task=widowx_reach", f"dataset={demos}",
                        "algo.schedule.pretrain_updates=30", "algo.schedule.online_steps=60", "algo.schedule.utd=2",
-                       "algo.agent.ensemble_size=3", "algo.agent.n_actions=2", "algo.agent.chunk=2")
+                       "algo.schedule.penalized_steps=20", "algo.agent.ensemble_size=3", "algo.agent.n_actions=2",
+                       "algo.agent.chunk=2")
     trainer = Trainer(cfg, tmp_path / "run")
     state, snapshots = run_with_snapshots(trainer, lambda agent: "pretraining" if agent.pretraining else "online",
                                           lambda agent: (agent.actor, agent.critic, agent.reference.actor))
@@ -113,7 +115,7 @@ def trained_from_calql(tmp_path_factory):
 
 def test_calql_pretraining_trains_actor_and_critic_and_its_mode_proposes_online_frozen(trained_from_calql):
     trainer, state, snapshots = trained_from_calql
-    assert [p["phase"] for p in state.phase_log] == ["pretraining", "online"]
+    assert [p["phase"] for p in state.phase_log] == ["pretraining", "penalized", "online"]
     (actor_start, critic_start, proposer_start) = snapshots["start"]
     (actor_online, critic_online, proposer_online) = snapshots["online"]
     assert not same(actor_start, actor_online) and not same(critic_start, critic_online), "pretraining trained nothing"
@@ -128,19 +130,19 @@ def test_calql_pretraining_is_conservative_with_its_own_target_and_acts_with_its
     config = IBRLConfig(hidden=(16, 16), ensemble_size=3, proposer="calql", calql=True, actor_extraction="weighted_bc")
     agent = IBRL(ObservationShapes(state={"state": 5}), 2, config)
     phases = plan(SCHEDULE)
-    agent.begin_phase(phases[0])
-    assert agent.penalized(last_in_cycle=False) and not agent.imitating
+    agent.begin_phase(phases[PRETRAINING])
+    assert agent.conservative and not agent.imitating
     info = agent.update([random_batch(32, 5, 2)])
     assert "cql_gap" in info and "bc_chosen_in_target" not in info, "pretraining is not Cal-QL's"
     obs = {"state": np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)}
     with torch.no_grad():
         mode = agent.actor.mode(agent.encoder({"state": torch.as_tensor(obs["state"])}))
     assert torch.allclose(torch.as_tensor(agent.act(obs, deterministic=True)), mode), "pretraining acts as its actor"
-    agent.begin_phase(phases[2])
-    assert not agent.penalized(last_in_cycle=True) and same(weights(agent.reference.actor), weights(agent.actor))
+    agent.begin_phase(phases[ONLINE])
+    assert not agent.conservative and same(weights(agent.reference.actor), weights(agent.actor))
     with torch.no_grad():
         agent.actor.net[-1].bias.add_(1.0)  # as online RL would move it
-    agent.begin_phase(phases[2])  # a resume into the online phase
+    agent.begin_phase(phases[ONLINE])  # a resume into the online phase
     assert not same(weights(agent.reference.actor), weights(agent.actor)), "a resume replaced the frozen proposer"
 
 
@@ -154,21 +156,24 @@ def test_an_unknown_proposer_is_refused_by_name():
         IBRLConfig(proposer="dagger")
 
 
-@pytest.mark.parametrize("penalty, penalized", [("none", [False, False]), ("per_cycle", [False, True]),
-                                                ("per_update", [True, True])])
-def test_the_online_penalty_applies_to_the_critic_updates_it_names(penalty, penalized):
+
+def test_the_penalized_phase_keeps_calqls_penalty_on_the_critic_with_ibrls_target_and_sacs_actor():
     torch.manual_seed(0)
+    schedule = OmegaConf.merge(SCHEDULE, {"critic_warmup_steps": 2, "penalized_steps": 3, "online_steps": 10})
+    phases = plan(schedule)
+    assert [(p.name, p.length) for p in phases] == [("pretraining", 1), ("critic_warmup", 2), ("penalized", 3),
+                                                     ("online", 5)]
     config = IBRLConfig(hidden=(16, 16), ensemble_size=3, proposer="calql", calql=True, n_actions=2,
-                        online_penalty=penalty)
+                        actor_extraction="weighted_bc")
     agent = IBRL(ObservationShapes(state={"state": 5}), 2, config)
-    agent.begin_phase(plan(SCHEDULE)[2])
-    seen = []
-    critic_loss = agent.critic_loss
-    agent.critic_loss = lambda batch: seen.append(agent.conservative) or critic_loss(batch)
+    agent.begin_phase(phases[2])
     info = agent.update([random_batch(32, 5, 2), random_batch(32, 5, 2)])
-    assert seen == penalized
-    assert ("cql_gap" in info) == penalized[-1] and "bc_chosen_in_target" in info, "online keeps IBRL's target"
+    assert "cql_gap" in info and "bc_chosen_in_target" in info, "penalized: Cal-QL's penalty on IBRL's target"
+    assert not agent.extracting and agent.tunes_temperature, "penalized: the actor is SAC's, not the extraction"
+    agent.begin_phase(phases[3])
+    assert "cql_gap" not in agent.update([random_batch(32, 5, 2)]), "online drops the penalty"
+    with pytest.raises(ValueError, match=r"critic_warmup_steps \+ penalized_steps=14 must be between 0 and algo.schedule.online_steps=10"):
+        plan(OmegaConf.merge(schedule, {"penalized_steps": 12}))
+    bc_proposer = IBRL(ObservationShapes(state={"state": 5}), 2, IBRLConfig(hidden=(16, 16), ensemble_size=3))
     with pytest.raises(ValueError, match="needs algo.agent.proposer=calql"):
-        IBRLConfig(online_penalty="per_cycle")
-    with pytest.raises(ValueError, match="online_penalty='always'"):
-        IBRLConfig(proposer="calql", online_penalty="always")
+        bc_proposer.begin_phase(phases[2])

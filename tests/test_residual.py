@@ -66,8 +66,8 @@ def test_acting_stays_within_the_residual_scale_of_bc_and_is_bc_while_imitating(
         assert action.shape == (64, 2, 2)
         gap = (action.reshape(64, -1) - bc).abs()
         assert gap.max() <= scale + 1e-6 and gap.max() > 0.2 * scale, "a residual within the scale, not nothing"
-    agent.begin_phase(plan(OmegaConf.create({"pretrain_updates": 1, "critic_warmup_steps": 0, "online_steps": 1, "utd": 1,
-                                             "offline_ratio": 0.5}))[0])
+    agent.begin_phase(plan(OmegaConf.create({"pretrain_updates": 1, "critic_warmup_steps": 0, "penalized_steps": 0,
+                                             "online_steps": 1, "utd": 1, "offline_ratio": 0.5}))[0])
     assert torch.allclose(torch.as_tensor(agent.act(obs)).reshape(64, -1), bc), "the BC phase acts as BC"
 
 

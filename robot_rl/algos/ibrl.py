@@ -29,7 +29,6 @@ from robot_rl.algos.plan import Phase, split_budget
 from robot_rl.nets import ObservationEncoder, TanhGaussianActor
 
 PROPOSERS = ("bc", "calql")
-ONLINE_PENALTIES = ("none", "per_cycle", "per_update")
 
 
 @dataclass
@@ -37,9 +36,6 @@ class IBRLConfig(CQLConfig):
     proposer: str = "bc"             # bc (the paper) | calql: what pretrains, and whose policy proposes online
     bc_lr: float = 1e-3              # the BC policy's Adam rate (bc.yaml's)
     backup_entropy: bool = False     # IBRL's target is a max over proposals with no entropy term
-    online_penalty: str = "none"     # proposer: calql: Cal-QL's penalty online on every critic update
-                                     # ("per_update": Cal-QL's own fine-tuning; about 5x slower at UTD 4), on
-                                     # the last one of each UTD cycle ("per_cycle": about 2x), or on none
 
     def __post_init__(self):
         if self.backup_entropy:
@@ -47,22 +43,20 @@ class IBRLConfig(CQLConfig):
                              "entropy; set algo.agent.backup_entropy=false")
         if self.proposer not in PROPOSERS:
             raise ValueError(f"algo.agent.proposer={self.proposer!r}: expected one of {PROPOSERS}")
-        if self.online_penalty not in ONLINE_PENALTIES:
-            raise ValueError(f"algo.agent.online_penalty={self.online_penalty!r}: expected one of {ONLINE_PENALTIES}")
-        if self.online_penalty != "none" and self.proposer != "calql":
-            raise ValueError(f"algo.agent.online_penalty={self.online_penalty} keeps Cal-QL's penalty online: it "
-                             "needs algo.agent.proposer=calql")
 
 
 def plan(schedule) -> list[Phase]:
     """Pretraining for ``pretrain_updates`` on the offline data (BC, or Cal-QL with ``proposer: calql``); then
-    ``critic_warmup_steps`` online steps that train the critic only (the actor stays as pretrained); then online
-    RL. Both online phases mix in ``offline_ratio``."""
+    ``critic_warmup_steps`` online steps that train the critic only (the actor stays as pretrained);
+    ``penalized_steps`` of online RL whose critic keeps Cal-QL's penalty (``proposer: calql`` only); then online
+    RL. The online phases mix in ``offline_ratio`` and share the ``online_steps`` budget."""
     online = dict(utd=schedule.utd, offline_ratio=schedule.offline_ratio)
+    first = schedule.critic_warmup_steps + schedule.penalized_steps
     return [Phase("pretraining", updates=schedule.pretrain_updates, offline_ratio=1.0),
             Phase("critic_warmup", env_steps=schedule.critic_warmup_steps, **online),
-            Phase("online", env_steps=split_budget(schedule.online_steps, schedule.critic_warmup_steps,
-                                                   "online_steps", "critic_warmup_steps"), **online)]
+            Phase("penalized", env_steps=schedule.penalized_steps, **online),
+            Phase("online", env_steps=split_budget(schedule.online_steps, first, "online_steps",
+                                                   "critic_warmup_steps + penalized_steps"), **online)]
 
 
 class FrozenMode(torch.nn.Module):
@@ -82,8 +76,7 @@ class FrozenMode(torch.nn.Module):
 
 
 class IBRL(CQL):
-    """SAC online; CQL for the ``proposer: calql`` pretraining, and online where ``online_penalty`` says
-    (``update`` sets ``conservative`` per critic update)."""
+    """SAC online; CQL in the ``proposer: calql`` pretraining and, for the critic, in the penalized phase."""
     config_class = IBRLConfig
 
     def __init__(self, shapes, action_dim, config: IBRLConfig):
@@ -111,6 +104,11 @@ class IBRL(CQL):
     def begin_phase(self, phase: Phase) -> None:
         if phase.online and self.config.proposer == "calql" and self.pretraining:
             self.reference.copy_from(self.encoder, self.actor)  # once: a resumed online phase keeps its proposer
+        penalized = phase.name == "penalized"
+        if penalized and self.config.proposer != "calql":
+            raise ValueError("algo.schedule.penalized_steps keeps Cal-QL's penalty online, so it needs "
+                             "algo.agent.proposer=calql; set it to 0 or pretrain with Cal-QL")
+        self.conservative = self.config.proposer == "calql" and (not phase.online or penalized)
         self.pretraining.fill_(not phase.online)
         self.actor_frozen = phase.name == "critic_warmup"
 
@@ -158,22 +156,10 @@ class IBRL(CQL):
         """Cal-QL's extraction trains the actor in its pretraining only; online it is SAC's, penalty or not."""
         return bool(self.pretraining) and self.config.actor_extraction != "sac"
 
-    def penalized(self, last_in_cycle: bool) -> bool:
-        """Whether a critic update adds Cal-QL's penalty: all of Cal-QL's pretraining, and online as
-        ``online_penalty`` says."""
-        if self.config.proposer != "calql":
-            return False
-        penalty = self.config.online_penalty
-        return bool(self.pretraining) or penalty == "per_update" or (penalty == "per_cycle" and last_in_cycle)
-
     def update(self, batches: list[Batch]) -> dict[str, float]:
         if self.imitating:
             return self.reference.update(batches)
-        for i, batch in enumerate(batches):
-            self.conservative = self.penalized(last_in_cycle=i == len(batches) - 1)
-            info = self.critic_step(batch)
-        if not self.actor_frozen:
-            info.update(self.actor_step(batches[-1]))
+        info = [self.critic_step(batch) for batch in batches][-1] if self.actor_frozen else super().update(batches)
         return info | {key: value.item() for key, value in self.target_info.items()}
 
 

@@ -519,17 +519,6 @@ def test_cql_weighted_bc_weights_the_modes_squared_error_and_adds_the_unweighted
 
 
 
-@pytest.mark.parametrize("extraction, conservative, tunes", [("weighted_bc", True, False), ("awr", True, False),
-                                                             ("weighted_bc", False, True), ("sac", True, True)])
-def test_the_temperature_is_tuned_except_while_an_extraction_without_entropy_trains_the_actor(
-        extraction, conservative, tunes):
-    agent = make_agent(CQL, action_dim=2, hidden=(8,), init_temperature=0.05, actor_extraction=extraction)
-    agent.conservative = conservative
-    for _ in range(3):
-        info = agent.actor_step(cql_batch())
-    assert (agent.temperature.item() != pytest.approx(0.05, abs=1e-7)) == tunes
-    assert info["temperature"] == pytest.approx(agent.temperature.item())
-
 def test_spread_log_prob_is_the_log_likelihood_but_trains_only_the_log_std_outputs():
     actor = TanhGaussianActor(3, 2, (8,))
     features, action = torch.randn(5, 3), torch.tensor([[1.0, -0.2]] * 5)  # a saturated gripper-like +1

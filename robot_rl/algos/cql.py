@@ -77,13 +77,6 @@ class CQL(SAC):
         """Whether the actor learns by ``actor_extraction`` (awr, weighted_bc) now: in conservative phases."""
         return self.conservative and self.config.actor_extraction != "sac"
 
-    @property
-    def tunes_temperature(self) -> bool:
-        """Not while extracting: the extraction's loss has no entropy term, so the temperature would only
-        drift with the fitted spread (0.05 -> 0.28 over 4000 pick-and-place updates, with an entropy of -64 from
-        the saturated gripper), and the SAC fine-tuning after it would start with that weight on the entropy."""
-        return not self.extracting
-
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         td_loss, info = super().critic_loss(batch)
         if not self.conservative:

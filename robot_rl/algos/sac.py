@@ -175,11 +175,6 @@ class SAC(LearningAgent):
         entropy = -log_prob.detach().mean()
         return self.temperature * (entropy - self.target_entropy)
 
-    @property
-    def tunes_temperature(self) -> bool:
-        """Whether actor steps also step the temperature (not where the actor loss does not weigh it)."""
-        return True
-
     def actor_step(self, batch: Batch) -> dict[str, float]:
         with torch.no_grad():
             features = self.encoder(batch.obs, augment=True)  # the actor does not train the encoder
@@ -188,8 +183,7 @@ class SAC(LearningAgent):
         self.critic.requires_grad_(True)
         temperature_loss = self.temperature_loss(log_prob)
         optimizer_step(self.optimizers["actor"], actor_loss)
-        if self.tunes_temperature:
-            optimizer_step(self.optimizers["temperature"], temperature_loss)
+        optimizer_step(self.optimizers["temperature"], temperature_loss)
         return {"actor_loss": actor_loss.item(), "temperature": self.temperature.item(),
                 "entropy": -log_prob.mean().item(), "temperature_loss": temperature_loss.item()}
 

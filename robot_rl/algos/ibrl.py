@@ -7,7 +7,9 @@ RL actor's, and the critic picks:
 
 so that the RL actor takes over state by state once its actions score higher. (The paper's aim is to
 start online RL at imitation's level; here it still dips at the switch while the critic is young: README,
-learner.) The actor, critic and temperature train as in SAC; batches mix offline and online data as
+learner. With ``proposer: calql``, ``penalized_steps`` keeps Cal-QL's penalty on the critic for the first
+online steps: no dip while it is on, but the RL actor does not overtake the proposer then, and the dip comes
+once it is off.) The actor, critic and temperature train as in SAC; batches mix offline and online data as
 RLPD's do. IBRL builds on TD3, so the target backs up no entropy (``backup_entropy`` must be false).
 
 ``proposer: calql`` pretrains with Cal-QL instead of BC (the advantage-weighted extraction of cql.py,

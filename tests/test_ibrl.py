@@ -99,8 +99,9 @@ def test_entropy_backup_is_refused_with_the_fix():
 
 @pytest.fixture(scope="module")
 def trained_from_calql(tmp_path_factory):
-    """The same tiny run with ``proposer: calql``: 30 Cal-QL updates, then 60 online steps (the first 20 penalized). Returns the trainer
-    (closed), its final state, and the actor, critic and proposer weights at the start of each phase."""
+    """The same tiny run with ``proposer: calql``: 30 Cal-QL updates, then 60 online steps (the first 20
+    penalized). Returns the trainer (closed), its final state, and the actor, critic and proposer weights at the
+    start of each phase."""
     tmp_path = tmp_path_factory.mktemp("ibrl_calql")
     demos = demo_store(tmp_path / "reach.zarr")
     cfg = train_config(tmp_path, "algo=ibrl", "algo.agent.proposer=calql", "task=widowx_reach", f"dataset={demos}",

@@ -518,7 +518,6 @@ def test_cql_weighted_bc_weights_the_modes_squared_error_and_adds_the_unweighted
     torch.testing.assert_close(log_prob, torch.tensor(log_probs))
 
 
-
 def test_spread_log_prob_is_the_log_likelihood_but_trains_only_the_log_std_outputs():
     actor = TanhGaussianActor(3, 2, (8,))
     features, action = torch.randn(5, 3), torch.tensor([[1.0, -0.2]] * 5)  # a saturated gripper-like +1

@@ -156,7 +156,7 @@ class IBRL(CQL):
     @property
     def extracting(self) -> bool:
         """Cal-QL's extraction trains the actor in its pretraining only; online it is SAC's, penalty or not."""
-        return bool(self.pretraining) and self.config.actor_extraction != "sac"
+        return bool(self.pretraining) and super().extracting
 
     def update(self, batches: list[Batch]) -> dict[str, float]:
         if self.imitating:

@@ -99,10 +99,15 @@ OFFLINE_ONLY = ("bc", "calql_offline", *D3RLPY)  # no online phase: drawn flat o
 IMAGE_SIZE = 64  # --camera: square frames, as DrQ and SERL's state-plus-image policies read them
 
 
-def pixel_inputs(camera: str | None) -> list[str]:
+CPU_CONV_STRIDES = "[2,2,2,1]"  # --camera, CPU profile: DrQ's four convs at a quarter of the cost
+
+
+def pixel_inputs(camera: str | None, profile: str) -> list[str]:
     """The overrides that make a learner read the camera and the arm's own state only."""
-    return [] if camera is None else [f"cameras=[{camera}]", "obs_keys=[state]",
-                                      f"image_size=[{IMAGE_SIZE},{IMAGE_SIZE}]"]
+    if camera is None:
+        return []
+    strides = [f"++algo.agent.conv_strides={CPU_CONV_STRIDES}"] if profile == "cpu" else []
+    return [f"cameras=[{camera}]", "obs_keys=[state]", f"image_size=[{IMAGE_SIZE},{IMAGE_SIZE}]", *strides]
 
 
 def collect(out: Path, task: str, dataset: Path, episodes: int, noise: float, camera: str | None) -> None:
@@ -257,7 +262,7 @@ def main() -> None:
         parser.error(f"--algos: unknown {unknown}; expected some of {sorted(every)}")
     run_wide = {name: ["--profile", args.profile, "--dynamics", args.dynamics, "--device", args.device] if name in peers
                 else [*profile[name], f"sim.dynamics={args.dynamics}", f"device={args.device}",
-                      *pixel_inputs(args.camera)] for name in chosen}
+                      *pixel_inputs(args.camera, args.profile)] for name in chosen}
     jobs = [(name, seed, [*every[name], *run_wide[name], *extra[name]]) for name in chosen
             for seed in range(args.first_seed, args.first_seed + seeds)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

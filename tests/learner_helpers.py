@@ -21,16 +21,21 @@ TINY = ["algo.agent.hidden=[32,32]", "algo.batch_size=16", "eval.episodes=1", "e
 
 
 def demo_store(path: Path, task: str = "reach", episodes: int = 4, noise: float = 0.1, seed: int = 0,
-               robot: str = "widowx") -> Path:
+               robot: str = "widowx", **env_options) -> Path:
     """Scripted demonstrations on a twin (the WidowX's by default), recorded as `robot-rl collect` does
-    (fixed-horizon episodes)."""
-    env = make_env(robot, task, terminate_on_success=False)
+    (fixed-horizon episodes); ``env_options`` go to ``make_env`` (cameras, image_size, max_steps)."""
+    env = make_env(robot, task, terminate_on_success=False, **env_options)
     with StoreWriter.create(path, env.embodiment) as writer:
         for i in range(episodes):
             expert = make_expert(env, noise=noise, seed=seed + i)
             record_episode(env, expert, writer, seed=seed + i, source="scripted", on_reset=expert.reset)
     env.close()
     return path
+
+
+def camera_store(path: Path) -> Path:
+    """Two short reach demonstrations with the front camera at 32 x 32."""
+    return demo_store(path, episodes=2, cameras=("front",), image_size=(32, 32), max_steps=20)
 
 
 def train_config(tmp_path: Path, *overrides: str):

@@ -6,15 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from learner_helpers import demo_store, train_config
+from learner_helpers import camera_store, demo_store, train_config
 from robot_rl.algos.batch import Batch
 from robot_rl.algos.bc import BC, BCConfig
 from robot_rl.algos.sac import ObservationShapes
-from robot_rl.datasets import StoreWriter
 from robot_rl.learner.metrics import read_evaluations
 from robot_rl.learner.trainer import Trainer
-from robot_rl.sim import make_env, make_expert
-from robot_rl.sim.recording import record_episode
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +47,6 @@ def test_bc_on_state_learns_to_reach_better_than_untrained(tmp_path, reach_demos
     start, final = read_evaluations(tmp_path / "run")[0], read_evaluations(tmp_path / "run")[-1]
     assert state.critic_updates == 600 and state.phase_log[0]["offline_rows"] == 600 * 64
     assert final["return"] > start["return"] + 5.0, f"BC return {final['return']:.2f}, untrained {start['return']:.2f}"
-
-
-def camera_store(path):
-    env = make_env("widowx", "reach", cameras=("front",), image_size=(32, 32), max_steps=20)
-    with StoreWriter.create(path, env.embodiment) as writer:
-        for i in range(2):
-            expert = make_expert(env, noise=0.1, seed=i)
-            record_episode(env, expert, writer, seed=i, source="scripted", on_reset=expert.reset)
-    env.close()
-    return path
 
 
 def test_bc_on_a_camera_with_chunks_trains_the_conv_encoder_and_acts_in_chunks(tmp_path):

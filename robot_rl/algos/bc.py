@@ -22,6 +22,7 @@ from robot_rl.algos.ops import imitation_loss, optimizer_step
 from robot_rl.algos.plan import Phase
 from robot_rl.algos.sac import ObservationShapes, config_from_dict
 from robot_rl.nets import ObservationEncoder, mlp
+from robot_rl.nets.encoders import DRQ_STRIDES
 
 LOSSES = ("mse", "l1")
 
@@ -34,6 +35,7 @@ class BCConfig:
     chunk: int = 1                   # actions per policy output (h)
     feature_dim: int = 50            # per-camera feature size
     augment_pad: int = 4             # DrQ random shift on camera images while training, pixels
+    conv_strides: tuple[int, ...] = DRQ_STRIDES  # one 3x3 conv layer per stride, per camera
     normalize_obs: bool = False      # standardize state inputs by the dataset's mean/std (bc.yaml: on)
 
     @classmethod
@@ -57,7 +59,7 @@ class BC(LearningAgent):
         super().__init__()
         self.config, self.shapes, self.action_dim = config, shapes, action_dim
         self.encoder = ObservationEncoder(shapes.state, shapes.cameras, config.feature_dim, config.augment_pad,
-                                          config.normalize_obs)
+                                          config.normalize_obs, config.conv_strides)
         self.policy = mlp(self.encoder.out_dim, config.hidden, action_dim * config.chunk)
         self.optimizers = {"policy": torch.optim.Adam([*self.encoder.parameters(), *self.policy.parameters()],
                                                       lr=config.lr)}

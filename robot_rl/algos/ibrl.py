@@ -88,6 +88,7 @@ class IBRL(CQL):
             self.reference = BC(shapes, action_dim, BCConfig(hidden=config.hidden, lr=config.bc_lr,
                                                              chunk=config.chunk, feature_dim=config.feature_dim,
                                                              augment_pad=config.augment_pad,
+                                                             conv_strides=config.conv_strides,
                                                              normalize_obs=config.normalize_obs))
             self.optimizers["imitation"] = self.reference.optimizers["policy"]
         else:

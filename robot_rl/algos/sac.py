@@ -19,6 +19,7 @@ from robot_rl.algos.batch import Batch
 from robot_rl.algos.ops import masked_mean, optimizer_step, polyak_update
 from robot_rl.algos.plan import Phase, split_budget
 from robot_rl.nets import CriticEnsemble, ObservationEncoder, TanhGaussianActor
+from robot_rl.nets.encoders import DRQ_STRIDES
 
 
 @dataclass
@@ -38,6 +39,7 @@ class SACConfig:
     chunk: int = 1                   # actions per policy output (h); the critic scores the chunk
     feature_dim: int = 50            # per-camera feature size
     augment_pad: int = 4             # DrQ random shift, pixels
+    conv_strides: tuple[int, ...] = DRQ_STRIDES  # one 3x3 conv layer per stride, per camera
     normalize_obs: bool = False      # standardize state inputs by the offline dataset's mean/std (configs: on)
     pre_tanh_reg: float = 0.0        # weight of 0.5 * mean(mu^2 + log_std^2) in the actor loss (the
                                      # original SAC code's policy regularizer, 1e-3 there): keeps the
@@ -54,8 +56,13 @@ def config_from_dict(cls, d):
     unknown = sorted(set(d) - set(cls.__dataclass_fields__))
     if unknown:
         raise ValueError(f"agent config: unknown keys {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
-    if "hidden" in d:
-        d["hidden"] = tuple(d["hidden"])
+    for key in ("hidden", "conv_strides"):
+        if key in d:
+            d[key] = tuple(d[key])
+    strides = d.get("conv_strides")
+    if strides is not None and (not strides or min(strides) < 1):
+        raise ValueError(f"algo.agent.conv_strides: expected one stride >= 1 per conv layer, e.g. [2,1,1,1], "
+                         f"found {list(strides)}")
     return cls(**d)
 
 
@@ -84,7 +91,7 @@ class SAC(LearningAgent):
         self.config, self.shapes, self.action_dim = config, shapes, action_dim
         flat_action = action_dim * config.chunk
         self.encoder = ObservationEncoder(shapes.state, shapes.cameras, config.feature_dim, config.augment_pad,
-                                          config.normalize_obs)
+                                          config.normalize_obs, config.conv_strides)
         self.actor = TanhGaussianActor(self.encoder.out_dim, flat_action, config.hidden)
         self.critic = CriticEnsemble(self.encoder.out_dim, flat_action, config.ensemble_size, config.hidden,
                                      config.layer_norm)

@@ -12,6 +12,7 @@ same offline budget, drawn flat like BC).
     python benchmarks/learning_curves.py --quick         # a few minutes: checks the pipeline, not the ranking
     python benchmarks/learning_curves.py --profile paper --device cuda --jobs 8  # the papers' networks and UTD
     python benchmarks/learning_curves.py --task reach --camera front --algos bc,wsrl  # from pixels (below)
+    python benchmarks/learning_curves.py --algos rlpd --online-steps 24000 --extend  # the same runs, on to 24000
 
 Writes runs/bench/learning_curves/<task>/curves.csv (one row per evaluation) and curves.png, and prints
 the final table. Every run is a `robot-rl train` subprocess with threads=1; two run at a time (``--jobs``).
@@ -119,9 +120,22 @@ def collect(out: Path, task: str, dataset: Path, episodes: int, noise: float, ca
                     *cameras], check=True)
 
 
-def train(out: Path, task: str, name: str, seed: int, overrides: list[str], eval_every: int, episodes: int) -> Path:
+def train(out: Path, task: str, name: str, seed: int, overrides: list[str], eval_every: int, episodes: int,
+          extend_to: int | None = None) -> Path:
+    """One run, as a subprocess. ``extend_to``: a run already in ``out`` goes on to that many online steps
+    from its last checkpoint; an offline run, or one already that far, is kept as it is."""
     run_dir = out / f"{name}_seed{seed}"
-    if name == SB3:
+    evaluation = [f"eval.every_env_steps={eval_every}", "eval.every_updates=0", f"eval.episodes={episodes}",
+                  "eval.video=false", "threads=1"]
+    extend = extend_to is not None and (run_dir / "checkpoints").is_dir()
+    if extend:
+        if name in OFFLINE_ONLY or read_evaluations(run_dir)[-1]["env_steps"] >= extend_to:
+            return run_dir
+        # the run's saved config stays; only the budgets change
+        budgets = [o for o in overrides if o.startswith("algo.schedule.")]
+        cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", "resume=true", f"run_dir={run_dir}", *evaluation,
+               *budgets]
+    elif name == SB3:
         cmd = [sys.executable, str(Path(__file__).with_name("sb3_peer.py")), "--task", task, "--seed", str(seed),
                "--eval-every", str(eval_every), "--episodes", str(episodes), "--run-dir", str(run_dir), *overrides]
     elif name in D3RLPY:
@@ -129,9 +143,8 @@ def train(out: Path, task: str, name: str, seed: int, overrides: list[str], eval
                "--task", task, "--seed", str(seed), "--episodes", str(episodes), "--run-dir", str(run_dir), *overrides]
     else:
         cmd = [sys.executable, "-m", "robot_rl.cli.main", "train", f"task=widowx_{task}", f"seed={seed}",
-               f"eval.every_env_steps={eval_every}", "eval.every_updates=0", f"eval.episodes={episodes}",
-               "eval.video=false", "threads=1", f"run_dir={run_dir}", *overrides]
-    with open(out / f"{name}_seed{seed}.log", "w") as log:
+               *evaluation, f"run_dir={run_dir}", *overrides]
+    with open(out / f"{name}_seed{seed}.log", "a" if extend else "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     return run_dir
 
@@ -225,6 +238,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (default 2: the 2-core VM)")
     parser.add_argument("--device", default="cpu", help="the learner's torch device for every run (cpu | cuda)")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG and table from curves.csv")
+    parser.add_argument("--extend", action="store_true", help="online runs already in the output folder go on "
+                        "from their last checkpoint to this budget (robot-rl train resume=true) instead of starting "
+                        "over; offline ones already there are kept")
     args = parser.parse_args()
     out = OUT / (args.task + (f"_{args.tag}" if args.tag else ""))
     title = f"WidowX {args.task} twin ({args.dynamics} dynamics), {args.demos} scripted demonstrations"
@@ -267,7 +283,8 @@ def main() -> None:
             for seed in range(args.first_seed, args.first_seed + seeds)]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda job: (job[0], job[1], train(out, args.task, job[0], job[1], job[2], eval_every,
-                                                                episodes)), jobs))
+                                                                episodes, online if args.extend else None)),
+                         jobs))
     rows = [row for name, seed, run_dir in runs for row in curve_rows(name, seed, run_dir, online)]
     with open(out / "curves.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, ["algo", "seed", "env_steps", "success_rate", "return"])

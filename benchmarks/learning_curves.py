@@ -27,8 +27,9 @@ Cal-QL runs as many updates as WSRL's pretraining and is drawn flat over the onl
 
 ``--camera front`` is what a real robot runs: the demonstrations are recorded with that camera at 64 x 64
 and every learner reads the camera plus ``state`` (the arm's proprioception) and not ``task_state`` (the
-object and target positions only a simulator knows), so the target has to be seen. SB3's peer reads
-state only and is refused there.
+object and target positions only a simulator knows), so the target has to be seen. The CPU profile's conv
+encoder strides (2, 2, 2, 1) instead of DrQ's (2, 1, 1, 1), about a quarter of the arithmetic. SB3's peer
+reads state only and is refused there.
 """
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def pixel_inputs(camera: str | None, profile: str) -> list[str]:
     """The overrides that make a learner read the camera and the arm's own state only."""
     if camera is None:
         return []
-    strides = [f"++algo.agent.conv_strides={CPU_CONV_STRIDES}"] if profile == "cpu" else []
+    strides = [f"algo.agent.conv_strides={CPU_CONV_STRIDES}"] if profile == "cpu" else []
     return [f"cameras=[{camera}]", "obs_keys=[state]", f"image_size=[{IMAGE_SIZE},{IMAGE_SIZE}]", *strides]
 
 

@@ -30,8 +30,8 @@ def test_the_default_encoder_is_drqs_and_strides_are_configurable():
 def test_rlpd_on_a_camera_trains_its_encoder_and_reloads_with_its_strides(tmp_path):
     store = camera_store(tmp_path / "cam.zarr")
     cfg = train_config(tmp_path, "algo=rlpd", "task=widowx_reach", f"dataset={store}", "obs_keys=[state]",
-                       "cameras=[front]", "image_size=[32,32]", "++algo.agent.conv_strides=[2,2,1]",
-                       "++algo.agent.feature_dim=8", "algo.agent.ensemble_size=2", "algo.schedule.utd=2",
+                       "cameras=[front]", "image_size=[32,32]", "algo.agent.conv_strides=[2,2,1]",
+                       "algo.agent.feature_dim=8", "algo.agent.ensemble_size=2", "algo.schedule.utd=2",
                        "algo.schedule.online_steps=12", "max_steps=6")
     trainer = Trainer(cfg, tmp_path / "run")
     agent = trainer.agent

@@ -52,3 +52,8 @@ def test_rlpd_on_a_camera_trains_its_encoder_and_reloads_with_its_strides(tmp_pa
 def test_bad_strides_are_refused(strides):
     with pytest.raises(ValueError, match="conv_strides"):
         SACConfig.from_dict({"conv_strides": strides})
+
+
+def test_strides_that_shrink_the_image_to_nothing_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"conv_strides \[2, 2, 2, 2\]: the image \(16 x 16\) shrinks to nothing"):
+        ConvEncoder((16, 16, 3), strides=(2, 2, 2, 2))

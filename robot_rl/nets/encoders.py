@@ -39,7 +39,11 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c if i == 0 else 32, 32, 3, stride=stride), nn.ReLU()]
         self.convs = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
-            flat = self.convs(torch.zeros(1, c, h, w)).shape[-1]
+            try:
+                flat = self.convs(torch.zeros(1, c, h, w)).shape[-1]
+            except RuntimeError as e:  # torch: "output size is too small"
+                raise ValueError(f"conv_strides {list(strides)}: the image ({h} x {w}) shrinks to nothing; give "
+                                 f"fewer layers or smaller strides, or a larger image_size") from e
         self.head = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
 
     def forward(self, images: torch.Tensor, augment_pad: int = 0) -> torch.Tensor:
